@@ -1,0 +1,483 @@
+// Package cluster turns a set of gateway processes into one service with a
+// single ACTIVE node. Nodes discover each other by gossip (memberlist), agree
+// through one Raft group, and the Raft leader becomes ACTIVE only after it has
+// committed a lease entry and waited out any previous holder's lease. The
+// node fences itself on its own monotonic clock, independently of Raft's
+// goroutines, so that two nodes never serve at once.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/udmg/gateway/fsm"
+)
+
+// Config is the typed configuration of one node; cmd/udmg-server builds it
+// from server.ini.
+type Config struct {
+	NodeID  string
+	DataDir string
+
+	RaftBind      string // host:port to listen on for Raft
+	GossipBind    string // host:port to listen on for memberlist (TCP and UDP)
+	AdvertiseHost string // address peers dial; resolved by ResolveAdvertise
+	Join          []string
+	// BootstrapExpect is how many fresh nodes must see each other before
+	// they bootstrap a new cluster together.
+	BootstrapExpect int
+	GossipKey       []byte
+
+	Heartbeat      time.Duration // lease renewal period h
+	Deadline       time.Duration // lease duration D
+	HeartbeatCheck time.Duration // status refresh period; Raft timeouts derive from it
+
+	Hostname  string
+	AdminPort int
+
+	// InitialUser and InitialPassword create the first administrator when
+	// the cluster is initialised; an empty password is generated and
+	// logged once.
+	InitialUser, InitialPassword string
+
+	// Services is what only the ACTIVE node runs.
+	Services Services
+	Logger   *slog.Logger
+}
+
+// Services is started once the lease is safely held and stopped when it is
+// lost. Stop must close every session before returning.
+type Services interface {
+	Start(st fsm.State) error
+	Stop() error
+}
+
+// clockSkew is ε of the lease wait: the fraction by which two nodes' clocks
+// may disagree on the length of a lease.
+const clockSkew = 0.05
+
+// fenceBound is how long fencing may take before the watchdog ends the
+// process: a node that cannot stop serving must not stay alive.
+const fenceBound = 5 * time.Second
+
+// Node is one running gateway member.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	session string // distinguishes this run from earlier runs of the same node
+	started time.Time
+
+	machine    *fsm.Machine
+	raft       *raft.Raft
+	store      *raftboltdb.BoltStore
+	trans      *raft.NetworkTransport
+	gossip     *memberlist.Memberlist
+	notifyCh   chan bool
+	hasState   atomic.Bool
+	raftAddr   string
+	gossipAddr string
+
+	modes broker
+
+	// Lease timing, on this process's monotonic clock.
+	leaseMu      sync.Mutex
+	leaseEpoch   uint64
+	leaseExpiry  time.Time // zero: no lease held by this node
+	otherApplied time.Time // last apply of another holder's unreleased lease entry
+
+	activeMu   sync.Mutex
+	active     atomic.Bool  // services running under the lease
+	lastActive atomic.Int64 // unix nanos of the last moment seen ACTIVE
+
+	shuttingDown atomic.Bool
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	fenceExit    func(code int) // os.Exit, replaced in tests
+}
+
+// Start opens the node's stores and sockets and joins or forms the cluster.
+// It returns once Raft and gossip are running; becoming ACTIVE happens later.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sess := make([]byte, 8)
+	if _, err := rand.Read(sess); err != nil {
+		return nil, fmt.Errorf("session id: %w", err)
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeID),
+		session:   hex.EncodeToString(sess),
+		started:   time.Now(),
+		machine:   fsm.New(),
+		notifyCh:  make(chan bool, 16),
+		fenceExit: os.Exit,
+	}
+	n.modes.last = Offline
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.startRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	if err := n.startGossip(); err != nil {
+		n.raft.Shutdown().Error()
+		n.closeStores()
+		return nil, err
+	}
+	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossip.LocalNode().Address(), "existing_state", n.hasState.Load())
+	n.spawn(n.monitorLeadership)
+	n.spawn(n.watchMode)
+	n.spawn(n.joinLoop)
+	if !n.hasState.Load() {
+		n.spawn(n.bootstrapLoop)
+	}
+	return n, nil
+}
+
+func (n *Node) spawn(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// raftTimeouts derives Raft's timers from HeartbeatCheck: a follower starts
+// an election after c/2 without hearing from the leader, so an election is
+// well under way before a dead holder's lease (D ≥ 3h) runs out.
+func raftTimeouts(c time.Duration) (heartbeat, election, leaderLease time.Duration) {
+	t := c / 2
+	return t, t, t
+}
+
+func (n *Node) startRaft() error {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = raftTimeouts(n.cfg.HeartbeatCheck)
+	rc.NotifyCh = n.notifyCh
+	rc.Logger = newHCLogger(n.log, "raft")
+	// Lease renewals are small and frequent: snapshot often enough that a
+	// restarted node replays seconds, not hours, of renewals.
+	rc.SnapshotThreshold = 4096
+	rc.TrailingLogs = 2048
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raft settings from [controller] HeartbeatCheck: %w", err)
+	}
+
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(n.cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		return fmt.Errorf("open %s: %w (is another udmg-server using this DataDir?)", filepath.Join(n.cfg.DataDir, "raft.db"), err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, newHCLogger(n.log, "snapshot"))
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	n.hasState.Store(has)
+
+	_, port, err := net.SplitHostPort(n.cfg.RaftBind)
+	if err != nil {
+		return fmt.Errorf("raft address %q: %w", n.cfg.RaftBind, err)
+	}
+	n.raftAddr = net.JoinHostPort(n.cfg.AdvertiseHost, port)
+	adv, err := net.ResolveTCPAddr("tcp", n.raftAddr)
+	if err != nil {
+		return fmt.Errorf("raft advertise address %q: %w", n.raftAddr, err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftBind, adv, 3, 5*time.Second, newHCLogger(n.log, "raft-net"))
+	if err != nil {
+		return fmt.Errorf("listen raft %s: %w", n.cfg.RaftBind, err)
+	}
+	n.trans = trans
+	r, err := raft.NewRaft(rc, (*raftFSM)(n), store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+func (n *Node) closeStores() {
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+}
+
+// ID is the node's stable identity.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// StartedAt is when this process started, for uptime reports.
+func (n *Node) StartedAt() time.Time { return n.started }
+
+// LastActive is the last moment this process was seen ACTIVE (zero if never).
+func (n *Node) LastActive() time.Time {
+	if ns := n.lastActive.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// State is a copy of the replicated state as this node has applied it.
+func (n *Node) State() fsm.State { return n.machine.State() }
+
+// Subscribe delivers every mode change until the returned cancel is called.
+func (n *Node) Subscribe() (<-chan ModeChange, func()) { return n.modes.subscribe() }
+
+// Mode is the node's mode now. ACTIVE is reported only while the services
+// run under a lease that has not expired on this node's clock.
+func (n *Node) Mode() Mode {
+	switch {
+	case n.shuttingDown.Load():
+		return Offline
+	case n.active.Load() && n.LeaseValid():
+		return Active
+	case n.raft.State() == raft.Leader:
+		return Passive
+	}
+	// A follower is PASSIVE while it hears from a leader; cut off from
+	// the cluster it cannot take over, so it says OFFLINE.
+	if last := n.raft.LastContact(); !last.IsZero() && time.Since(last) < n.cfg.Deadline {
+		return Passive
+	}
+	return Offline
+}
+
+// LeaseValid reports whether this node holds a lease that has not expired on
+// its own monotonic clock. Listeners call it before every accept and write.
+func (n *Node) LeaseValid() bool {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	return !n.leaseExpiry.IsZero() && time.Now().Before(n.leaseExpiry)
+}
+
+// LeaseRemaining is the time left on this node's lease (0 when none), with
+// the lease epoch, for metrics and status.
+func (n *Node) LeaseRemaining() (uint64, time.Duration) {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	if n.leaseExpiry.IsZero() {
+		return n.leaseEpoch, 0
+	}
+	return n.leaseEpoch, max(0, time.Until(n.leaseExpiry))
+}
+
+// Authenticate checks an administrator's password against the replicated
+// bcrypt hash.
+func (n *Node) Authenticate(user, password string) bool {
+	u, ok := n.machine.State().Users[user]
+	if !ok {
+		// Spend the same time as a real comparison so that user names
+		// cannot be probed by timing.
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return false
+	}
+	return bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) == nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("dummy password"), bcrypt.DefaultCost)
+
+// watchMode publishes changes of the computed mode (leader contact gained
+// or lost, a lease running out between renewals).
+func (n *Node) watchMode() {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n.publishMode("")
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) publishMode(reason string) {
+	m := n.Mode()
+	if m == Active {
+		n.lastActive.Store(time.Now().UnixNano())
+	}
+	if reason == "" {
+		reason = map[Mode]string{Active: "lease held", Passive: "following leader", Offline: "no contact with a leader"}[m]
+		if m == Offline && n.shuttingDown.Load() {
+			reason = "shutting down"
+		}
+	}
+	if ch, ok := n.modes.publish(m, reason); ok {
+		n.log.Info("mode changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
+	}
+}
+
+// Shutdown hands the lease over and leaves: services stop first, the lease
+// is released through the log, leadership moves to another node, and only
+// then do Raft and gossip stop.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if !n.shuttingDown.CompareAndSwap(false, true) {
+		return nil
+	}
+	n.publishMode("shutting down")
+	n.fence("shutting down")
+	if n.raft.State() == raft.Leader {
+		if err := n.release(); err != nil {
+			n.log.Warn("lease release failed; peers will wait for it to expire", "err", err)
+		}
+		if n.voters() > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
+				n.log.Warn("leadership transfer failed", "err", err)
+			}
+		}
+	}
+	n.cancel()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+	if err := n.gossip.Leave(time.Second); err != nil {
+		n.log.Debug("gossip leave", "err", err)
+	}
+	n.gossip.Shutdown()
+	err := n.raft.Shutdown().Error()
+	n.store.Close()
+	return err
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	return len(f.Configuration().Servers)
+}
+
+// release gives the lease back so that the next leader need not wait for it
+// to expire. Services must already be stopped.
+func (n *Node) release() error {
+	n.leaseMu.Lock()
+	epoch, held := n.leaseEpoch, !n.leaseExpiry.IsZero()
+	n.leaseMu.Unlock()
+	if !held {
+		return nil
+	}
+	err := n.apply(fsm.Command{Op: fsm.OpLeaseRelease, At: time.Now(), Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
+	n.clearLease()
+	if err == nil {
+		n.log.Info("lease released", "epoch", epoch)
+	}
+	return err
+}
+
+// apply proposes a command and waits for it to be applied, returning the
+// machine's verdict.
+func (n *Node) apply(c fsm.Command) error {
+	b, err := fsm.Encode(c)
+	if err != nil {
+		return err
+	}
+	f := n.raft.Apply(b, n.cfg.Deadline)
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if r, ok := f.Response().(fsm.Result); ok {
+		return r.Err
+	}
+	return nil
+}
+
+// ResolveAdvertise picks the address peers should dial: the configured one,
+// the host of a specific bind address, or the first non-loopback address.
+func ResolveAdvertise(configured, bind string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if host, _, err := net.SplitHostPort(bind); err == nil && host != "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			return host, nil
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("list interface addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String(), nil
+		}
+	}
+	return "127.0.0.1", nil
+}
+
+// DefaultNodeID is the seed's ID form, `<host>:<admin port>-<GatewayName>-0`.
+// On a loopback admin address several nodes share one hostname, so the
+// address names the node instead.
+func DefaultNodeID(hostname, adminHost string, adminPort int, gatewayName string) string {
+	name := hostname
+	if ip := net.ParseIP(adminHost); ip != nil && ip.IsLoopback() {
+		name = adminHost
+	}
+	return name + ":" + strconv.Itoa(adminPort) + "-" + gatewayName + "-0"
+}
+
+// LoadNodeID returns the ID kept in dataDir, or proposed when there is none
+// yet. An explicitly configured ID that differs from the kept one is an
+// error: a node must not change identity under its Raft state.
+func LoadNodeID(dataDir, configured, derived string) (id string, fresh bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "node-id"))
+	switch {
+	case err == nil:
+		kept := string(b)
+		if configured != "" && configured != kept {
+			return "", false, fmt.Errorf("[global] NodeID %q differs from %q kept in %s", configured, kept, filepath.Join(dataDir, "node-id"))
+		}
+		return kept, false, nil
+	case errors.Is(err, os.ErrNotExist):
+		if configured != "" {
+			return configured, true, nil
+		}
+		return derived, true, nil
+	default:
+		return "", false, fmt.Errorf("read node id: %w", err)
+	}
+}
+
+// SaveNodeID keeps the node's ID in dataDir for every later start.
+func SaveNodeID(dataDir, id string) error {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id), 0o640)
+}

@@ -1,0 +1,188 @@
+// Command udmg-server runs one node of the gateway cluster: it loads
+// server.ini, joins or forms the cluster, serves the admin API, and opens the
+// SFTP and FTP listeners only while this node is ACTIVE.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/udmg/gateway/cluster"
+	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/httpapi"
+)
+
+func main() {
+	path := flag.String("c", "", "path to server.ini (default: built-in settings and UDMG_* environment variables)")
+	flag.Parse()
+	if err := run(*path); err != nil {
+		fmt.Fprintln(os.Stderr, "udmg-server:", err)
+		os.Exit(2)
+	}
+}
+
+func run(path string) error {
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	where := cfg.File
+	if where == "" {
+		where = "settings"
+	}
+
+	// Everything that can be refused is checked before DataDir is touched.
+	adminAddr := net.JoinHostPort(cfg.Admin.Host, strconv.Itoa(cfg.Admin.Port))
+	adminLn, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		return fmt.Errorf("%s: [admin] Port %d: %w", where, cfg.Admin.Port, unwrapOp(err))
+	}
+	defer adminLn.Close()
+	if err := checkFree(where, cfg); err != nil {
+		return err
+	}
+	var gossipKey []byte
+	if cfg.Cluster.GossipKey != "" {
+		gossipKey, err = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey)
+		if err != nil || (len(gossipKey) != 16 && len(gossipKey) != 24 && len(gossipKey) != 32) {
+			return fmt.Errorf("%s: [cluster] GossipKey: must be 16, 24 or 32 bytes in base64", where)
+		}
+	}
+	advertise, err := cluster.ResolveAdvertise(cfg.Cluster.AdvertiseHost, cfg.Cluster.RaftAddress)
+	if err != nil {
+		return err
+	}
+	hostname, _ := os.Hostname()
+	id, fresh, err := cluster.LoadNodeID(cfg.Cluster.DataDir, cfg.Global.NodeID,
+		cluster.DefaultNodeID(hostname, cfg.Admin.Host, cfg.Admin.Port, cfg.Global.GatewayName))
+	if err != nil {
+		return err
+	}
+	if fresh {
+		if err := cluster.SaveNodeID(cfg.Cluster.DataDir, id); err != nil {
+			return err
+		}
+	}
+
+	services := newMFTServices(cfg, log)
+	node, err := cluster.Start(cluster.Config{
+		NodeID:          id,
+		DataDir:         cfg.Cluster.DataDir,
+		RaftBind:        cfg.Cluster.RaftAddress,
+		GossipBind:      cfg.Cluster.GossipAddress,
+		AdvertiseHost:   advertise,
+		Join:            cfg.Cluster.Join,
+		BootstrapExpect: cfg.Cluster.BootstrapExpect,
+		GossipKey:       gossipKey,
+		Heartbeat:       cfg.Controller.Heartbeat,
+		Deadline:        cfg.Controller.Deadline,
+		HeartbeatCheck:  cfg.Controller.HeartbeatCheck,
+		Hostname:        hostname,
+		AdminPort:       cfg.Admin.Port,
+		InitialUser:     cfg.Admin.InitialUser,
+		InitialPassword: cfg.Admin.InitialPassword,
+		Services:        services,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	services.node.Store(node)
+
+	api := httpapi.New(node, httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port}, log)
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() {
+		if cfg.Admin.TLSCert != "" {
+			serveErr <- srv.ServeTLS(adminLn, cfg.Admin.TLSCert, cfg.Admin.TLSKey)
+		} else {
+			serveErr <- srv.Serve(adminLn)
+		}
+	}()
+	scheme := "http"
+	if cfg.Admin.TLSCert != "" {
+		scheme = "https"
+	}
+	log.Info("admin API listening", "url", scheme+"://"+adminAddr, "ping", scheme+"://"+adminAddr+"/ping")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case err := <-serveErr:
+		log.Error("admin API stopped", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	nodeErr := node.Shutdown(ctx)
+	srv.Shutdown(ctx)
+	if nodeErr != nil {
+		return nodeErr
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// checkFree refuses to start when a port this node will need is taken, so
+// that a misconfigured node fails at once rather than when it becomes ACTIVE.
+func checkFree(where string, cfg *config.Config) error {
+	type port struct{ key, network, addr string }
+	lh := cfg.Listeners.Host
+	ports := []port{
+		{"[cluster] RaftAddress", "tcp", cfg.Cluster.RaftAddress},
+		{"[cluster] GossipAddress", "tcp", cfg.Cluster.GossipAddress},
+		{"[cluster] GossipAddress", "udp", cfg.Cluster.GossipAddress},
+		{"[listeners] SFTPPort", "tcp", net.JoinHostPort(lh, strconv.Itoa(cfg.Listeners.SFTPPort))},
+		{"[listeners] FTPPort", "tcp", net.JoinHostPort(lh, strconv.Itoa(cfg.Listeners.FTPPort))},
+	}
+	for _, p := range ports {
+		var err error
+		if p.network == "udp" {
+			var c net.PacketConn
+			if c, err = net.ListenPacket(p.network, p.addr); err == nil {
+				c.Close()
+			}
+		} else {
+			var l net.Listener
+			if l, err = net.Listen(p.network, p.addr); err == nil {
+				l.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s %s (%s): %w", where, p.key, p.addr, p.network, unwrapOp(err))
+		}
+	}
+	return nil
+}
+
+// unwrapOp keeps the cause of a net.OpError ("address already in use").
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

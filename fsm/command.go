@@ -1,0 +1,122 @@
+// Package fsm is the gateway's replicated state machine: every fact that must
+// survive a failover (the lease, the node registry, users, the SSH host key) is
+// changed only by applying a Command taken from the Raft log.
+//
+// The machine is pure: it does no I/O and reads no clock. Time enters only as
+// the proposer's wall-clock stamp carried inside each command, so every node
+// that applies the same log reaches byte-identical state.
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Op names a kind of command; it is the first thing a decoder looks at.
+type Op string
+
+// The operations the machine understands.
+const (
+	OpLeaseAcquire Op = "lease.acquire"
+	OpLeaseRenew   Op = "lease.renew"
+	OpLeaseRelease Op = "lease.release"
+	OpNodeRegister Op = "node.register"
+	OpNodeStatus   Op = "node.status"
+	OpNodeRemove   Op = "node.remove"
+	OpInit         Op = "cluster.init"
+	OpUserPut      Op = "user.put"
+	OpUserDelete   Op = "user.delete"
+)
+
+// Command is one entry of the replicated log.
+type Command struct {
+	Op Op `json:"op"`
+	// At is the proposer's wall clock when it proposed; it only stamps
+	// records (last update, last active) and never decides safety.
+	At time.Time `json:"at"`
+	// Epoch, when non-zero, fences the command: it is refused unless it
+	// equals the epoch of the current, unreleased lease. Changes that only
+	// the ACTIVE node may make carry it.
+	Epoch uint64 `json:"epoch,omitempty"`
+
+	Lease  *LeaseArgs  `json:"lease,omitempty"`
+	Node   *Node       `json:"node,omitempty"`
+	Status *StatusArgs `json:"status,omitempty"`
+	Init   *InitArgs   `json:"init,omitempty"`
+	User   *User       `json:"user,omitempty"`
+	Name   string      `json:"name,omitempty"`
+}
+
+// LeaseArgs is the body of the three lease commands.
+type LeaseArgs struct {
+	Holder string `json:"holder"`
+	// Session distinguishes two runs of the same node: a restarted
+	// process must not inherit the lease of its previous life.
+	Session  string        `json:"session"`
+	Epoch    uint64        `json:"epoch"`
+	Duration time.Duration `json:"duration,omitempty"`
+}
+
+// StatusArgs reports a node's mode into the registry.
+type StatusArgs struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// InitArgs carries what a brand-new cluster needs once: the first
+// administrator and the SSH host key every ACTIVE node presents.
+type InitArgs struct {
+	Admin   User   `json:"admin"`
+	HostKey []byte `json:"hostKey"`
+}
+
+// Encode serialises a command for raft.Apply.
+func Encode(c Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", c.Op, err)
+	}
+	return b, nil
+}
+
+// Decode parses a log entry; it rejects unknown operations and missing bodies
+// so that a corrupt entry is reported, never half-applied.
+func Decode(data []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	var missing bool
+	switch c.Op {
+	case OpLeaseAcquire, OpLeaseRenew, OpLeaseRelease:
+		missing = c.Lease == nil || c.Lease.Holder == ""
+	case OpNodeRegister:
+		missing = c.Node == nil || c.Node.ID == ""
+	case OpNodeStatus:
+		missing = c.Status == nil || c.Status.ID == ""
+	case OpInit:
+		missing = c.Init == nil || c.Init.Admin.Name == ""
+	case OpUserPut:
+		missing = c.User == nil || c.User.Name == ""
+	case OpNodeRemove, OpUserDelete:
+		missing = c.Name == ""
+	default:
+		return Command{}, fmt.Errorf("decode command: unknown op %q", c.Op)
+	}
+	if missing {
+		return Command{}, fmt.Errorf("decode command: %s without its body", c.Op)
+	}
+	return c, nil
+}
+
+// Errors a command can be refused with. They are results, not failures of
+// the machine: the state is unchanged when one is returned.
+var (
+	ErrStaleEpoch  = errors.New("stale lease epoch")
+	ErrNotHolder   = errors.New("not the lease holder")
+	ErrReleased    = errors.New("lease already released")
+	ErrUnknownNode = errors.New("unknown node")
+	ErrInitialized = errors.New("cluster already initialised")
+)

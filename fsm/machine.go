@@ -1,0 +1,160 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+)
+
+// Result is what applying one entry produced; the proposer receives it as the
+// raft ApplyFuture's response.
+type Result struct {
+	Op  Op
+	Err error
+	// Lease is the lease after the command, set for lease commands so the
+	// node that applied it can time its own fencing.
+	Lease Lease
+}
+
+// Machine holds the state and applies commands to it. It is safe for
+// concurrent readers; Apply, Snapshot and Restore are called by raft.
+type Machine struct {
+	mu sync.RWMutex
+	s  State
+}
+
+// New returns an empty machine, as on a node that has never joined a cluster.
+func New() *Machine {
+	return &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}}}
+}
+
+// State returns a copy of the current state.
+func (m *Machine) State() State {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.clone()
+}
+
+// Lease returns the current lease.
+func (m *Machine) Lease() Lease {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.Lease
+}
+
+// Apply decodes and applies one log entry. A refused command leaves the state
+// untouched and reports why in Result.Err.
+func (m *Machine) Apply(data []byte) Result {
+	c, err := Decode(data)
+	if err != nil {
+		return Result{Err: err}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	res := Result{Op: c.Op}
+	if c.Epoch != 0 && (c.Epoch != m.s.Lease.Epoch || m.s.Lease.Released) {
+		res.Err = fmt.Errorf("%s under epoch %d (current %d): %w", c.Op, c.Epoch, m.s.Lease.Epoch, ErrStaleEpoch)
+		res.Lease = m.s.Lease
+		return res
+	}
+	res.Err = m.apply(c)
+	res.Lease = m.s.Lease
+	return res
+}
+
+func (m *Machine) apply(c Command) error {
+	s := &m.s
+	switch c.Op {
+	case OpLeaseAcquire:
+		a := c.Lease
+		if a.Epoch != s.Lease.Epoch+1 {
+			return fmt.Errorf("acquire epoch %d, want %d: %w", a.Epoch, s.Lease.Epoch+1, ErrStaleEpoch)
+		}
+		s.Lease = Lease{Holder: a.Holder, Session: a.Session, Epoch: a.Epoch, Duration: a.Duration, AcquiredAt: c.At, RenewedAt: c.At}
+	case OpLeaseRenew, OpLeaseRelease:
+		a := c.Lease
+		switch {
+		case a.Epoch != s.Lease.Epoch:
+			return fmt.Errorf("%s epoch %d, current %d: %w", c.Op, a.Epoch, s.Lease.Epoch, ErrStaleEpoch)
+		case a.Holder != s.Lease.Holder || a.Session != s.Lease.Session:
+			return fmt.Errorf("%s by %s: %w", c.Op, a.Holder, ErrNotHolder)
+		case s.Lease.Released:
+			return fmt.Errorf("%s epoch %d: %w", c.Op, a.Epoch, ErrReleased)
+		}
+		if c.Op == OpLeaseRelease {
+			s.Lease.Released = true
+		} else {
+			s.Lease.RenewedAt = c.At
+		}
+	case OpNodeRegister:
+		n := *c.Node
+		if old, ok := s.Nodes[n.ID]; ok {
+			n.Seq, n.Registered, n.Status, n.LastUpdate, n.LastActive = old.Seq, old.Registered, old.Status, old.LastUpdate, old.LastActive
+		} else {
+			s.NextNodeSeq++
+			n.Seq, n.Registered, n.LastUpdate = s.NextNodeSeq, c.At, c.At
+		}
+		s.Nodes[n.ID] = n
+	case OpNodeStatus:
+		n, ok := s.Nodes[c.Status.ID]
+		if !ok {
+			return fmt.Errorf("status of %s: %w", c.Status.ID, ErrUnknownNode)
+		}
+		n.Status, n.LastUpdate = c.Status.Status, c.At
+		if c.Status.Status == "ACTIVE" {
+			n.LastActive = c.At
+		}
+		s.Nodes[n.ID] = n
+	case OpNodeRemove:
+		if _, ok := s.Nodes[c.Name]; !ok {
+			return fmt.Errorf("remove %s: %w", c.Name, ErrUnknownNode)
+		}
+		delete(s.Nodes, c.Name)
+	case OpInit:
+		if s.Initialized {
+			return ErrInitialized
+		}
+		u := c.Init.Admin
+		u.Perms = cloneMap(u.Perms)
+		s.Users[u.Name] = u
+		s.HostKey = append([]byte(nil), c.Init.HostKey...)
+		s.Initialized = true
+	case OpUserPut:
+		u := *c.User
+		u.Perms = cloneMap(u.Perms)
+		s.Users[u.Name] = u
+	case OpUserDelete:
+		delete(s.Users, c.Name)
+	}
+	return nil
+}
+
+// Snapshot serialises the state. encoding/json sorts map keys, so equal
+// states give equal bytes.
+func (m *Machine) Snapshot() ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b, err := json.Marshal(m.s)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot state: %w", err)
+	}
+	return b, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (m *Machine) Restore(data []byte) error {
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if s.Nodes == nil {
+		s.Nodes = map[string]Node{}
+	}
+	if s.Users == nil {
+		s.Users = map[string]User{}
+	}
+	m.mu.Lock()
+	m.s = s
+	m.mu.Unlock()
+	return nil
+}

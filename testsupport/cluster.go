@@ -1,0 +1,334 @@
+// Package testsupport starts real gateway processes for tests: it builds
+// udmg-server once, runs nodes on their own loopback addresses
+// (127.0.X.1, 127.0.X.2, …, with the product's standard ports), and offers
+// the probes the tests and measurements share.
+package testsupport
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// AdminPassword is the initial administrator password of test clusters.
+const AdminPassword = "test-admin-secret"
+
+// Standard ports of the product; each node has its own address.
+const (
+	AdminPort  = 8080
+	RaftPort   = 8300
+	GossipPort = 7946
+	SFTPPort   = 2222
+	FTPPort    = 2121
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// ServerBinary builds cmd/udmg-server once per test binary and returns its path.
+func ServerBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "udmg-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "udmg-server")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/udmg-server")
+		cmd.Dir = moduleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// Cluster is a set of node processes sharing one GatewayHome.
+type Cluster struct {
+	t     testing.TB
+	Dir   string
+	Home  string
+	Nodes []*Proc
+}
+
+// Proc is one udmg-server process and what it needs to be restarted.
+type Proc struct {
+	Name    string
+	IP      string
+	DataDir string
+	LogPath string
+	env     []string
+	bin     string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// NewCluster starts n nodes that bootstrap one cluster together. extraEnv
+// is added to every node's environment (UDMG_* overrides).
+func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
+	t.Helper()
+	bin := ServerBinary(t)
+	dir := t.TempDir()
+	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home")}
+	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
+	var join []string
+	for i := 1; i <= n; i++ {
+		join = append(join, fmt.Sprintf("%s%d:%d", subnet, i, GossipPort))
+	}
+	for i := 1; i <= n; i++ {
+		ip := fmt.Sprintf("%s%d", subnet, i)
+		p := &Proc{
+			Name:    fmt.Sprintf("node%d", i),
+			IP:      ip,
+			DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i)),
+			LogPath: filepath.Join(dir, fmt.Sprintf("node%d.log", i)),
+			bin:     bin,
+		}
+		p.env = append([]string{
+			"UDMG_ADMIN_HOST=" + ip,
+			"UDMG_ADMIN_INITIALPASSWORD=" + AdminPassword,
+			"UDMG_PATHS_GATEWAYHOME=" + c.Home,
+			"UDMG_CLUSTER_DATADIR=" + p.DataDir,
+			fmt.Sprintf("UDMG_CLUSTER_RAFTADDRESS=%s:%d", ip, RaftPort),
+			fmt.Sprintf("UDMG_CLUSTER_GOSSIPADDRESS=%s:%d", ip, GossipPort),
+			"UDMG_CLUSTER_ADVERTISEHOST=" + ip,
+			"UDMG_LISTENERS_HOST=" + ip,
+		}, extraEnv...)
+		if n > 1 {
+			p.env = append(p.env, "UDMG_CLUSTER_JOIN="+strings.Join(join, ","), fmt.Sprintf("UDMG_CLUSTER_BOOTSTRAPEXPECT=%d", n))
+		}
+		c.Nodes = append(c.Nodes, p)
+	}
+	t.Cleanup(func() {
+		for _, p := range c.Nodes {
+			p.Signal(syscall.SIGCONT)
+			p.Kill()
+		}
+		if t.Failed() {
+			for _, p := range c.Nodes {
+				t.Logf("---- %s log (last 40 lines) ----\n%s", p.Name, p.LogTail(40))
+			}
+		}
+	})
+	for _, p := range c.Nodes {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// Start runs the process (again), appending to its log.
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// Signal sends sig to the process if it runs.
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(sig)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() { p.Signal(syscall.SIGKILL); p.Wait(10 * time.Second) }
+
+// Wait waits for the process to exit; false if it still runs after d.
+func (p *Proc) Wait(d time.Duration) bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// ExitCode is the exit status of the last run (-1 while running or killed).
+func (p *Proc) ExitCode() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.ProcessState == nil {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// Log returns the process's whole log.
+func (p *Proc) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// LogTail returns the last n lines of the log.
+func (p *Proc) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// CountLog counts log lines containing s.
+func (p *Proc) CountLog(s string) int {
+	n := 0
+	sc := bufio.NewScanner(bytes.NewReader([]byte(p.Log())))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), s) {
+			n++
+		}
+	}
+	return n
+}
+
+// AdminURL is the node's API base URL.
+func (p *Proc) AdminURL() string { return fmt.Sprintf("http://%s:%d", p.IP, AdminPort) }
+
+// SFTPAddr and FTPAddr are the node's MFT listener addresses.
+func (p *Proc) SFTPAddr() string { return net.JoinHostPort(p.IP, fmt.Sprint(SFTPPort)) }
+func (p *Proc) FTPAddr() string  { return net.JoinHostPort(p.IP, fmt.Sprint(FTPPort)) }
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// Ping returns /ping's status code and body ("" and 0 when unreachable).
+func (p *Proc) Ping() (int, string) {
+	resp, err := httpClient.Get(p.AdminURL() + "/ping")
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(b.String())
+}
+
+// Modes returns each node's /ping body, in node order.
+func (c *Cluster) Modes() []string {
+	out := make([]string, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, p := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, out[i] = p.Ping()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// WaitOneActive polls until exactly one node answers ACTIVE and every other
+// node in want answers its listed mode; it returns the ACTIVE node.
+func (c *Cluster) WaitOneActive(timeout time.Duration, others string, skip ...*Proc) *Proc {
+	c.t.Helper()
+	var active *Proc
+	var modes []string
+	ok := Eventually(timeout, func() bool {
+		modes = c.Modes()
+		active = nil
+		for i, m := range modes {
+			if isSkipped(c.Nodes[i], skip) {
+				continue
+			}
+			switch {
+			case m == "ACTIVE" && active == nil:
+				active = c.Nodes[i]
+			case m == "ACTIVE":
+				return false
+			case others != "" && m != others:
+				return false
+			}
+		}
+		return active != nil
+	})
+	if !ok {
+		c.t.Fatalf("no single ACTIVE node with the others %s within %s; modes %q", others, timeout, modes)
+	}
+	return active
+}
+
+func isSkipped(p *Proc, skip []*Proc) bool {
+	for _, s := range skip {
+		if s == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Eventually polls cond every 20ms until it holds or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// NodeByName returns the node called name, or nil.
+func (c *Cluster) NodeByName(name string) *Proc {
+	for _, p := range c.Nodes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package testsupport
+
+import (
+	"bufio"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Serve is one probe a node answered with its protocol greeting: the node
+// was serving at some instant between Dial and Recv.
+type Serve struct {
+	Node, Proto string
+	Dial, Recv  time.Time
+}
+
+// Prober polls every node's SFTP and FTP ports, each on its own goroutine,
+// and records every greeting. Two nodes serving at once show up as two
+// serves of different nodes whose [Dial, Recv] intervals intersect.
+type Prober struct {
+	mu     sync.Mutex
+	serves []Serve
+	stop   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// StartProber starts probing the nodes until Stop.
+func StartProber(nodes []*Proc, every time.Duration) *Prober {
+	p := &Prober{stop: make(chan struct{})}
+	for _, n := range nodes {
+		for _, t := range []struct{ proto, addr, greeting string }{
+			{"sftp", n.SFTPAddr(), "SSH-2.0-Go"},
+			{"ftp", n.FTPAddr(), "220"},
+		} {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.loop(n.Name, t.proto, t.addr, t.greeting, every)
+			}()
+		}
+	}
+	return p
+}
+
+func (p *Prober) loop(node, proto, addr, greeting string, every time.Duration) {
+	for {
+		dial := time.Now()
+		if Greeting(addr, 300*time.Millisecond, greeting) {
+			p.mu.Lock()
+			p.serves = append(p.serves, Serve{Node: node, Proto: proto, Dial: dial, Recv: time.Now()})
+			p.mu.Unlock()
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// Greeting dials addr and reports whether its first line starts with prefix
+// within timeout: whether a server is really serving there, not merely a
+// kernel accepting connections for a frozen process.
+func Greeting(addr string, timeout time.Duration, prefix string) bool {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, prefix)
+}
+
+// Stop ends probing and waits for the probe goroutines; it may be called
+// more than once.
+func (p *Prober) Stop() {
+	p.once.Do(func() { close(p.stop) })
+	p.wg.Wait()
+}
+
+// Serves returns a copy of what was recorded, ordered by Dial.
+func (p *Prober) Serves() []Serve {
+	p.mu.Lock()
+	out := slices.Clone(p.serves)
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b Serve) int { return a.Dial.Compare(b.Dial) })
+	return out
+}
+
+// Overlap sums the time during which serves of two different nodes
+// intersect, and names the first such pair.
+func (p *Prober) Overlap() (time.Duration, string) {
+	serves := p.Serves()
+	var total time.Duration
+	var first string
+	for i, a := range serves {
+		for _, b := range serves[i+1:] {
+			if !b.Dial.Before(a.Recv) {
+				break
+			}
+			if a.Node == b.Node {
+				continue
+			}
+			end := minTime(a.Recv, b.Recv)
+			total += end.Sub(b.Dial)
+			if first == "" {
+				first = a.Node + "/" + a.Proto + " and " + b.Node + "/" + b.Proto + " at " + b.Dial.Format("15:04:05.000")
+			}
+		}
+	}
+	return total, first
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// FirstServe returns the first SFTP serve dialled at or after t by a node
+// other than except.
+func (p *Prober) FirstServe(t time.Time, except string) (Serve, bool) {
+	for _, s := range p.Serves() {
+		if s.Proto == "sftp" && s.Node != except && !s.Dial.Before(t) {
+			return s, true
+		}
+	}
+	return Serve{}, false
+}
+
+// LastServe returns the last SFTP serve by node dialled before t.
+func (p *Prober) LastServe(node string, t time.Time) (Serve, bool) {
+	var last Serve
+	var ok bool
+	for _, s := range p.Serves() {
+		if s.Proto == "sftp" && s.Node == node && s.Dial.Before(t) {
+			last, ok = s, true
+		}
+	}
+	return last, ok
+}
