@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -20,8 +21,8 @@ import (
 )
 
 // raftFSM adapts the pure machine to raft and notes, on this node's clock,
-// when another holder's lease entries were applied: the new leader's wait
-// starts from that moment.
+// when another holder's lease entries were first seen: the new leader's
+// wait starts from that moment.
 type raftFSM Node
 
 func (f *raftFSM) Apply(l *raft.Log) any {
@@ -32,10 +33,42 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 	switch r.Op {
 	case fsm.OpLeaseAcquire, fsm.OpLeaseRenew, fsm.OpLeaseRelease:
 		if r.Err == nil {
-			(*Node)(f).observeLease(r.Lease)
+			(*Node)(f).observeLease(r.Lease, l.Index)
 		}
 	}
 	return r
+}
+
+// arrivalLog wraps the Raft log store to note when lease entries reach this
+// node. Followers learn that an entry is committed only with the next
+// replicated entry (hashicorp/raft heartbeats carry no commit index), so
+// they apply a renewal up to one Heartbeat after it arrived; counting from
+// arrival, which is also after the holder proposed it, keeps the wait
+// safe and a Heartbeat shorter.
+type arrivalLog struct {
+	raft.LogStore
+	n *Node
+}
+
+func (s arrivalLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s arrivalLog) StoreLogs(logs []*raft.Log) error {
+	now := time.Now()
+	for _, l := range logs {
+		if l.Type != raft.LogCommand || !bytes.Contains(l.Data, []byte(`"op":"lease.`)) {
+			continue
+		}
+		c, err := fsm.Decode(l.Data)
+		if err != nil || c.Lease == nil || (c.Lease.Holder == s.n.cfg.NodeID && c.Lease.Session == s.n.session) {
+			continue
+		}
+		s.n.leaseMu.Lock()
+		if _, seen := s.n.arrivals[l.Index]; !seen {
+			s.n.arrivals[l.Index] = now
+		}
+		s.n.leaseMu.Unlock()
+	}
+	return s.LogStore.StoreLogs(logs)
 }
 
 func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
@@ -55,8 +88,8 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	if err := f.machine.Restore(b); err != nil {
 		return err
 	}
-	// A restored lease has no apply time; count it as applied now.
-	(*Node)(f).observeLease(f.machine.Lease())
+	// A restored lease has no arrival time; count it as seen now.
+	(*Node)(f).observeLease(f.machine.Lease(), 0)
 	return nil
 }
 
@@ -76,25 +109,37 @@ func (n *Node) mine(l fsm.Lease) bool {
 	return l.Holder == n.cfg.NodeID && l.Session == n.session
 }
 
-func (n *Node) observeLease(l fsm.Lease) {
-	if !l.Held() || n.mine(l) {
-		return
-	}
+// observeLease records when the entry at index, which left lease l, was
+// first seen: at its arrival when known, else now (replayed at start-up or
+// restored from a snapshot).
+func (n *Node) observeLease(l fsm.Lease, index uint64) {
 	n.leaseMu.Lock()
-	n.otherApplied = time.Now()
-	n.leaseMu.Unlock()
+	defer n.leaseMu.Unlock()
+	seen, ok := n.arrivals[index]
+	if !ok {
+		seen = time.Now()
+	}
+	for i := range n.arrivals {
+		if i <= index {
+			delete(n.arrivals, i)
+		}
+	}
+	if l.Held() && !n.mine(l) && seen.After(n.otherSeen) {
+		n.otherSeen = seen
+	}
 }
 
 // safeStart is when this node may start serving after acquiring the lease:
 // once every other holder's lease has surely expired. A holder's lease ends
-// D after it proposed its last renewal; this node applied that renewal no
-// earlier than it was proposed, so T + D·(1+ε) is past the holder's expiry.
+// D after it proposed its last committed renewal; that renewal is in this
+// leader's log (it was committed) and reached it no earlier than it was
+// proposed, so T + D·(1+ε) is past the holder's expiry.
 func (n *Node) safeStart(cur fsm.Lease, won time.Time) time.Time {
 	if !cur.Held() || n.mine(cur) {
 		return time.Time{}
 	}
 	n.leaseMu.Lock()
-	t := n.otherApplied
+	t := n.otherSeen
 	n.leaseMu.Unlock()
 	if t.IsZero() {
 		t = won

@@ -75,7 +75,7 @@ const clockSkew = 0.05
 
 // fenceBound is how long fencing may take before the watchdog ends the
 // process: a node that cannot stop serving must not stay alive.
-const fenceBound = 5 * time.Second
+const fenceBound = 10 * time.Second
 
 // Node is one running gateway member.
 type Node struct {
@@ -97,10 +97,11 @@ type Node struct {
 	modes broker
 
 	// Lease timing, on this process's monotonic clock.
-	leaseMu      sync.Mutex
-	leaseEpoch   uint64
-	leaseExpiry  time.Time // zero: no lease held by this node
-	otherApplied time.Time // last apply of another holder's unreleased lease entry
+	leaseMu     sync.Mutex
+	leaseEpoch  uint64
+	leaseExpiry time.Time            // zero: no lease held by this node
+	otherSeen   time.Time            // when the latest applied lease entry of another holder was first seen
+	arrivals    map[uint64]time.Time // arrival of other holders' lease entries not yet applied, by index
 
 	activeMu   sync.Mutex
 	active     atomic.Bool  // services running under the lease
@@ -131,6 +132,7 @@ func Start(cfg Config) (*Node, error) {
 		machine:   fsm.New(),
 		notifyCh:  make(chan bool, 16),
 		fenceExit: os.Exit,
+		arrivals:  map[uint64]time.Time{},
 	}
 	n.modes.last = Offline
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -218,7 +220,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("listen raft %s: %w", n.cfg.RaftBind, err)
 	}
 	n.trans = trans
-	r, err := raft.NewRaft(rc, (*raftFSM)(n), store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, (*raftFSM)(n), arrivalLog{store, n}, store, snaps, trans)
 	if err != nil {
 		trans.Close()
 		return fmt.Errorf("start raft: %w", err)

@@ -101,15 +101,32 @@ func sftpLogin(t *testing.T, addr string, hostKey ssh.PublicKey) *ssh.Client {
 	return c
 }
 
-func hostKeyOf(t *testing.T, addr string) ssh.PublicKey {
-	t.Helper()
+// hostKeyOf returns the SSH host key the node at addr presents.
+func hostKeyOf(addr string) (ssh.PublicKey, error) {
 	var key ssh.PublicKey
 	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "admin", Auth: []ssh.AuthMethod{ssh.Password(ts.AdminPassword)},
 		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { key = k; return nil }, Timeout: 5 * time.Second})
 	if err != nil {
-		t.Fatalf("ssh to %s: %v", addr, err)
+		return nil, err
 	}
 	c.Close()
+	return key, nil
+}
+
+// activeHostKey returns the host key of whichever node is ACTIVE, retrying
+// while the cluster settles (an ACTIVE node may lose its lease to a disk
+// stall on a loaded machine; the next one must present the same key).
+func activeHostKey(t *testing.T, c *ts.Cluster) ssh.PublicKey {
+	t.Helper()
+	var key ssh.PublicKey
+	var err error
+	if !ts.Eventually(30*time.Second, func() bool {
+		a := c.WaitOneActive(30*time.Second, "")
+		key, err = hostKeyOf(a.SFTPAddr())
+		return err == nil
+	}) {
+		t.Fatalf("no host key from the ACTIVE node: %v", err)
+	}
 	return key
 }
 
@@ -144,7 +161,7 @@ func TestFailover(t *testing.T) {
 	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(active.SFTPAddr(), time.Second, "SSH-2.0-Go") }) {
 		t.Fatal("ACTIVE node has no SFTP banner")
 	}
-	hostKey := hostKeyOf(t, active.SFTPAddr())
+	hostKey := activeHostKey(t, c)
 	prober := ts.StartProber(c.Nodes, 10*time.Millisecond)
 	defer prober.Stop()
 
@@ -156,7 +173,16 @@ func TestFailover(t *testing.T) {
 		}
 		var session *ssh.Client
 		if kind == "freeze" {
-			session = sftpLogin(t, old.SFTPAddr(), hostKey)
+			// An open session on the node about to freeze.
+			var err error
+			if !ts.Eventually(30*time.Second, func() bool {
+				old = c.WaitOneActive(30*time.Second, "")
+				session, err = ssh.Dial("tcp", old.SFTPAddr(), &ssh.ClientConfig{User: "admin",
+					Auth: []ssh.AuthMethod{ssh.Password(ts.AdminPassword)}, HostKeyCallback: ssh.FixedHostKey(hostKey), Timeout: 5 * time.Second})
+				return err == nil
+			}) {
+				t.Fatalf("freeze trial %d: no session on the ACTIVE node: %v", i, err)
+			}
 			defer session.Close()
 		}
 		unwaited := countAll(c, "wait=0s")
@@ -174,7 +200,7 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("%s trial %d: no other node served after the fault", kind, i)
 		}
 		figures[kind] = append(figures[kind], s.Recv.Sub(at))
-		if got := hostKeyOf(t, c.NodeByName(s.Node).SFTPAddr()); !slices.Equal(got.Marshal(), hostKey.Marshal()) {
+		if got := activeHostKey(t, c); !slices.Equal(got.Marshal(), hostKey.Marshal()) {
 			t.Fatalf("%s trial %d: host key changed after failover", kind, i)
 		}
 		switch kind {

@@ -94,7 +94,11 @@ type Proc struct {
 func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	t.Helper()
 	bin := ServerBinary(t)
-	dir := t.TempDir()
+	// Kept after a failure, for the node logs and raft state.
+	dir, err := os.MkdirTemp("", "udmg-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home")}
 	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
 	var join []string
@@ -134,7 +138,10 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 			for _, p := range c.Nodes {
 				t.Logf("---- %s log (last 40 lines) ----\n%s", p.Name, p.LogTail(40))
 			}
+			t.Logf("node logs and data kept in %s", dir)
+			return
 		}
+		os.RemoveAll(dir)
 	})
 	for _, p := range c.Nodes {
 		if err := p.Start(); err != nil {
