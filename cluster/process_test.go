@@ -24,7 +24,18 @@ import (
 // the default [controller] timings, and watch them through a prober that
 // records every SFTP and FTP greeting.
 
-var trials = flag.Int("trials", 2, "failover trials per fault in TestFailover (figures: 20)")
+var (
+	trials  = flag.Int("trials", 2, "failover trials per fault in TestFailover (figures: 20)")
+	nodeEnv = flag.String("env", "", "extra comma-separated UDMG_*=value settings for every node, e.g. UDMG_CONTROLLER_DEADLINE=600ms")
+	idle    = flag.Duration("idle", 0, "measure a 3-node cluster's idle CPU and RSS over this long (TestIdleCost)")
+)
+
+func extraEnv() []string {
+	if *nodeEnv == "" {
+		return nil
+	}
+	return strings.Split(*nodeEnv, ",")
+}
 
 func TestSingleNodeDefaults(t *testing.T) {
 	c := ts.NewCluster(t, 1)
@@ -156,7 +167,7 @@ func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node failover runs in the full suite")
 	}
-	c := ts.NewCluster(t, 3)
+	c := ts.NewCluster(t, 3, extraEnv()...)
 	active := c.WaitOneActive(30*time.Second, "PASSIVE")
 	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(active.SFTPAddr(), time.Second, "SSH-2.0-Go") }) {
 		t.Fatal("ACTIVE node has no SFTP banner")
@@ -357,5 +368,26 @@ func TestBadConfigStopsStartup(t *testing.T) {
 				t.Errorf("default data directory was created despite the bad configuration")
 			}
 		})
+	}
+}
+
+// TestIdleCost reports what an idle three-node cluster costs (run with
+// -idle=60s): CPU share and resident memory of each node.
+func TestIdleCost(t *testing.T) {
+	if *idle == 0 {
+		t.Skip("measurement; run with -idle=60s")
+	}
+	c := ts.NewCluster(t, 3, extraEnv()...)
+	c.WaitOneActive(30*time.Second, "PASSIVE")
+	before := make([]ts.Usage, len(c.Nodes))
+	for i, p := range c.Nodes {
+		before[i] = p.Usage()
+	}
+	time.Sleep(*idle) // the measurement window itself, not synchronisation
+	modes := c.Modes()
+	for i, p := range c.Nodes {
+		after := p.Usage()
+		cpu := float64(after.CPU-before[i].CPU) / float64(after.At.Sub(before[i].At)) * 100
+		t.Logf("%s %-7s cpu=%.2f%% rss=%.1fMiB", p.Name, modes[i], cpu, float64(after.RSS)/(1<<20))
 	}
 }

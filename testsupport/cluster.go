@@ -339,3 +339,30 @@ func (c *Cluster) NodeByName(name string) *Proc {
 	}
 	return nil
 }
+
+// Usage is a process's CPU time and resident memory at a moment.
+type Usage struct {
+	At  time.Time
+	CPU time.Duration
+	RSS int64
+}
+
+// Usage reads the process's CPU time and RSS from /proc.
+func (p *Proc) Usage() Usage {
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	u := Usage{At: time.Now()}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name: utime and stime are the 12th and
+		// 13th, rss the 22nd (in pages).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		var ut, st, rss int64
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		fmt.Sscan(f[21], &rss)
+		u.CPU = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+		u.RSS = rss * int64(os.Getpagesize())
+	}
+	return u
+}
