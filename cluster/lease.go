@@ -220,12 +220,20 @@ func (n *Node) leaderLoop(ctx context.Context, won time.Time) {
 		n.reconcileLoop(ctx)
 	}()
 	defer func() { <-reconcileDone }()
+	toldIneligible := false
 	for ctx.Err() == nil && !n.shuttingDown.Load() {
 		err := n.holdLease(ctx, won)
 		if ctx.Err() != nil || n.shuttingDown.Load() {
 			return
 		}
-		n.log.Warn("lease lost while leading; trying a new epoch", "err", err)
+		if errors.Is(err, errNotEligible) {
+			if !toldIneligible {
+				n.log.Info("leading without a license slot; not taking the lease")
+				toldIneligible = true
+			}
+		} else {
+			n.log.Warn("lease lost while leading; trying a new epoch", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(n.cfg.Heartbeat):
@@ -242,6 +250,11 @@ func (n *Node) holdLease(ctx context.Context, won time.Time) error {
 	if err := n.raft.Barrier(n.cfg.Deadline).Error(); err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
+	n.reconcile()
+	if !n.eligible() {
+		n.handOver()
+		return errNotEligible
+	}
 	cur := n.machine.Lease()
 	waitUntil := n.safeStart(cur, won)
 	epoch := cur.Epoch + 1
@@ -254,6 +267,13 @@ func (n *Node) holdLease(ctx context.Context, won time.Time) error {
 	n.setLease(epoch, proposed.Add(n.cfg.Deadline))
 	defer n.clearLease()
 	n.log.Info("lease acquired", "epoch", epoch, "previous_holder", cur.Holder, "wait", max(0, time.Until(waitUntil)).Round(time.Millisecond))
+	if cur.Held() && cur.Holder != n.cfg.NodeID {
+		// The holder this node replaces is dead or cut off: it is
+		// OFFLINE for the node table at once, not after gossip notices.
+		if n.apply(fsm.Command{Op: fsm.OpNodeStatus, At: time.Now(), Status: &fsm.StatusArgs{ID: cur.Holder, Status: string(Offline)}}) == nil {
+			n.reportOffline([]string{cur.Holder}, time.Now())
+		}
+	}
 
 	rctx, stopRenew := context.WithCancel(ctx)
 	lost := make(chan error, 1)
@@ -281,6 +301,16 @@ func (n *Node) holdLease(ctx context.Context, won time.Time) error {
 	switch {
 	case errors.Is(err, errLeaseExpired):
 		reason = "lease expired"
+	case errors.Is(err, errNotEligible):
+		// A licensed node can serve again: hand over as on shutdown.
+		reason = "license slot needed by a licensed node"
+		n.fence(reason)
+		stopRenew()
+		<-renewDone
+		if rerr := n.releaseEpoch(epoch); rerr != nil {
+			n.log.Warn("lease release failed", "err", rerr)
+		}
+		n.handOver()
 	case ctx.Err() != nil:
 		reason = "leadership lost"
 	}
@@ -304,6 +334,14 @@ func (n *Node) waitLease(ctx context.Context, until time.Time, lost <-chan error
 				return nil
 			}
 			next = minTime(next, until)
+		}
+		if until.IsZero() {
+			// While serving, look again every HeartbeatCheck whether
+			// the license still lets this node be ACTIVE.
+			next = minTime(next, now.Add(n.cfg.HeartbeatCheck))
+			if !n.eligible() {
+				return errNotEligible
+			}
 		}
 		t := time.NewTimer(time.Until(next))
 		select {

@@ -23,8 +23,10 @@ type meta struct {
 	Hostname  string `json:"host"`
 	IP        string `json:"ip"`
 	AdminPort int    `json:"admin"`
+	AdminAddr string `json:"adminAddr"`
 	Gossip    string `json:"gossip"`
 	HasState  bool   `json:"state"`
+	NoLicense bool   `json:"nolicense,omitempty"`
 }
 
 type gossipDelegate Node
@@ -32,7 +34,7 @@ type gossipDelegate Node
 func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	n := (*Node)(d)
 	b, _ := json.Marshal(meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Hostname: n.cfg.Hostname,
-		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, Gossip: n.gossipAddr, HasState: n.hasState.Load()})
+		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, AdminAddr: n.adminAddr(), Gossip: n.gossipAddr, HasState: n.hasState.Load(), NoLicense: n.cfg.LicenseRefused})
 	if len(b) > limit {
 		return nil
 	}
@@ -204,7 +206,53 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// reconcile brings the replicated view in line with what the leader sees:
+// voters, the node registry and its statuses, the license and its slots.
 func (n *Node) reconcile() {
+	n.reconcileMu.Lock()
+	defer n.reconcileMu.Unlock()
+	n.reconcileMembers()
+	now := time.Now()
+	n.reconcileStatus(now)
+	n.reconcileLicense(now)
+}
+
+// reconcileStatus records each node's mode as the leader sees it: its own,
+// OFFLINE for nodes gossip reports dead, standing by for the others.
+func (n *Node) reconcileStatus(now time.Time) {
+	alive := n.aliveIDs()
+	var offline []string
+	for id, node := range n.machine.State().Nodes {
+		want := Passive
+		switch {
+		case id == n.cfg.NodeID:
+			want = n.Mode()
+		case !alive[id]:
+			want = Offline
+		case !node.Licensed:
+			want = Unlicensed
+		}
+		if node.Status == string(want) {
+			continue
+		}
+		if err := n.apply(fsm.Command{Op: fsm.OpNodeStatus, At: now, Status: &fsm.StatusArgs{ID: id, Status: string(want)}}); err != nil {
+			n.log.Warn("record node status", "id", id, "err", err)
+			continue
+		}
+		if want == Offline {
+			offline = append(offline, id)
+		}
+	}
+	n.reportOffline(offline, now)
+}
+
+func (n *Node) reportOffline(ids []string, at time.Time) {
+	if len(ids) > 0 && n.cfg.OnOffline != nil {
+		n.cfg.OnOffline(ids, at)
+	}
+}
+
+func (n *Node) reconcileMembers() {
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
@@ -223,13 +271,23 @@ func (n *Node) reconcile() {
 			n.log.Info("added voter", "id", m.ID, "addr", m.RaftAddr)
 		}
 		r, ok := registry[m.ID]
-		if ok && r.RaftAddr == m.RaftAddr && r.IP == m.IP && r.Hostname == m.Hostname && r.AdminPort == m.AdminPort && r.GossipAddr == m.Gossip {
+		if ok && r.RaftAddr == m.RaftAddr && r.IP == m.IP && r.Hostname == m.Hostname && r.AdminPort == m.AdminPort && r.GossipAddr == m.Gossip && r.AdminAddr == m.AdminAddr && r.LicenseRefused == m.NoLicense {
 			continue
 		}
 		err := n.apply(fsm.Command{Op: fsm.OpNodeRegister, At: time.Now(), Node: &fsm.Node{
-			ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, RaftAddr: m.RaftAddr, GossipAddr: m.Gossip}})
+			ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, AdminAddr: m.AdminAddr, RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense}})
 		if err != nil {
 			n.log.Warn("register node", "id", m.ID, "err", err)
 		}
 	}
+}
+
+// adminAddr is where peers reach this node's API: the admin host when it is
+// a specific address, else the advertised one.
+func (n *Node) adminAddr() string {
+	host := n.cfg.AdminHost
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = n.cfg.AdvertiseHost
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n.cfg.AdminPort))
 }

@@ -50,12 +50,22 @@ type Config struct {
 	HeartbeatCheck time.Duration // status refresh period; Raft timeouts derive from it
 
 	Hostname  string
+	AdminHost string
 	AdminPort int
 
 	// InitialUser and InitialPassword create the first administrator when
 	// the cluster is initialised; an empty password is generated and
 	// logged once.
 	InitialUser, InitialPassword string
+
+	// License is this node's verified license file (nil: none configured);
+	// LicenseRefused says a configured file was invalid, which keeps this
+	// node UNLICENSED.
+	License        []byte
+	LicenseRefused bool
+	// OnOffline is told, on the leader, which nodes it has just marked
+	// OFFLINE (dead to gossip, or the ACTIVE node it replaced).
+	OnOffline func(ids []string, at time.Time)
 
 	// Services is what only the ACTIVE node runs.
 	Services Services
@@ -102,6 +112,8 @@ type Node struct {
 	leaseExpiry time.Time            // zero: no lease held by this node
 	otherSeen   time.Time            // when the latest applied lease entry of another holder was first seen
 	arrivals    map[uint64]time.Time // arrival of other holders' lease entries not yet applied, by index
+
+	reconcileMu sync.Mutex
 
 	activeMu   sync.Mutex
 	active     atomic.Bool  // services running under the lease
@@ -266,13 +278,18 @@ func (n *Node) Mode() Mode {
 		return Offline
 	case n.active.Load() && n.LeaseValid():
 		return Active
-	case n.raft.State() == raft.Leader:
-		return Passive
 	}
-	// A follower is PASSIVE while it hears from a leader; cut off from
-	// the cluster it cannot take over, so it says OFFLINE.
+	standby := Passive
+	if !n.Licensed() {
+		standby = Unlicensed
+	}
+	if n.raft.State() == raft.Leader {
+		return standby
+	}
+	// A follower stands by while it hears from a leader; cut off from the
+	// cluster it cannot take over, so it says OFFLINE.
 	if last := n.raft.LastContact(); !last.IsZero() && time.Since(last) < n.cfg.Deadline {
-		return Passive
+		return standby
 	}
 	return Offline
 }
@@ -332,7 +349,7 @@ func (n *Node) publishMode(reason string) {
 		n.lastActive.Store(time.Now().UnixNano())
 	}
 	if reason == "" {
-		reason = map[Mode]string{Active: "lease held", Passive: "following leader", Offline: "no contact with a leader"}[m]
+		reason = map[Mode]string{Active: "lease held", Passive: "standing by", Unlicensed: "no license slot", Offline: "no contact with a leader"}[m]
 		if m == Offline && n.shuttingDown.Load() {
 			reason = "shutting down"
 		}
@@ -395,12 +412,53 @@ func (n *Node) release() error {
 	if !held {
 		return nil
 	}
+	return n.releaseEpoch(epoch)
+}
+
+func (n *Node) releaseEpoch(epoch uint64) error {
 	err := n.apply(fsm.Command{Op: fsm.OpLeaseRelease, At: time.Now(), Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
 	n.clearLease()
 	if err == nil {
 		n.log.Info("lease released", "epoch", epoch)
 	}
 	return err
+}
+
+// ErrNotLeader is returned by Apply on a node that does not lead; the
+// caller forwards the request to LeaderAPI instead.
+var ErrNotLeader = errors.New("not the cluster leader")
+
+// IsLeader reports whether this node leads the Raft group (and so is the
+// one that commits changes), whether or not it is ACTIVE.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Apply commits a change through the log. Only the leader may propose.
+func (n *Node) Apply(c fsm.Command) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if c.At.IsZero() {
+		c.At = time.Now()
+	}
+	err := n.apply(c)
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return err
+}
+
+// LeaderAPI is the admin address (host:port) of the current leader, for
+// forwarding writes; false when no leader is known.
+func (n *Node) LeaderAPI() (string, bool) {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", false
+	}
+	node, ok := n.machine.State().Nodes[string(id)]
+	if !ok || node.AdminAddr == "" {
+		return "", false
+	}
+	return node.AdminAddr, true
 }
 
 // apply proposes a command and waits for it to be applied, returning the

@@ -28,6 +28,10 @@ const (
 	OpInit         Op = "cluster.init"
 	OpUserPut      Op = "user.put"
 	OpUserDelete   Op = "user.delete"
+	OpTokenPut     Op = "token.put"
+	OpTokenDelete  Op = "token.delete"
+	OpLicenseSet   Op = "license.set"
+	OpSlots        Op = "license.slots"
 )
 
 // Command is one entry of the replicated log.
@@ -46,7 +50,12 @@ type Command struct {
 	Status *StatusArgs `json:"status,omitempty"`
 	Init   *InitArgs   `json:"init,omitempty"`
 	User   *User       `json:"user,omitempty"`
+	Token  *Token      `json:"token,omitempty"`
 	Name   string      `json:"name,omitempty"`
+	// License is a signed license document, verified by the proposer.
+	License []byte `json:"license,omitempty"`
+	// Licensed lists the node IDs holding a license slot (OpSlots).
+	Licensed []string `json:"licensed,omitempty"`
 }
 
 // LeaseArgs is the body of the three lease commands.
@@ -100,7 +109,13 @@ func Decode(data []byte) (Command, error) {
 		missing = c.Init == nil || c.Init.Admin.Name == ""
 	case OpUserPut:
 		missing = c.User == nil || c.User.Name == ""
-	case OpNodeRemove, OpUserDelete:
+	case OpTokenPut:
+		missing = c.Token == nil || c.Token.Hash == "" || c.Token.User == ""
+	case OpLicenseSet:
+		missing = len(c.License) == 0
+	case OpSlots:
+		missing = false
+	case OpNodeRemove, OpUserDelete, OpTokenDelete:
 		missing = c.Name == ""
 	default:
 		return Command{}, fmt.Errorf("decode command: unknown op %q", c.Op)
@@ -119,4 +134,5 @@ var (
 	ErrReleased    = errors.New("lease already released")
 	ErrUnknownNode = errors.New("unknown node")
 	ErrInitialized = errors.New("cluster already initialised")
+	ErrUnknownUser = errors.New("unknown user")
 )

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Result is what applying one entry produced; the proposer receives it as the
@@ -25,7 +26,7 @@ type Machine struct {
 
 // New returns an empty machine, as on a node that has never joined a cluster.
 func New() *Machine {
-	return &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}}}
+	return &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}, Tokens: map[string]Token{}}}
 }
 
 // State returns a copy of the current state.
@@ -90,6 +91,7 @@ func (m *Machine) apply(c Command) error {
 		n := *c.Node
 		if old, ok := s.Nodes[n.ID]; ok {
 			n.Seq, n.Registered, n.Status, n.LastUpdate, n.LastActive = old.Seq, old.Registered, old.Status, old.LastUpdate, old.LastActive
+			n.OfflineSince, n.Licensed = old.OfflineSince, old.Licensed && !n.LicenseRefused
 		} else {
 			s.NextNodeSeq++
 			n.Seq, n.Registered, n.LastUpdate = s.NextNodeSeq, c.At, c.At
@@ -99,6 +101,11 @@ func (m *Machine) apply(c Command) error {
 		n, ok := s.Nodes[c.Status.ID]
 		if !ok {
 			return fmt.Errorf("status of %s: %w", c.Status.ID, ErrUnknownNode)
+		}
+		if c.Status.Status == "OFFLINE" && n.Status != "OFFLINE" {
+			n.OfflineSince = c.At
+		} else if c.Status.Status != "OFFLINE" {
+			n.OfflineSince = time.Time{}
 		}
 		n.Status, n.LastUpdate = c.Status.Status, c.At
 		if c.Status.Status == "ACTIVE" {
@@ -124,7 +131,30 @@ func (m *Machine) apply(c Command) error {
 		u.Perms = cloneMap(u.Perms)
 		s.Users[u.Name] = u
 	case OpUserDelete:
+		if _, ok := s.Users[c.Name]; !ok {
+			return fmt.Errorf("delete user %s: %w", c.Name, ErrUnknownUser)
+		}
 		delete(s.Users, c.Name)
+		for h, t := range s.Tokens {
+			if t.User == c.Name {
+				delete(s.Tokens, h)
+			}
+		}
+	case OpTokenPut:
+		s.Tokens[c.Token.Hash] = *c.Token
+	case OpTokenDelete:
+		delete(s.Tokens, c.Name)
+	case OpLicenseSet:
+		s.License = append([]byte(nil), c.License...)
+	case OpSlots:
+		licensed := map[string]bool{}
+		for _, id := range c.Licensed {
+			licensed[id] = true
+		}
+		for id, n := range s.Nodes {
+			n.Licensed = licensed[id]
+			s.Nodes[id] = n
+		}
 	}
 	return nil
 }
@@ -152,6 +182,9 @@ func (m *Machine) Restore(data []byte) error {
 	}
 	if s.Users == nil {
 		s.Users = map[string]User{}
+	}
+	if s.Tokens == nil {
+		s.Tokens = map[string]Token{}
 	}
 	m.mu.Lock()
 	m.s = s

@@ -208,3 +208,59 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+func TestSlotsAndOffline(t *testing.T) {
+	m := New()
+	for _, id := range []string{"a", "b", "c"} {
+		mustApply(t, m, Command{Op: OpNodeRegister, At: t0, Node: &Node{ID: id}})
+	}
+	mustApply(t, m, Command{Op: OpSlots, Licensed: []string{"a", "c"}})
+	s := m.State()
+	if !s.Nodes["a"].Licensed || s.Nodes["b"].Licensed || !s.Nodes["c"].Licensed {
+		t.Fatalf("slots: %+v", s.Nodes)
+	}
+	// Re-registration keeps the slot.
+	mustApply(t, m, Command{Op: OpNodeRegister, At: t0, Node: &Node{ID: "a", RaftAddr: "x"}})
+	if !m.State().Nodes["a"].Licensed {
+		t.Fatal("re-registration dropped the slot")
+	}
+
+	off := func(at time.Time, status string) Node {
+		mustApply(t, m, Command{Op: OpNodeStatus, At: at, Status: &StatusArgs{ID: "a", Status: status}})
+		return m.State().Nodes["a"]
+	}
+	if n := off(t0.Add(time.Second), "OFFLINE"); !n.OfflineSince.Equal(t0.Add(time.Second)) {
+		t.Fatalf("offline since %v", n.OfflineSince)
+	}
+	if n := off(t0.Add(2*time.Second), "OFFLINE"); !n.OfflineSince.Equal(t0.Add(time.Second)) {
+		t.Fatalf("repeated OFFLINE moved OfflineSince to %v", n.OfflineSince)
+	}
+	if n := off(t0.Add(3*time.Second), "PASSIVE"); !n.OfflineSince.IsZero() {
+		t.Fatalf("back up but OfflineSince %v", n.OfflineSince)
+	}
+}
+
+func TestUsersAndTokens(t *testing.T) {
+	m := New()
+	mustApply(t, m, Command{Op: OpUserPut, User: &User{Name: "u", Hash: []byte("h")}})
+	mustApply(t, m, Command{Op: OpTokenPut, Token: &Token{Hash: "t1", User: "u", Expires: t0}})
+	mustApply(t, m, Command{Op: OpTokenPut, Token: &Token{Hash: "t2", User: "other", Expires: t0}})
+	if r := mustApply(t, m, Command{Op: OpUserDelete, Name: "nobody"}); !errors.Is(r.Err, ErrUnknownUser) {
+		t.Fatalf("delete unknown user: %v", r.Err)
+	}
+	mustApply(t, m, Command{Op: OpUserDelete, Name: "u"})
+	s := m.State()
+	if _, ok := s.Users["u"]; ok {
+		t.Fatal("user not deleted")
+	}
+	if _, ok := s.Tokens["t1"]; ok {
+		t.Fatal("deleted user's token survives")
+	}
+	if _, ok := s.Tokens["t2"]; !ok {
+		t.Fatal("another user's token was deleted")
+	}
+	mustApply(t, m, Command{Op: OpTokenDelete, Name: "t2"})
+	if len(m.State().Tokens) != 0 {
+		t.Fatal("token not deleted")
+	}
+}

@@ -9,7 +9,11 @@ type State struct {
 	Nodes       map[string]Node `json:"nodes"`
 	NextNodeSeq uint64          `json:"nextNodeSeq"`
 	Users       map[string]User `json:"users"`
-	Initialized bool            `json:"initialized"`
+	// Tokens are API bearer tokens by the SHA-256 of their secret.
+	Tokens      map[string]Token `json:"tokens"`
+	Initialized bool             `json:"initialized"`
+	// License is the signed license document in force (nil: evaluation).
+	License []byte `json:"license,omitempty"`
 	// HostKey is the cluster's SSH host key (PEM), so that clients see
 	// the same key whichever node is ACTIVE.
 	HostKey []byte `json:"hostKey,omitempty"`
@@ -34,10 +38,12 @@ func (l Lease) Held() bool { return l.Holder != "" && !l.Released }
 
 // Node is one member of the gateway cluster as the registry knows it.
 type Node struct {
-	ID         string `json:"id"`
-	Hostname   string `json:"hostname"`
-	IP         string `json:"ip"`
-	AdminPort  int    `json:"adminPort"`
+	ID        string `json:"id"`
+	Hostname  string `json:"hostname"`
+	IP        string `json:"ip"`
+	AdminPort int    `json:"adminPort"`
+	// AdminAddr is where peers reach the node's API (forwarded writes).
+	AdminAddr  string `json:"adminAddr"`
 	RaftAddr   string `json:"raftAddr"`
 	GossipAddr string `json:"gossipAddr"`
 	// Seq is the order of first registration; license slots follow it.
@@ -46,6 +52,20 @@ type Node struct {
 	Status     string    `json:"status"`
 	LastUpdate time.Time `json:"lastUpdate"`
 	LastActive time.Time `json:"lastActive,omitempty"`
+	// OfflineSince is when the node was last marked OFFLINE (zero while
+	// it is up); a node gone longer than Deadline gives its slot back.
+	OfflineSince time.Time `json:"offlineSince,omitempty"`
+	Licensed     bool      `json:"licensed"`
+	// LicenseRefused marks a node whose own license file is invalid: it
+	// never takes a slot.
+	LicenseRefused bool `json:"licenseRefused,omitempty"`
+}
+
+// Token is an API bearer token; only the hash of its secret is kept.
+type Token struct {
+	Hash    string    `json:"hash"`
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
 }
 
 // User is an administrator of the gateway. Hash is a bcrypt hash computed by
@@ -67,7 +87,12 @@ func (s State) clone() State {
 		v.Perms = cloneMap(v.Perms)
 		c.Users[k] = v
 	}
+	c.Tokens = make(map[string]Token, len(s.Tokens))
+	for k, v := range s.Tokens {
+		c.Tokens[k] = v
+	}
 	c.HostKey = append([]byte(nil), s.HostKey...)
+	c.License = append([]byte(nil), s.License...)
 	return c
 }
 

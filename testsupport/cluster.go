@@ -7,6 +7,7 @@ package testsupport
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/udmg/gateway/licensing"
 )
 
 // AdminPassword is the initial administrator password of test clusters.
@@ -50,7 +53,9 @@ func ServerBinary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "udmg-server")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/udmg-server")
+		cmd := exec.Command("go", "build", "-o", buildPath,
+			"-ldflags", "-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(VendorPublic()),
+			"./cmd/udmg-server")
 		cmd.Dir = moduleRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -65,6 +70,30 @@ func ServerBinary(t testing.TB) string {
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
+}
+
+// testVendorSeed makes the test vendor key; test binaries trust it instead
+// of the real vendor's, so tests can sign their own licenses.
+var testVendorSeed = []byte("udmg-test-vendor-key-not-secret!")
+
+// VendorPublic is the public half of the test vendor key built into test binaries.
+func VendorPublic() ed25519.PublicKey {
+	return ed25519.NewKeyFromSeed(testVendorSeed).Public().(ed25519.PublicKey)
+}
+
+// WriteLicense signs a license for nodes nodes with the test vendor key
+// and writes it to path.
+func WriteLicense(t testing.TB, path string, nodes int) {
+	t.Helper()
+	now := time.Now()
+	data, err := licensing.Sign(licensing.License{ID: "test", Licensee: "udmg tests", Nodes: nodes,
+		Issued: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour)}, ed25519.NewKeyFromSeed(testVendorSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Cluster is a set of node processes sharing one GatewayHome.
@@ -89,8 +118,9 @@ type Proc struct {
 	done chan struct{}
 }
 
-// NewCluster starts n nodes that bootstrap one cluster together. extraEnv
-// is added to every node's environment (UDMG_* overrides).
+// NewCluster starts n nodes that bootstrap one cluster together, each with
+// a license for n nodes. extraEnv is added to every node's environment
+// (UDMG_* overrides; UDMG_LICENSE_FILE= runs them on the evaluation).
 func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	t.Helper()
 	bin := ServerBinary(t)
@@ -101,6 +131,8 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	}
 	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home")}
 	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
+	license := filepath.Join(dir, "license.json")
+	WriteLicense(t, license, n)
 	var join []string
 	for i := 1; i <= n; i++ {
 		join = append(join, fmt.Sprintf("%s%d:%d", subnet, i, GossipPort))
@@ -123,6 +155,7 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 			fmt.Sprintf("UDMG_CLUSTER_GOSSIPADDRESS=%s:%d", ip, GossipPort),
 			"UDMG_CLUSTER_ADVERTISEHOST=" + ip,
 			"UDMG_LISTENERS_HOST=" + ip,
+			"UDMG_LICENSE_FILE=" + license,
 		}, extraEnv...)
 		if n > 1 {
 			p.env = append(p.env, "UDMG_CLUSTER_JOIN="+strings.Join(join, ","), fmt.Sprintf("UDMG_CLUSTER_BOOTSTRAPEXPECT=%d", n))

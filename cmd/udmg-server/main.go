@@ -21,6 +21,8 @@ import (
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/httpapi"
+	"github.com/udmg/gateway/licensing"
+	"github.com/udmg/gateway/mirror"
 )
 
 func main() {
@@ -76,6 +78,11 @@ func run(path string) error {
 		}
 	}
 
+	licenseFile, licenseRefused := loadLicense(cfg, log)
+	mirrorDB, err := openMirror(cfg, log)
+	if err != nil {
+		return fmt.Errorf("%s: [database]: %w", where, err)
+	}
 	services := newMFTServices(cfg, log)
 	node, err := cluster.Start(cluster.Config{
 		NodeID:          id,
@@ -90,16 +97,22 @@ func run(path string) error {
 		Deadline:        cfg.Controller.Deadline,
 		HeartbeatCheck:  cfg.Controller.HeartbeatCheck,
 		Hostname:        hostname,
+		AdminHost:       cfg.Admin.Host,
 		AdminPort:       cfg.Admin.Port,
 		InitialUser:     cfg.Admin.InitialUser,
 		InitialPassword: cfg.Admin.InitialPassword,
+		License:         licenseFile,
+		LicenseRefused:  licenseRefused,
+		OnOffline:       mirrorDB.writer.SubmitOffline,
 		Services:        services,
 		Logger:          log,
 	})
 	if err != nil {
+		mirrorDB.close(nil)
 		return err
 	}
 	services.node.Store(node)
+	mirrorDB.run(node, mirror.Row{NodeID: id, Hostname: hostname, IPAddress: advertise, Port: cfg.Admin.Port, StartedAt: node.StartedAt()})
 
 	api := httpapi.New(node, httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port}, log)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
@@ -128,12 +141,33 @@ func run(path string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	nodeErr := node.Shutdown(ctx)
+	mirrorDB.close(node)
 	srv.Shutdown(ctx)
 	if nodeErr != nil {
 		return nodeErr
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadLicense reads [license] File. An invalid file is refused with one log
+// line and leaves this node UNLICENSED; it never stops the node.
+func loadLicense(cfg *config.Config, log *slog.Logger) (raw []byte, refused bool) {
+	if cfg.License.File == "" {
+		return nil, false
+	}
+	l, err := licensing.Load(cfg.License.File, licensing.VendorKey, time.Now())
+	if err != nil {
+		log.Error("license refused; this node runs UNLICENSED", "err", err)
+		return nil, true
+	}
+	raw, err = os.ReadFile(cfg.License.File)
+	if err != nil {
+		log.Error("license refused; this node runs UNLICENSED", "err", err)
+		return nil, true
+	}
+	log.Info("license loaded", "licensee", l.Licensee, "nodes", l.Nodes, "expires", l.Expires.Format(time.DateOnly))
+	return raw, false
 }
 
 // checkFree refuses to start when a port this node will need is taken, so

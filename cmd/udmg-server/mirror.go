@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/udmg/gateway/cluster"
+	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/mirror"
+)
+
+// nodeMirror keeps this node's row in udmg_nodes fresh every HeartbeatCheck
+// and carries the leader's OFFLINE marks, without ever making the cluster
+// wait for the database.
+type nodeMirror struct {
+	store  mirror.Store
+	writer *mirror.Writer
+	row    mirror.Row
+	every  time.Duration
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func openMirror(cfg *config.Config, log *slog.Logger) (*nodeMirror, error) {
+	d := cfg.Database
+	store, err := mirror.OpenLazy(context.Background(), mirror.Options{
+		Type: d.Type, Path: filepath.Join(cfg.Cluster.DataDir, "udmg.db"),
+		Address: d.Address, Name: d.Name, User: d.User, Password: d.Password, TLSCert: d.TLSCert, TLSKey: d.TLSKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &nodeMirror{store: store, writer: mirror.NewWriter(store, log.With("component", "mirror")), every: cfg.Controller.HeartbeatCheck}, nil
+}
+
+// run starts the writer and the refresh loop for node.
+func (m *nodeMirror) run(node *cluster.Node, row mirror.Row) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.row = cancel, row
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.writer.Run(ctx) }()
+	go func() {
+		defer m.wg.Done()
+		changes, stop := node.Subscribe()
+		defer stop()
+		t := time.NewTicker(m.every)
+		defer t.Stop()
+		for {
+			m.submit(node)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-changes:
+			}
+		}
+	}()
+}
+
+func (m *nodeMirror) submit(node *cluster.Node) {
+	r := m.row
+	r.Status = string(node.Mode())
+	r.Licensed = node.Licensed()
+	r.LastUpdate = time.Now()
+	r.LastActiveDate = node.LastActive()
+	m.writer.Submit(r)
+}
+
+// close writes the node's last row (OFFLINE: it is shutting down), waiting
+// briefly for the database, and stops.
+func (m *nodeMirror) close(node *cluster.Node) {
+	if m.cancel != nil {
+		m.submit(node)
+		m.cancel()
+		m.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		m.writer.Flush(ctx)
+		cancel()
+	}
+	m.store.Close()
+}

@@ -1,0 +1,15 @@
+-- One row per gateway node, upserted by the node itself every HeartbeatCheck;
+-- the leader sets OFFLINE for nodes gossip reports dead.
+-- Timestamps are fixed-width UTC text (2006-01-02T15:04:05.000000Z), so that
+-- text order is time order.
+CREATE TABLE IF NOT EXISTS udmg_nodes (
+    node_id          text        PRIMARY KEY,
+    hostname         text        NOT NULL DEFAULT '',
+    ip_address       text        NOT NULL DEFAULT '',
+    port             integer     NOT NULL DEFAULT 0,
+    status           text        NOT NULL,
+    licensed         boolean     NOT NULL DEFAULT false,
+    started_at       text        NOT NULL,
+    last_update      text        NOT NULL,
+    last_active_date text        NULL
+);
