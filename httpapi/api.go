@@ -1,25 +1,50 @@
 // Package httpapi serves the gateway's REST API on the admin address: the
 // unauthenticated /ping that load balancers probe, and the authenticated
 // status and administration endpoints.
+//
+// Every endpoint but GET /ping needs HTTP Basic credentials or a bearer
+// token (POST /api/tokens), and each resource belongs to a permission domain
+// (administration, servers, partners, rules, users, transfers) that users
+// hold as a mode string such as "rw-". Reads are answered by the node that
+// receives them; writes arriving on a node that does not lead the Raft group
+// are passed to the leader and its answer is returned as if local. Errors are
+// JSON {"error": "..."} with a fitting status.
 package httpapi
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/udmg/gateway/cluster"
+	"github.com/udmg/gateway/fsm"
 )
 
-// Node is what the API needs from the local cluster member.
+// Node is what the API needs from the local cluster member (*cluster.Node).
 type Node interface {
 	ID() string
 	Mode() cluster.Mode
 	StartedAt() time.Time
 	LastActive() time.Time
+	// State is a copy of the replicated state as this node has applied it.
+	State() fsm.State
+	// Authenticate checks a password against the replicated bcrypt hash.
 	Authenticate(user, password string) bool
+	// Apply commits a change; cluster.ErrNotLeader on a follower.
+	Apply(fsm.Command) error
+	IsLeader() bool
+	// LeaderAPI is the leader's admin host:port, for forwarding writes.
+	LeaderAPI() (string, bool)
 }
 
 // Identity is how this node is reached, as reported in health checks.
@@ -29,26 +54,150 @@ type Identity struct {
 	Port     int
 }
 
+// Options configures the API of one node.
+type Options struct {
+	Node     Node
+	Identity Identity
+	// Table is the mirrored node table read by /api/sb_mgmt_nodes; nil
+	// (or a failing table) serves the cluster state instead.
+	Table  NodeTable
+	Logger *slog.Logger
+	// Now is the wall clock for token expiry and license validity
+	// (time.Now when nil).
+	Now func() time.Time
+	// TokenTTL is how long a bearer token from POST /api/tokens lasts
+	// (DefaultTokenTTL when zero).
+	TokenTTL time.Duration
+	// ForwardTLS, when set, makes forwarded writes use HTTPS with this
+	// configuration (the leader's API then serves TLS); plain HTTP otherwise.
+	ForwardTLS *tls.Config
+}
+
+// DefaultTokenTTL is the lifetime of bearer tokens unless configured.
+const DefaultTokenTTL = 24 * time.Hour
+
+// maxBody bounds JSON request bodies; real ones are a few hundred bytes.
+const maxBody = 1 << 20
+
 // API is the admin HTTP handler of one node.
 type API struct {
-	node Node
-	id   Identity
-	log  *slog.Logger
-	mux  *http.ServeMux
+	node     Node
+	id       Identity
+	table    NodeTable
+	log      *slog.Logger
+	now      func() time.Time
+	tokenTTL time.Duration
+	mux      *http.ServeMux
+	methods  map[string][]string // allowed methods by path pattern, for 405 answers
+	limiter  *limiter
+	proxy    *httputil.ReverseProxy
+	scheme   string
+
+	// userMu serialises user changes on this node, so that the check that
+	// some user keeps `users` write access and the change it guards cannot
+	// interleave with another change (all changes run on the leader).
+	userMu sync.Mutex
 }
 
 // New builds the handler.
-func New(node Node, id Identity, log *slog.Logger) *API {
-	a := &API{node: node, id: id, log: log, mux: http.NewServeMux()}
+func New(o Options) *API {
+	a := &API{
+		node:     o.Node,
+		id:       o.Identity,
+		table:    o.Table,
+		log:      o.Logger,
+		now:      o.Now,
+		tokenTTL: o.TokenTTL,
+		mux:      http.NewServeMux(),
+		methods:  map[string][]string{},
+		limiter:  newLimiter(),
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.tokenTTL <= 0 {
+		a.tokenTTL = DefaultTokenTTL
+	}
+	a.proxy, a.scheme = a.newProxy(o.ForwardTLS)
+
 	a.mux.HandleFunc("GET /ping", a.ping)
-	a.mux.Handle("GET /api/sb_healthcheck", a.authenticated(a.healthcheck))
-	a.mux.Handle("/", a.authenticated(func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
+		methodNotAllowed(w, r, []string{http.MethodGet})
+	})
+
+	anyone := rule{}
+	a.handle("GET", "/api/sb_healthcheck", anyone, a.healthcheck)
+	a.handle("GET", "/api/sb_mgmt_nodes", rule{domain: DomainAdministration, need: permRead}, a.mgmtNodes)
+
+	a.handle("POST", "/api/tokens", anyone, a.createToken)
+	a.handle("DELETE", "/api/tokens/current", anyone, a.revokeToken)
+
+	a.handle("GET", "/api/users", rule{domain: DomainUsers, need: permRead}, a.listUsers)
+	a.handle("POST", "/api/users", rule{domain: DomainUsers, need: permWrite}, a.createUser)
+	a.handle("GET", "/api/users/{username}", rule{domain: DomainUsers, need: permRead, self: true}, a.getUser)
+	a.handle("PUT", "/api/users/{username}", rule{domain: DomainUsers, need: permWrite, self: true}, a.replaceUser)
+	a.handle("PATCH", "/api/users/{username}", rule{domain: DomainUsers, need: permWrite, self: true}, a.updateUser)
+	a.handle("DELETE", "/api/users/{username}", rule{domain: DomainUsers, need: permDelete}, a.deleteUser)
+
+	a.handle("GET", "/api/license", anyone, a.getLicense)
+	a.handle("PUT", "/api/license", rule{domain: DomainAdministration, need: permWrite}, a.putLicense)
+
+	for path, methods := range a.methods {
+		allowed := methods
+		a.mux.Handle(path, a.guard(anyone, func(w http.ResponseWriter, r *http.Request, _ *principal) {
+			methodNotAllowed(w, r, allowed)
+		}))
+	}
+	a.mux.Handle("/", a.guard(anyone, func(w http.ResponseWriter, r *http.Request, _ *principal) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
 	return a
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// handle registers an authenticated endpoint: credentials are checked, then
+// the permission, then a write on a follower goes to the leader.
+func (a *API) handle(method, path string, rl rule, h handlerFunc) {
+	a.methods[path] = append(a.methods[path], method)
+	a.mux.Handle(method+" "+path, a.guard(rl, h))
+}
+
+// handlerFunc is an endpoint that knows who is calling.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *principal)
+
+func (a *API) guard(rl rule, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := a.authenticate(w, r)
+		if !ok {
+			return
+		}
+		if err := rl.check(p, r); err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		if isWrite(r.Method) && !a.node.IsLeader() {
+			a.forward(w, r)
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+func isWrite(method string) bool { return method != http.MethodGet && method != http.MethodHead }
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) {
+	allow := slices.Clone(allowed)
+	if slices.Contains(allow, http.MethodGet) {
+		allow = append(allow, http.MethodHead)
+	}
+	slices.Sort(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+}
 
 // ping answers 200 ACTIVE only while this node serves under a valid lease;
 // any other mode answers 403 with the mode, as the seed documents.
@@ -77,8 +226,8 @@ type NodeStatus struct {
 	NodeLastActiveDate string `json:"nodeLastActiveDate"`
 }
 
-func (a *API) healthcheck(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
+func (a *API) healthcheck(w http.ResponseWriter, r *http.Request, _ *principal) {
+	now := a.now()
 	writeJSON(w, http.StatusOK, NodeStatus{
 		Status:             "operational",
 		NodeID:             a.node.ID(),
@@ -92,20 +241,45 @@ func (a *API) healthcheck(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// authenticated admits requests carrying valid HTTP Basic credentials.
-func (a *API) authenticated(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, ok := r.BasicAuth()
-		if !ok || !a.node.Authenticate(user, pass) {
-			if ok {
-				a.log.Warn("authentication failed", "user", user, "remote", r.RemoteAddr, "path", r.URL.Path)
-			}
-			w.Header().Set("WWW-Authenticate", `Basic realm="udmg"`)
-			writeError(w, http.StatusUnauthorized, "authentication required")
-			return
-		}
-		h(w, r)
-	})
+// apply commits c and, on failure, answers with the status that fits: 503
+// when leadership moved away meanwhile (the client may retry), 500 otherwise.
+func (a *API) apply(w http.ResponseWriter, what string, c fsm.Command) bool {
+	c.At = a.now()
+	err := a.node.Apply(c)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cluster.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, what+": this node stopped leading the cluster; retry")
+	default:
+		a.log.Error("commit failed", "what", what, "err", err)
+		writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+	}
+	return false
+}
+
+// decodeJSON reads one JSON object into v, refusing unknown fields, so that a
+// misspelt field is an error rather than silently ignored.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "request body: want a JSON object, got nothing")
+	default:
+		writeError(w, http.StatusBadRequest, "request body: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -114,7 +114,12 @@ func run(path string) error {
 	services.node.Store(node)
 	mirrorDB.run(node, mirror.Row{NodeID: id, Hostname: hostname, IPAddress: advertise, Port: cfg.Admin.Port, StartedAt: node.StartedAt()})
 
-	api := httpapi.New(node, httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port}, log)
+	api := httpapi.New(httpapi.Options{
+		Node:     node,
+		Identity: httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port},
+		Table:    mirrorDB.store,
+		Logger:   log,
+	})
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() {

@@ -1,0 +1,70 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// ForwardedByHeader marks a request a follower passed to the leader; it
+// names the follower. A marked request that reaches a node which does not
+// lead either is refused rather than passed on again, so that requests never
+// loop while leadership moves.
+const ForwardedByHeader = "X-Udmg-Forwarded-By"
+
+type targetKey struct{}
+
+// newProxy builds the reverse proxy that carries writes to the leader: same
+// method, path, query, body and Authorization (the leader authenticates the
+// request again), and the leader's answer goes back unchanged.
+func (a *API) newProxy(tlsConf *tls.Config) (*httputil.ReverseProxy, string) {
+	scheme := "http"
+	transport := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+	}
+	if tlsConf != nil {
+		scheme = "https"
+		transport.TLSClientConfig = tlsConf.Clone()
+		transport.ForceAttemptHTTP2 = true
+	}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
+			pr.SetXForwarded()
+			pr.Out.Header.Set(ForwardedByHeader, a.node.ID())
+		},
+		Transport: transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			target := r.Context().Value(targetKey{}).(*url.URL)
+			a.log.Warn("forwarding to the leader failed", "leader", target.Host, "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster leader at %s unreachable: %v", target.Host, err))
+		},
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return p, scheme
+}
+
+// forward passes a write to the Raft leader, which alone can commit it.
+func (a *API) forward(w http.ResponseWriter, r *http.Request) {
+	if by := r.Header.Get(ForwardedByHeader); by != "" {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("request forwarded by %s reached %s, which does not lead the cluster either (leadership is moving); retry", by, a.node.ID()))
+		return
+	}
+	addr, ok := a.node.LeaderAPI()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "no cluster leader")
+		return
+	}
+	a.log.Debug("forwarding write to the leader", "leader", addr, "method", r.Method, "path", r.URL.Path)
+	target := &url.URL{Scheme: a.scheme, Host: addr}
+	a.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+}
