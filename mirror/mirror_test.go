@@ -381,8 +381,10 @@ func TestWriterCatchesUpAfterOutage(t *testing.T) {
 		if w.LastError() == nil {
 			t.Error("unhealthy writer has no LastError")
 		}
+		other := func(i int) Row { return nodeRow("other", StatusActive, base.Add(time.Duration(i)*time.Second)) }
 		for i := 3; i <= 50; i++ {
 			w.Submit(self(i))
+			w.Submit(other(i)) // each node's latest row is kept
 		}
 		w.SubmitOffline([]string{"peer"}, base.Add(30*time.Second))
 
@@ -393,11 +395,11 @@ func TestWriterCatchesUpAfterOutage(t *testing.T) {
 				return false
 			}
 			rows, err := s.Nodes(t.Context())
-			if err != nil || len(rows) != 2 {
+			if err != nil || len(rows) != 3 {
 				return false
 			}
-			peer, self50 := rows[0], rows[1]
-			return peer.Status == StatusOffline && self50 == stored(self(50))
+			other50, peer, self50 := rows[0], rows[1], rows[2]
+			return peer.Status == StatusOffline && self50 == stored(self(50)) && other50 == stored(other(50))
 		})
 		t.Logf("outage %v, caught up %v after the database came back",
 			back.Sub(outage).Round(time.Millisecond), time.Since(back).Round(time.Millisecond))

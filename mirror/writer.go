@@ -5,17 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Writer keeps the node's own row fresh off the hot path: Submit never
-// blocks (latest row wins, a buffered slot of one), a goroutine upserts with
-// a bounded retry/backoff, and when the database is down it keeps the latest
-// row and catches up when it returns. The leader's OFFLINE marks for dead
-// nodes (SubmitOffline) travel the same way. One Writer serves one node's row.
+// Writer keeps rows fresh off the hot path: Submit never blocks (the latest
+// row of each node wins), a goroutine upserts with a bounded retry/backoff,
+// and when the database is down it keeps the latest rows and catches up when
+// it returns. The leader's OFFLINE marks for dead nodes (SubmitOffline)
+// travel the same way. A node submits its own row, and with a node-local
+// database the rows of its peers too.
 type Writer struct {
 	store Store
 	log   *slog.Logger
@@ -24,7 +26,7 @@ type Writer struct {
 	minBackoff, maxBackoff, opTimeout time.Duration
 
 	mu      sync.Mutex
-	row     *Row                 // latest row not yet written
+	rows    map[string]Row       // node id → latest row not yet written
 	offline map[string]time.Time // node id → time of the OFFLINE mark not yet written
 	kick    chan struct{}        // the slot: "something is pending"
 
@@ -47,17 +49,18 @@ func NewWriter(s Store, log *slog.Logger) *Writer {
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 2 * time.Second,
 		opTimeout:  5 * time.Second,
+		rows:       map[string]Row{},
 		offline:    map[string]time.Time{},
 		kick:       make(chan struct{}, 1),
 		writing:    make(chan struct{}, 1),
 	}
 }
 
-// Submit queues the node's row; it replaces any row not yet written and
-// never waits for the database.
+// Submit queues a node's row; it replaces any row of that node not yet
+// written and never waits for the database.
 func (w *Writer) Submit(r Row) {
 	w.mu.Lock()
-	w.row = &r
+	w.rows[r.NodeID] = r
 	w.mu.Unlock()
 	w.signal()
 }
@@ -132,7 +135,7 @@ func (w *Writer) LastError() error {
 	return nil
 }
 
-// flush writes the pending row, then the pending OFFLINE marks (the row
+// flush writes the pending rows, then the pending OFFLINE marks (rows
 // first: a mark is a no-op for a row written after it). What fails is put
 // back unless something newer arrived meanwhile.
 func (w *Writer) flush(ctx context.Context) error {
@@ -144,18 +147,18 @@ func (w *Writer) flush(ctx context.Context) error {
 	}
 
 	w.mu.Lock()
-	row, offline := w.row, w.offline
-	w.row, w.offline = nil, map[string]time.Time{}
+	rows, offline := w.rows, w.offline
+	w.rows, w.offline = map[string]Row{}, map[string]time.Time{}
 	w.mu.Unlock()
-	if row == nil && len(offline) == 0 {
+	if len(rows) == 0 && len(offline) == 0 {
 		return nil
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, w.opTimeout)
 	defer cancel()
-	err := w.write(ctx, &row, offline)
+	err := w.write(ctx, rows, offline)
 	if err != nil {
-		w.putBack(row, offline)
+		w.putBack(rows, offline)
 		w.failed(err)
 		return err
 	}
@@ -163,18 +166,16 @@ func (w *Writer) flush(ctx context.Context) error {
 	return nil
 }
 
-// write clears *row and deletes marks from offline as they are written.
-func (w *Writer) write(ctx context.Context, row **Row, offline map[string]time.Time) error {
-	if *row != nil {
-		if err := w.store.UpsertNode(ctx, **row); err != nil {
-			if errors.Is(err, ErrInvalidRow) {
-				w.log.Error("mirror: dropping a row the database refuses", "err", err)
-				*row = nil
-				return nil
+// write deletes rows and marks from their maps as they are written.
+func (w *Writer) write(ctx context.Context, rows map[string]Row, offline map[string]time.Time) error {
+	for _, id := range slices.Sorted(maps.Keys(rows)) {
+		if err := w.store.UpsertNode(ctx, rows[id]); err != nil {
+			if !errors.Is(err, ErrInvalidRow) {
+				return err
 			}
-			return err
+			w.log.Error("mirror: dropping a row the database refuses", "err", err)
 		}
-		*row = nil
+		delete(rows, id)
 	}
 	byTime := map[time.Time][]string{}
 	for id, at := range offline {
@@ -198,11 +199,13 @@ func (w *Writer) write(ctx context.Context, row **Row, offline map[string]time.T
 	return nil
 }
 
-func (w *Writer) putBack(row *Row, offline map[string]time.Time) {
+func (w *Writer) putBack(rows map[string]Row, offline map[string]time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if row != nil && w.row == nil {
-		w.row = row
+	for id, r := range rows {
+		if _, newer := w.rows[id]; !newer {
+			w.rows[id] = r
+		}
 	}
 	for id, at := range offline {
 		if prev, ok := w.offline[id]; !ok || at.After(prev) {

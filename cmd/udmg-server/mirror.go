@@ -20,6 +20,10 @@ type nodeMirror struct {
 	writer *mirror.Writer
 	row    mirror.Row
 	every  time.Duration
+	// peers is set for the embedded database, which only this node writes:
+	// it also gets the other nodes' rows, as the replicated registry knows
+	// them, so that it holds the whole table like a shared database would.
+	peers  bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -33,7 +37,8 @@ func openMirror(cfg *config.Config, log *slog.Logger) (*nodeMirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nodeMirror{store: store, writer: mirror.NewWriter(store, log.With("component", "mirror")), every: cfg.Controller.HeartbeatCheck}, nil
+	return &nodeMirror{store: store, writer: mirror.NewWriter(store, log.With("component", "mirror")),
+		every: cfg.Controller.HeartbeatCheck, peers: d.Type != "postgresql"}, nil
 }
 
 // run starts the writer and the refresh loop for node.
@@ -67,6 +72,15 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 	r.LastUpdate = time.Now()
 	r.LastActiveDate = node.LastActive()
 	m.writer.Submit(r)
+	if !m.peers {
+		return
+	}
+	for id, p := range node.State().Nodes {
+		if id != r.NodeID && p.Status != "" {
+			m.writer.Submit(mirror.Row{NodeID: id, Hostname: p.Hostname, IPAddress: p.IP, Port: p.AdminPort,
+				Status: p.Status, Licensed: p.Licensed, LastUpdate: p.LastUpdate, LastActiveDate: p.LastActive})
+		}
+	}
 }
 
 // close writes the node's last row (OFFLINE: it is shutting down), waiting
