@@ -4,21 +4,57 @@ BIN     := bin/udmg-server
 CONFIG  ?=
 TRIALS  ?= 20
 
-.PHONY: all build run test test-short lint figures clean
+.PHONY: all build run test test-short lint figures clean deps dev-license
 
 all: build
 
+# VENDOR_KEY (base64 ed25519 public key) is the key license files must be
+# signed with; a build without it accepts no license (one-node evaluation).
+VENDOR_KEY ?= $(shell cat data/dev-vendor/vendor.pub.b64 2>/dev/null)
+LDFLAGS    := $(if $(VENDOR_KEY),-X github.com/udmg/gateway/licensing.vendorKey=$(VENDOR_KEY))
+
 build:
-	$(GO) build -o $(BIN) ./cmd/udmg-server
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/udmg-server
+	$(GO) build -o bin/udmgctl ./cmd/udmgctl
+
+# A development vendor key (data/dev-vendor, made once) and a license for
+# NODES nodes signed with it (data/dev-license.json); `make build` then
+# builds the server with that key. Not for production: the vendor keeps the
+# real key.
+NODES ?= 3
+dev-license:
+	$(GO) build -o bin/udmgctl ./cmd/udmgctl
+	@mkdir -p data/dev-vendor; test -f data/dev-vendor/vendor.key || ./bin/udmgctl --json license keygen --out data/dev-vendor | \
+		sed -n 's/.*"publicKey": *"\([^"]*\)".*/\1/p' > data/dev-vendor/vendor.pub.b64
+	./bin/udmgctl license sign --key data/dev-vendor/vendor.key --licensee "development" --nodes $(NODES) \
+		--expires $$(date -u -d '+1 year' +%F) --out data/dev-license.json
+	$(MAKE) build
 
 # One node on embedded defaults (or CONFIG=path/to/server.ini): API and /ping
 # on 127.0.0.1:8080, SFTP on 2222, FTP on 2121, data under ./data.
 run: build
 	./$(BIN) $(if $(CONFIG),-c $(CONFIG))
 
+# What the tests run for real, installed from Debian when missing:
+# PostgreSQL 15 server binaries (initdb, pg_ctl), the OpenSSH client, sshd
+# with sftp-server (a real remote SFTP partner), curl and lftp (FTP clients).
+deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql-15"; \
+	command -v sftp >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || missing="$$missing openssh-server"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
 # The whole suite, race detector on: unit tests, listener tests with real
-# clients, and multi-node tests with real processes on 127.0.X.Y.
-test: lint
+# clients, a real PostgreSQL, and multi-node tests with real processes on
+# 127.0.X.Y.
+test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 test-short:
@@ -36,3 +72,4 @@ figures:
 
 clean:
 	rm -rf bin data
+
