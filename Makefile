@@ -42,6 +42,7 @@ deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql-15"; \
 	command -v sftp >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || missing="$$missing openssh-server"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \

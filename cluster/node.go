@@ -447,6 +447,11 @@ func (n *Node) Apply(c fsm.Command) error {
 	return err
 }
 
+// AppliedIndex is the index of the last log entry this node's state
+// machine has applied: once it reaches the index a leader reported after a
+// write, State includes that write.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
 // LeaderAPI is the admin address (host:port) of the current leader, for
 // forwarding writes; false when no leader is known.
 func (n *Node) LeaderAPI() (string, bool) {

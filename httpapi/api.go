@@ -28,6 +28,7 @@ import (
 
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/ui"
 )
 
 // Node is what the API needs from the local cluster member (*cluster.Node).
@@ -43,6 +44,8 @@ type Node interface {
 	// Apply commits a change; cluster.ErrNotLeader on a follower.
 	Apply(fsm.Command) error
 	IsLeader() bool
+	// AppliedIndex is the last log index applied to State.
+	AppliedIndex() uint64
 	// LeaderAPI is the leader's admin host:port, for forwarding writes.
 	LeaderAPI() (string, bool)
 }
@@ -151,6 +154,10 @@ func New(o Options) *API {
 			methodNotAllowed(w, r, allowed)
 		}))
 	}
+	// The admin page's assets (no data; the page logs in through the API).
+	page := ui.Handler()
+	a.mux.Handle("GET /{$}", page)
+	a.mux.Handle("GET /ui/", page)
 	a.mux.Handle("/", a.guard(anyone, func(w http.ResponseWriter, r *http.Request, _ *principal) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -179,11 +186,15 @@ func (a *API) guard(rl rule, h handlerFunc) http.Handler {
 			writeError(w, http.StatusForbidden, err.Error())
 			return
 		}
-		if isWrite(r.Method) && !a.node.IsLeader() {
+		if !isWrite(r.Method) {
+			h(w, r, p)
+			return
+		}
+		if !a.node.IsLeader() {
 			a.forward(w, r)
 			return
 		}
-		h(w, r, p)
+		h(&indexWriter{ResponseWriter: w, node: a.node}, r, p)
 	})
 }
 

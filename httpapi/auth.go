@@ -99,14 +99,14 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*principal, 
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
 	case h == "":
-		unauthorized(w, "Basic", "authentication required: HTTP Basic credentials or a bearer token")
+		unauthorized(w, r, "Basic", "authentication required: HTTP Basic credentials or a bearer token")
 		return nil, false
 	case strings.EqualFold(scheme, "Basic"):
 		return a.basic(w, r)
 	case strings.EqualFold(scheme, "Bearer"):
 		return a.bearer(w, r, strings.TrimSpace(cred))
 	default:
-		unauthorized(w, "Basic", fmt.Sprintf("unsupported authorization scheme %q (use Basic or Bearer)", scheme))
+		unauthorized(w, r, "Basic", fmt.Sprintf("unsupported authorization scheme %q (use Basic or Bearer)", scheme))
 		return nil, false
 	}
 }
@@ -114,7 +114,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*principal, 
 func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
-		unauthorized(w, "Basic", "malformed Basic credentials")
+		unauthorized(w, r, "Basic", "malformed Basic credentials")
 		return nil, false
 	}
 	ip := clientIP(r)
@@ -140,12 +140,12 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 		if delay > 0 {
 			a.log.Warn("slowing down logins from this address", "remote", ip, "failures", failures, "next_delay", delay)
 		}
-		unauthorized(w, "Basic", "invalid user name or password")
+		unauthorized(w, r, "Basic", "invalid user name or password")
 		return nil, false
 	}
 	u, ok := a.node.State().Users[user]
 	if !ok { // deleted between the two reads
-		unauthorized(w, "Basic", "invalid user name or password")
+		unauthorized(w, r, "Basic", "invalid user name or password")
 		return nil, false
 	}
 	return &principal{user: user, perms: u.Perms}, true
@@ -153,7 +153,7 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 
 func (a *API) bearer(w http.ResponseWriter, r *http.Request, token string) (*principal, bool) {
 	if token == "" {
-		unauthorized(w, "Bearer", "empty bearer token")
+		unauthorized(w, r, "Bearer", "empty bearer token")
 		return nil, false
 	}
 	hash := tokenHash(token)
@@ -161,25 +161,31 @@ func (a *API) bearer(w http.ResponseWriter, r *http.Request, token string) (*pri
 	t, ok := st.Tokens[hash]
 	if !ok {
 		a.log.Warn("unknown bearer token", "remote", clientIP(r), "path", r.URL.Path)
-		unauthorized(w, "Bearer", "invalid or revoked token")
+		unauthorized(w, r, "Bearer", "invalid or revoked token")
 		return nil, false
 	}
 	if !a.now().Before(t.Expires) {
-		unauthorized(w, "Bearer", "token expired on "+t.Expires.UTC().Format(time.RFC3339)+"; create a new one")
+		unauthorized(w, r, "Bearer", "token expired on "+t.Expires.UTC().Format(time.RFC3339)+"; create a new one")
 		return nil, false
 	}
 	u, ok := st.Users[t.User]
 	if !ok {
-		unauthorized(w, "Bearer", "invalid or revoked token")
+		unauthorized(w, r, "Bearer", "invalid or revoked token")
 		return nil, false
 	}
 	return &principal{user: t.User, perms: u.Perms, token: hash}, true
 }
 
-func unauthorized(w http.ResponseWriter, scheme, msg string) {
-	if scheme == "Bearer" {
+// unauthorized answers 401. Scripts and browsers get the challenge that
+// tells them how to authenticate, but not the page's own calls (marked with
+// X-Requested-With, as the admin page sends them): a browser would open its
+// own password dialog over the page's login form.
+func unauthorized(w http.ResponseWriter, r *http.Request, scheme, msg string) {
+	switch {
+	case r.Header.Get("X-Requested-With") != "":
+	case scheme == "Bearer":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="udmg", error="invalid_token"`)
-	} else {
+	default:
 		w.Header().Set("WWW-Authenticate", `Basic realm="udmg"`)
 	}
 	writeError(w, http.StatusUnauthorized, msg)

@@ -9,8 +9,63 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"time"
 )
+
+// IndexHeader carries, on the answer to a write, the leader's applied log
+// index once the write was done. The follower that forwarded the write holds
+// the answer until it has applied that index too, so that a client reads its
+// own write from the node it wrote through (a token it just created, a user
+// it just added).
+const IndexHeader = "X-Udmg-Index"
+
+// catchUpLimit bounds how long a follower holds an answer for its own state
+// to catch up; past it the answer goes out anyway (the write is committed).
+const catchUpLimit = 5 * time.Second
+
+// indexWriter adds IndexHeader to the leader's answers to writes: when the
+// handler starts its answer, its commit has been applied.
+type indexWriter struct {
+	http.ResponseWriter
+	node Node
+}
+
+func (w *indexWriter) WriteHeader(status int) {
+	w.Header().Set(IndexHeader, strconv.FormatUint(w.node.AppliedIndex(), 10))
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *indexWriter) Write(b []byte) (int, error) {
+	if w.Header().Get(IndexHeader) == "" {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *indexWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// catchUp waits until this node has applied the index the leader reported
+// with a forwarded write's answer (bounded by catchUpLimit and the request).
+func (a *API) catchUp(resp *http.Response) error {
+	index, err := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64)
+	if err != nil {
+		return nil // not a write the leader carried out
+	}
+	ctx, cancel := context.WithTimeout(resp.Request.Context(), catchUpLimit)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for a.node.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			a.log.Warn("answering a forwarded write before this node applied it", "index", index, "applied", a.node.AppliedIndex())
+			return nil
+		case <-tick.C:
+		}
+	}
+	return nil
+}
 
 // ForwardedByHeader marks a request a follower passed to the leader; it
 // names the follower. A marked request that reaches a node which does not
@@ -42,7 +97,8 @@ func (a *API) newProxy(tlsConf *tls.Config) (*httputil.ReverseProxy, string) {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedByHeader, a.node.ID())
 		},
-		Transport: transport,
+		Transport:      transport,
+		ModifyResponse: a.catchUp,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			target := r.Context().Value(targetKey{}).(*url.URL)
 			a.log.Warn("forwarding to the leader failed", "leader", target.Host, "method", r.Method, "path", r.URL.Path, "err", err)

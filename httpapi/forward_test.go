@@ -45,6 +45,12 @@ func TestWritesForwardedToLeader(t *testing.T) {
 		t.Fatalf("forwarded answer %+v", u)
 	}
 
+	// The follower answered once it had the write itself: the new user
+	// works there at once.
+	expect(t, do(t, f1.Admin().As("forwarded", "forwarded-password"), "GET", "/api/users/forwarded", nil), 200, "")
+	if r.Header.Get(httpapi.IndexHeader) == "" {
+		t.Fatalf("forwarded write answered without the leader's index: %v", r.Header)
+	}
 	// The user works on every node.
 	for _, p := range c.Nodes {
 		user := p.Admin().As("forwarded", "forwarded-password")
@@ -59,8 +65,9 @@ func TestWritesForwardedToLeader(t *testing.T) {
 	expect(t, do(t, f2.Admin(), "POST", "/api/users", newUser), 409, "already exists")
 	expect(t, do(t, f2.Admin(), "POST", "/api/users", map[string]any{"username": "x"}), 400, "password")
 
-	// A token made through a follower is good on the leader.
+	// A token made through a follower is good there at once, and on the leader.
 	tok := createToken(t, f2.Admin())
+	expect(t, do(t, f2.Admin().WithToken(tok.Token), "GET", "/api/sb_healthcheck", nil), 200, "")
 	bearer := active.Admin().WithToken(tok.Token)
 	if !ts.Eventually(5*time.Second, func() bool {
 		r, err := bearer.Do("GET", "/api/sb_healthcheck", nil)

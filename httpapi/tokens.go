@@ -28,7 +28,7 @@ type TokenResponse struct {
 // token cannot be used to make another, so a stolen token dies with its expiry.
 func (a *API) createToken(w http.ResponseWriter, r *http.Request, p *principal) {
 	if p.token != "" {
-		unauthorized(w, "Basic", "a token is created with HTTP Basic credentials, not with another token")
+		unauthorized(w, r, "Basic", "a token is created with HTTP Basic credentials, not with another token")
 		return
 	}
 	secret := make([]byte, 32)

@@ -835,7 +835,7 @@ func TestStopClosesSessions(t *testing.T) {
 		if err := h.svc.Stop(); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-		if d := time.Since(begin); d > 2*time.Second {
+		if d := time.Since(begin); d > 5*time.Second { // a Stop that waited for its clients would hang
 			t.Errorf("Stop took %s", d)
 		}
 		if n := h.svc.Sessions(); n != 0 {
@@ -1057,7 +1057,7 @@ func TestStopDuringHandshakeAndPassiveWait(t *testing.T) {
 	if err := h.svc.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(begin); d > 2*time.Second {
+	if d := time.Since(begin); d > 5*time.Second { // a Stop that waited for its clients would hang
 		t.Fatalf("Stop took %s", d)
 	}
 	if n := h.svc.Sessions(); n != 0 {

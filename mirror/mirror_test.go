@@ -427,7 +427,9 @@ func TestSubmitNeverBlocksWhileDatabaseIsDown(t *testing.T) {
 		}
 		total := time.Since(start)
 		t.Logf("%d submits in %v (worst %v) while the database was down", n, total.Round(time.Microsecond), worst)
-		if worst > 250*time.Millisecond || total > 2*time.Second {
+		// A Submit that waited for the database would take the writer's
+		// operation timeout (1s) at least once.
+		if worst >= time.Second || total > 10*time.Second {
 			t.Errorf("Submit blocked: worst %v, total %v for %d calls", worst, total, n)
 		}
 
@@ -455,14 +457,15 @@ func TestWriterFlushAtShutdown(t *testing.T) {
 
 		db.down(t)
 		w.Submit(nodeRow("self", StatusOffline, base.Add(time.Second)))
-		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		t0 := time.Now()
 		if err := w.Flush(ctx); err == nil {
 			t.Error("Flush succeeded with the database down")
 		}
-		if d := time.Since(t0); d > 2*time.Second {
-			t.Errorf("Flush took %v with a 500ms context", d)
+		// Without the context it would wait for the 5s operation timeout.
+		if d := time.Since(t0); d >= 4*time.Second {
+			t.Errorf("Flush took %v with a 200ms context", d)
 		}
 		db.up(t)
 	})
@@ -554,7 +557,7 @@ func TestPostgresUnansweringServerDoesNotBlock(t *testing.T) {
 	})
 	opts := Options{Type: "postgresql", Address: l.Addr().String(), Name: "udmg", User: "udmg", Password: "x"}
 
-	const bound = 4 * time.Second // pgOpTimeout plus slack for -race
+	const bound = 10 * time.Second // pgOpTimeout plus slack for a loaded machine; a hang is forever
 	t0 := time.Now()
 	if s, err := Open(context.Background(), opts); err == nil {
 		s.Close()

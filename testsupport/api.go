@@ -105,7 +105,7 @@ func (c *APIClient) Do(method, path string, body any) (*Response, error) {
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = &http.Client{Timeout: time.Minute} // bcrypt under -race on a loaded machine is slow
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

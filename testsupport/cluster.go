@@ -399,3 +399,14 @@ func (p *Proc) Usage() Usage {
 	}
 	return u
 }
+
+// ArtefactDir is where tests leave files for people to look at (screenshots):
+// bin/artefacts under the module root, created when missing.
+func ArtefactDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(moduleRoot(), "bin", "artefacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

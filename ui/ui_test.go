@@ -1,0 +1,175 @@
+package ui_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	ts "github.com/udmg/gateway/testsupport"
+)
+
+// chromium finds Debian's chromium (make deps installs it).
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("!! no chromium on this machine: run `make deps` (apt-get install chromium) for the browser tests")
+	return ""
+}
+
+// browser starts a headless chromium for the test; its context ends with it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first call starts the browser, which lives as long as ctx: no
+	// timeout on it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// do runs browser steps with a bound, failing the test on error.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one browser action that returns a value, with a bound.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// statusColour is the computed background of the server status button and
+// the mode it shows.
+func statusColour(t *testing.T, ctx context.Context) (colour, mode string) {
+	t.Helper()
+	colour = get(t, ctx, "read the status colour", chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#status")).backgroundColor`))
+	mode = get(t, ctx, "read the status mode", chromedp.Evaluate[string](`document.querySelector("#status").dataset.mode || ""`))
+	return colour, mode
+}
+
+// activeInTable is the node the page's node table shows ACTIVE ("" if none).
+func activeInTable(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	return get(t, ctx, "read the node table", chromedp.Evaluate[string](`(() => {
+		for (const tr of document.querySelectorAll("#nodes tbody tr"))
+			if (tr.cells[4].textContent === "ACTIVE") return tr.cells[2].textContent;
+		return "";
+	})()`))
+}
+
+// TestAdminPage logs in on a PASSIVE node of a real three-node cluster,
+// reads the status colour and the node table, kills the ACTIVE node and
+// watches the page show the new ACTIVE without a reload.
+func TestAdminPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	start := time.Now()
+	ctx := browser(t)
+	c := ts.NewCluster(t, 3)
+	active := c.WaitOneActive(30*time.Second, "PASSIVE")
+	var passive *ts.Proc
+	for _, p := range c.Nodes {
+		if p != active {
+			passive = p
+			break
+		}
+	}
+
+	// The assets need no credentials; everything they read does.
+	resp, err := http.Get(passive.AdminURL() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / answered %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	do(t, ctx, "open the page", chromedp.Navigate(passive.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	do(t, ctx, "log in with a wrong password",
+		chromedp.SendKeys(chromedp.CSS("#user"), "admin"), chromedp.SendKeys(chromedp.CSS("#password"), "wrong-password"),
+		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(`#login-error:not(:empty)`)))
+	if e := get(t, ctx, "read the login error", chromedp.Text(chromedp.CSS("#login-error"))); !strings.Contains(e, "invalid user name or password") {
+		t.Fatalf("login error %q", e)
+	}
+	get(t, ctx, "clear the password", chromedp.Evaluate[bool](`(document.querySelector("#password").value = "", true)`))
+	do(t, ctx, "log in",
+		chromedp.SendKeys(chromedp.CSS("#password"), ts.AdminPassword),
+		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)))
+	if !ts.Eventually(15*time.Second, func() bool {
+		return get(t, ctx, "look for the app", chromedp.Evaluate[bool](`!document.querySelector("#app").hidden`))
+	}) {
+		t.Fatalf("login failed: %q", get(t, ctx, "read the login error", chromedp.Text(chromedp.CSS("#login-error"))))
+	}
+
+	// The PASSIVE node's button is yellow, and the table shows who is ACTIVE.
+	if !ts.Eventually(10*time.Second, func() bool { _, m := statusColour(t, ctx); return m == "PASSIVE" }) {
+		colour, mode := statusColour(t, ctx)
+		t.Fatalf("status button on a PASSIVE node: mode %q colour %s", mode, colour)
+	}
+	if colour, _ := statusColour(t, ctx); colour != "rgb(255, 255, 0)" {
+		t.Fatalf("PASSIVE status colour %s, want yellow", colour)
+	}
+	if !ts.Eventually(10*time.Second, func() bool { return activeInTable(t, ctx) == active.IP }) {
+		t.Fatalf("node table shows %q ACTIVE, want %s", activeInTable(t, ctx), active.IP)
+	}
+	if !ts.Eventually(10*time.Second, func() bool {
+		return strings.Contains(get(t, ctx, "read the license", chromedp.Text(chromedp.CSS("#license"))), "udmg tests")
+	}) {
+		t.Fatal("the license panel never showed the licensee")
+	}
+
+	png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
+	shot := filepath.Join(ts.ArtefactDir(t), "ui-passive-node.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the page on a PASSIVE node: %s", shot)
+
+	// Failover shows without a reload.
+	killed := time.Now()
+	active.Kill()
+	var now string
+	if !ts.Eventually(20*time.Second, func() bool { now = activeInTable(t, ctx); return now != "" && now != active.IP }) {
+		t.Fatalf("the page never showed a new ACTIVE node (shows %q)", now)
+	}
+	t.Logf("page showed the new ACTIVE %s %s after the kill", now, time.Since(killed).Round(100*time.Millisecond))
+	if now == passive.IP {
+		if !ts.Eventually(5*time.Second, func() bool { _, m := statusColour(t, ctx); return m == "ACTIVE" }) {
+			t.Fatal("the page's node became ACTIVE but its button did not say so")
+		}
+		if colour, _ := statusColour(t, ctx); colour != "rgba(0, 0, 0, 0)" {
+			t.Fatalf("ACTIVE status colour %s, want transparent", colour)
+		}
+	}
+	t.Logf("UI test ran %s", time.Since(start).Round(100*time.Millisecond))
+}
