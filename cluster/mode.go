@@ -32,6 +32,13 @@ type broker struct {
 	subs map[chan ModeChange]struct{}
 }
 
+// current is the mode last published.
+func (b *broker) current() Mode {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
 func (b *broker) publish(to Mode, reason string) (ModeChange, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

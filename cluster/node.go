@@ -349,14 +349,28 @@ func (n *Node) publishMode(reason string) {
 		n.lastActive.Store(time.Now().UnixNano())
 	}
 	if reason == "" {
-		reason = map[Mode]string{Active: "lease held", Passive: "standing by", Unlicensed: "no license slot", Offline: "no contact with a leader"}[m]
-		if m == Offline && n.shuttingDown.Load() {
-			reason = "shutting down"
-		}
+		reason = n.modeReason(m)
 	}
 	if ch, ok := n.modes.publish(m, reason); ok {
 		n.log.Info("mode changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
 	}
+}
+
+// modeReason explains a mode found by watchMode rather than set by the lease
+// loop. Leaving ACTIVE this way means the watch saw it before the fencing
+// path did (a frozen node waking up, say): the reason is what ended the lease.
+func (n *Node) modeReason(m Mode) string {
+	switch {
+	case m == Offline && n.shuttingDown.Load():
+		return "shutting down"
+	case m != Active && n.modes.current() == Active && n.raft.State() != raft.Leader:
+		return "leadership lost"
+	case m != Active && n.modes.current() == Active && !n.LeaseValid():
+		return "lease expired"
+	case m != Active && n.modes.current() == Active:
+		return "lease lost"
+	}
+	return map[Mode]string{Active: "lease held", Passive: "standing by", Unlicensed: "no license slot", Offline: "no contact with a leader"}[m]
 }
 
 // Shutdown hands the lease over and leaves: services stop first, the lease
