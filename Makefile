@@ -16,6 +16,7 @@ LDFLAGS    := $(if $(VENDOR_KEY),-X github.com/udmg/gateway/licensing.vendorKey=
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/udmg-server
 	$(GO) build -o bin/udmgctl ./cmd/udmgctl
+	$(GO) build -o bin/udmg-proxy ./cmd/udmg-proxy
 
 # A development vendor key (data/dev-vendor, made once) and a license for
 # NODES nodes signed with it (data/dev-license.json); `make build` then
@@ -37,15 +38,16 @@ run: build
 
 # What the tests run for real, installed from Debian when missing:
 # PostgreSQL 15 server binaries (initdb, pg_ctl), the OpenSSH client, sshd
-# with sftp-server (a real remote SFTP partner), curl and lftp (FTP clients).
+# with sftp-server (a real remote SFTP partner), curl and lftp (FTP clients),
+# chromium (the admin page's browser test).
 deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql-15"; \
 	command -v sftp >/dev/null 2>&1 || missing="$$missing openssh-client"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || missing="$$missing openssh-server"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

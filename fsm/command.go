@@ -32,6 +32,30 @@ const (
 	OpTokenDelete  Op = "token.delete"
 	OpLicenseSet   Op = "license.set"
 	OpSlots        Op = "license.slots"
+
+	OpServerPut           Op = "server.put"
+	OpServerDelete        Op = "server.delete"
+	OpAccountPut          Op = "account.put"
+	OpAccountDelete       Op = "account.delete"
+	OpPartnerPut          Op = "partner.put"
+	OpPartnerDelete       Op = "partner.delete"
+	OpRemoteAccountPut    Op = "remoteaccount.put"
+	OpRemoteAccountDelete Op = "remoteaccount.delete"
+	OpRulePut             Op = "rule.put"
+	OpRuleDelete          Op = "rule.delete"
+	// OpSeed creates the default servers of a new cluster, once.
+	OpSeed Op = "mft.seed"
+	// OpTransferAdd records a new transfer; the proposer picks its ID.
+	OpTransferAdd Op = "transfer.add"
+	// OpTransferUpdate is the ACTIVE node's progress and state change.
+	OpTransferUpdate Op = "transfer.update"
+	// OpTransferAction is an operator's pause, resume, cancel or retry.
+	OpTransferAction Op = "transfer.action"
+	// OpTransferArchive marks finished transfers written to history.
+	OpTransferArchive Op = "transfer.archive"
+	// OpTransferTakeover marks the transfers an older epoch left RUNNING
+	// as INTERRUPTED.
+	OpTransferTakeover Op = "transfer.takeover"
 )
 
 // Command is one entry of the replicated log.
@@ -56,6 +80,18 @@ type Command struct {
 	License []byte `json:"license,omitempty"`
 	// Licensed lists the node IDs holding a license slot (OpSlots).
 	Licensed []string `json:"licensed,omitempty"`
+	// Sub is the second part of a two-part key: the login of an account
+	// (Name is its server or partner), the direction of a rule.
+	Sub string `json:"sub,omitempty"`
+
+	Server        *Server         `json:"server,omitempty"`
+	Account       *LocalAccount   `json:"account,omitempty"`
+	Partner       *Partner        `json:"partner,omitempty"`
+	RemoteAccount *RemoteAccount  `json:"remoteAccount,omitempty"`
+	Rule          *Rule           `json:"rule,omitempty"`
+	Transfer      *Transfer       `json:"transfer,omitempty"`
+	Change        *TransferChange `json:"change,omitempty"`
+	Seed          *SeedArgs       `json:"seed,omitempty"`
 }
 
 // LeaseArgs is the body of the three lease commands.
@@ -118,7 +154,10 @@ func Decode(data []byte) (Command, error) {
 	case OpNodeRemove, OpUserDelete, OpTokenDelete:
 		missing = c.Name == ""
 	default:
-		return Command{}, fmt.Errorf("decode command: unknown op %q", c.Op)
+		var known bool
+		if known, missing = decodeMFT(c); !known {
+			return Command{}, fmt.Errorf("decode command: unknown op %q", c.Op)
+		}
 	}
 	if missing {
 		return Command{}, fmt.Errorf("decode command: %s without its body", c.Op)

@@ -26,7 +26,9 @@ type Machine struct {
 
 // New returns an empty machine, as on a node that has never joined a cluster.
 func New() *Machine {
-	return &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}, Tokens: map[string]Token{}}}
+	m := &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}, Tokens: map[string]Token{}}}
+	m.s.initMFT()
+	return m
 }
 
 // State returns a copy of the current state.
@@ -155,6 +157,8 @@ func (m *Machine) apply(c Command) error {
 			n.Licensed = licensed[id]
 			s.Nodes[id] = n
 		}
+	default:
+		return m.applyMFT(c)
 	}
 	return nil
 }
@@ -186,6 +190,7 @@ func (m *Machine) Restore(data []byte) error {
 	if s.Tokens == nil {
 		s.Tokens = map[string]Token{}
 	}
+	s.initMFT()
 	m.mu.Lock()
 	m.s = s
 	m.mu.Unlock()

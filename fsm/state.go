@@ -17,6 +17,19 @@ type State struct {
 	// HostKey is the cluster's SSH host key (PEM), so that clients see
 	// the same key whichever node is ACTIVE.
 	HostKey []byte `json:"hostKey,omitempty"`
+
+	// The MFT objects (mft.go), keyed by name, AccountKey or RuleKey.
+	Servers        map[string]Server        `json:"servers"`
+	Accounts       map[string]LocalAccount  `json:"accounts"`
+	Partners       map[string]Partner       `json:"partners"`
+	RemoteAccounts map[string]RemoteAccount `json:"remoteAccounts"`
+	Rules          map[string]Rule          `json:"rules"`
+	// Transfers are the live ones and a recent window of finished ones.
+	Transfers      map[uint64]Transfer `json:"transfers"`
+	NextTransferID uint64              `json:"nextTransferId"`
+	// Seeded is set once the default servers were created (OpSeed), so
+	// that an operator who deletes them does not see them come back.
+	Seeded bool `json:"seeded,omitempty"`
 }
 
 // Lease is the committed right to be the ACTIVE node.
@@ -93,6 +106,7 @@ func (s State) clone() State {
 	}
 	c.HostKey = append([]byte(nil), s.HostKey...)
 	c.License = append([]byte(nil), s.License...)
+	s.cloneMFT(&c)
 	return c
 }
 

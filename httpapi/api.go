@@ -74,6 +74,11 @@ type Options struct {
 	// ForwardTLS, when set, makes forwarded writes use HTTPS with this
 	// configuration (the leader's API then serves TLS); plain HTTP otherwise.
 	ForwardTLS *tls.Config
+	// Metrics serves GET /metrics (metrics.Registry.Handler); nil answers 404.
+	Metrics http.Handler
+	// MFT is what the servers, partners, rules, transfers and history
+	// endpoints need (mft.go).
+	MFT MFT
 }
 
 // DefaultTokenTTL is the lifetime of bearer tokens unless configured.
@@ -100,6 +105,8 @@ type API struct {
 	// some user keeps `users` write access and the change it guards cannot
 	// interleave with another change (all changes run on the leader).
 	userMu sync.Mutex
+
+	mft MFT
 }
 
 // New builds the handler.
@@ -114,6 +121,7 @@ func New(o Options) *API {
 		mux:      http.NewServeMux(),
 		methods:  map[string][]string{},
 		limiter:  newLimiter(),
+		mft:      o.MFT,
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -147,6 +155,10 @@ func New(o Options) *API {
 
 	a.handle("GET", "/api/license", anyone, a.getLicense)
 	a.handle("PUT", "/api/license", rule{domain: DomainAdministration, need: permWrite}, a.putLicense)
+
+	a.handle("GET", "/metrics", rule{domain: DomainAdministration, need: permRead}, a.metrics(o.Metrics))
+	a.handle("GET", "/api/cluster", rule{domain: DomainAdministration, need: permRead}, a.clusterStatus)
+	a.routesMFT()
 
 	for path, methods := range a.methods {
 		allowed := methods
@@ -252,14 +264,22 @@ func (a *API) healthcheck(w http.ResponseWriter, r *http.Request, _ *principal) 
 	})
 }
 
-// apply commits c and, on failure, answers with the status that fits: 503
-// when leadership moved away meanwhile (the client may retry), 500 otherwise.
+// apply commits c and, on failure, answers with the status that fits.
 func (a *API) apply(w http.ResponseWriter, what string, c fsm.Command) bool {
 	c.At = a.now()
-	err := a.node.Apply(c)
+	return a.committed(w, what, a.node.Apply(c))
+}
+
+// committed answers a failed commit: 404 unknown object, 409 exists, in
+// use or wrong state, 503 leadership lost meanwhile, 500 otherwise.
+func (a *API) committed(w http.ResponseWriter, what string, err error) bool {
 	switch {
 	case err == nil:
 		return true
+	case errors.Is(err, fsm.ErrUnknownObject):
+		writeError(w, http.StatusNotFound, what+": "+err.Error())
+	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrInUse), errors.Is(err, fsm.ErrTransferState):
+		writeError(w, http.StatusConflict, what+": "+err.Error())
 	case errors.Is(err, cluster.ErrNotLeader):
 		writeError(w, http.StatusServiceUnavailable, what+": this node stopped leading the cluster; retry")
 	default:

@@ -256,7 +256,7 @@ func (f *ftpFS) OpenFile(name string, flag int, _ os.FileMode) (afero.File, erro
 // GetHandle serves STOR, APPE (O_APPEND), REST+STOR (offset, then Seek by
 // ftpserverlib) and RETR.
 func (f *ftpFS) GetHandle(name string, flags int, _ int64) (ftpserver.FileTransfer, error) {
-	g, err := f.s.openFile(name, flags, false)
+	g, err := f.s.openTransfer(name, flags, false, flags&(os.O_WRONLY|os.O_RDWR) != 0)
 	if err != nil {
 		return nil, err
 	}

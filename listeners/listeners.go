@@ -78,6 +78,35 @@ type Config struct {
 	FTPTLS *tls.Config
 	// StopTimeout bounds Stop (0 = DefaultStopTimeout).
 	StopTimeout time.Duration
+	// Recorder, when set, records every file a client downloads or
+	// uploads as a server-mode transfer.
+	Recorder Recorder
+}
+
+// Recorder records the files clients move. Begin runs before the file is
+// used (an error refuses the open); the Record hears of every byte and of
+// the close.
+type Recorder interface {
+	Begin(f FileTransfer) (Record, error)
+}
+
+// FileTransfer is one file opened by a client.
+type FileTransfer struct {
+	Protocol string // sftp or ftp
+	Login    string
+	Path     string // in the home, "/"-rooted and cleaned
+	Upload   bool
+}
+
+// Record is one recorded file. Progress is called on the hot path and must
+// not block: for a download the bytes read, for an upload the end of the
+// data written without a gap from the start of the file (what a client can
+// resume from). End is called once, at close, with the file's size and,
+// when the transfer was cut (client gone, lease lost, session closed), why;
+// a cut upload has been truncated to its gap-free part.
+type Record interface {
+	Progress(p int64)
+	End(size int64, cut error)
 }
 
 // Service owns the MFT listeners of one node.

@@ -25,6 +25,7 @@ type session struct {
 	log    *slog.Logger
 
 	fsClosed atomic.Bool // storage access barred (Stop, lease loss, client gone)
+	killed   atomic.Bool // closed by Stop or lease loss rather than by the client
 	leaseMsg sync.Once
 
 	mu       sync.Mutex
@@ -39,6 +40,7 @@ type session struct {
 // kill bars storage access and closes the client connection. Safe from any
 // goroutine, any number of times.
 func (s *session) kill() {
+	s.killed.Store(true)
 	s.fsClosed.Store(true)
 	s.conn.kill()
 }
@@ -181,7 +183,42 @@ func (s *session) openFile(name string, flag int, appendOnly bool) (*guardedFile
 		s.release()
 		return nil, err
 	}
-	return &guardedFile{f: f, s: s, appendOnly: appendOnly}, nil
+	g := &guardedFile{f: f, s: s, appendOnly: appendOnly}
+	if appendOnly {
+		if fi, err := f.Stat(); err == nil {
+			g.appendAt = fi.Size()
+		}
+	}
+	return g, nil
+}
+
+// openTransfer is openFile for a client's download or upload: the file is
+// recorded as a transfer when the service has a Recorder.
+func (s *session) openTransfer(name string, flag int, appendOnly, upload bool) (*guardedFile, error) {
+	g, err := s.openFile(name, flag, appendOnly)
+	if err != nil || s.r.cfg.Recorder == nil {
+		return g, err
+	}
+	rec, err := s.r.cfg.Recorder.Begin(FileTransfer{Protocol: s.proto, Login: s.loginName(), Path: "/" + relPathSlash(name), Upload: upload})
+	if err != nil {
+		g.Close()
+		s.log.Warn("transfer not recorded: refusing the file", "path", name, "err", err)
+		return nil, fmt.Errorf("record transfer: %w", err)
+	}
+	g.rec, g.upload = rec, upload
+	if upload && flag&os.O_TRUNC == 0 {
+		if fi, err := g.f.Stat(); err == nil {
+			g.contig = fi.Size()
+		}
+	}
+	return g, nil
+}
+
+func relPathSlash(name string) string {
+	if p := relPath(name); p != "." {
+		return p
+	}
+	return ""
 }
 
 // do runs one storage operation inside the home jail.
@@ -255,44 +292,131 @@ type guardedFile struct {
 	f          *os.File
 	s          *session
 	appendOnly bool
-	amu        sync.Mutex
-	closeOnce  sync.Once
-	closeErr   error
+	// appendAt is the size at open of an append-mode file; appendShift
+	// says, from the first write on, whether the client's offsets count
+	// from there (they start below it) or are absolute (OpenSSH reput).
+	appendAt     int64
+	appendShift  int64
+	appendShifts sync.Once
+	closeOnce    sync.Once
+	closeErr     error
+
+	rec     Record // nil when not recorded
+	upload  bool
+	xferMu  sync.Mutex
+	xferErr error // set by the protocol library when the transfer failed
+
+	// Progress of a recorded file, under pmu: bytes read; or, for an
+	// upload, contig, the end of the gap-free data, pending the ranges
+	// written beyond a gap (start → end), and pos the offset of Write.
+	pmu     sync.Mutex
+	read    int64
+	contig  int64
+	pending map[int64]int64
+	pos     int64
+}
+
+// moved reports n bytes read to the record and passes (n, err) through.
+func (g *guardedFile) moved(n int, err error) (int, error) {
+	if g.rec != nil && n > 0 {
+		g.pmu.Lock()
+		g.read += int64(n)
+		p := g.read
+		g.pmu.Unlock()
+		g.rec.Progress(p)
+	}
+	return n, err
+}
+
+// wrote reports n bytes written at off (-1: appended) to the record.
+func (g *guardedFile) wrote(off int64, n int, err error) (int, error) {
+	if g.rec == nil || n <= 0 {
+		return n, err
+	}
+	g.pmu.Lock()
+	if off < 0 {
+		off = g.contig
+	}
+	end := off + int64(n)
+	switch {
+	case off <= g.contig:
+		g.contig = max(g.contig, end)
+		for {
+			e, ok := g.pending[g.contig]
+			if !ok {
+				break
+			}
+			delete(g.pending, g.contig)
+			g.contig = max(g.contig, e)
+		}
+	default:
+		if g.pending == nil {
+			g.pending = map[int64]int64{}
+		}
+		g.pending[off] = max(g.pending[off], end)
+	}
+	p := g.contig
+	g.pmu.Unlock()
+	g.rec.Progress(p)
+	return n, err
 }
 
 func (g *guardedFile) Read(p []byte) (int, error) {
 	if err := g.s.guard(); err != nil {
 		return 0, err
 	}
-	return g.f.Read(p)
+	return g.moved(g.f.Read(p))
 }
 
 func (g *guardedFile) ReadAt(p []byte, off int64) (int, error) {
 	if err := g.s.guard(); err != nil {
 		return 0, err
 	}
-	return g.f.ReadAt(p, off)
+	return g.moved(g.f.ReadAt(p, off))
 }
 
 func (g *guardedFile) Write(p []byte) (int, error) {
 	if err := g.s.guard(); err != nil {
 		return 0, err
 	}
-	return g.f.Write(p)
+	g.pmu.Lock()
+	off := g.pos
+	g.pmu.Unlock()
+	n, err := g.f.Write(p)
+	g.pmu.Lock()
+	g.pos += int64(n)
+	g.pmu.Unlock()
+	return g.wrote(off, n, err)
 }
 
-// WriteAt writes at off, or at the end of the file for SFTP append opens
-// (like OpenSSH's sftp-server, which opens with O_APPEND).
+// TransferError is how pkg/sftp and ftpserverlib say that the transfer
+// of this file failed (connection lost) before they close it.
+func (g *guardedFile) TransferError(err error) {
+	g.xferMu.Lock()
+	if g.xferErr == nil {
+		g.xferErr = err
+	}
+	g.xferMu.Unlock()
+}
+
+// WriteAt writes at off. For SFTP append opens, offsets below the size at
+// open count from the end of the file (clients that append from 0), and
+// offsets at or past it are taken as they are (clients that resume at the
+// remote size, like OpenSSH reput); the choice is made at the first write.
 func (g *guardedFile) WriteAt(p []byte, off int64) (int, error) {
 	if err := g.s.guard(); err != nil {
 		return 0, err
 	}
 	if g.appendOnly {
-		g.amu.Lock()
-		defer g.amu.Unlock()
-		return g.f.Write(p)
+		g.appendShifts.Do(func() {
+			if off < g.appendAt {
+				g.appendShift = g.appendAt
+			}
+		})
+		off += g.appendShift
 	}
-	return g.f.WriteAt(p, off)
+	n, err := g.f.WriteAt(p, off)
+	return g.wrote(off, n, err)
 }
 
 func (g *guardedFile) WriteString(str string) (int, error) {
@@ -300,7 +424,13 @@ func (g *guardedFile) WriteString(str string) (int, error) {
 }
 
 func (g *guardedFile) Seek(offset int64, whence int) (int64, error) {
-	return g.f.Seek(offset, whence)
+	pos, err := g.f.Seek(offset, whence)
+	if err == nil {
+		g.pmu.Lock()
+		g.pos = pos
+		g.pmu.Unlock()
+	}
+	return pos, err
 }
 
 func (g *guardedFile) Truncate(size int64) error {
@@ -343,7 +473,34 @@ func (g *guardedFile) Name() string { return g.f.Name() }
 // Close closes the file once and releases the session.
 func (g *guardedFile) Close() error {
 	g.closeOnce.Do(func() {
+		var size int64 = -1
+		var cut error
+		if g.rec != nil {
+			g.xferMu.Lock()
+			cut = g.xferErr
+			g.xferMu.Unlock()
+			if cut == nil && g.s.killed.Load() {
+				cut = ErrSessionClosed
+			}
+			if fi, err := g.f.Stat(); err == nil {
+				size = fi.Size()
+			}
+			g.pmu.Lock()
+			contig := g.contig
+			g.pmu.Unlock()
+			// A cut upload may end with gaps (pipelined writes): keep
+			// what a client can resume from, while this node may write.
+			if cut != nil && g.upload && contig < size && g.s.r.allowed() && g.f.Truncate(contig) == nil {
+				size = contig
+			}
+		}
 		g.closeErr = g.f.Close()
+		if g.rec != nil {
+			if cut == nil && g.closeErr != nil {
+				cut = g.closeErr
+			}
+			g.rec.End(size, cut)
+		}
 		g.s.release()
 	})
 	return g.closeErr

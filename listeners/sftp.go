@@ -45,14 +45,15 @@ func (r *run) sshConfig() *ssh.ServerConfig {
 			return &ssh.Permissions{Extensions: map[string]string{loginExtension: c.User()}}, nil
 		}
 	}
-	cfg.Ciphers = preferredCiphers()
+	cfg.Ciphers = PreferredCiphers()
 	cfg.AddHostKey(r.cfg.HostKey)
 	return cfg
 }
 
-// preferredCiphers puts AES-GCM first (x/crypto has no chacha20 assembly on
-// amd64) and keeps every other default cipher.
-func preferredCiphers() []string {
+// PreferredCiphers puts AES-GCM first (x/crypto has no chacha20 assembly on
+// amd64) and keeps every other default cipher; the transfer engine's SFTP
+// client uses them too.
+func PreferredCiphers() []string {
 	out := []string{ssh.CipherAES128GCM}
 	for _, c := range ssh.SupportedAlgorithms().Ciphers {
 		if c != ssh.CipherAES128GCM {
@@ -211,7 +212,7 @@ func sftpHandlers(s *session) sftp.Handlers {
 }
 
 func (h *sftpHandler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	f, err := h.s.openFile(r.Filepath, os.O_RDONLY, false)
+	f, err := h.s.openTransfer(r.Filepath, os.O_RDONLY, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -249,10 +250,10 @@ func (h *sftpHandler) openWrite(r *sftp.Request) (*guardedFile, error) {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
-	if pf.Append {
-		flag |= os.O_APPEND
-	}
-	return h.s.openFile(r.Filepath, flag, pf.Append)
+	// Append opens write at the offsets the client gives (see WriteAt),
+	// not with O_APPEND: requests are served concurrently, so appending in
+	// arrival order would scramble a pipelined upload (OpenSSH reput).
+	return h.s.openTransfer(r.Filepath, flag, pf.Append, true)
 }
 
 func (h *sftpHandler) Filecmd(r *sftp.Request) error {

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -85,6 +86,30 @@ func activeInTable(t *testing.T, ctx context.Context) string {
 	})()`))
 }
 
+// login fills the login form as admin and submits it; a wrong password
+// leaves an error on the form.
+func login(t *testing.T, ctx context.Context, password string) {
+	t.Helper()
+	get(t, ctx, "clear the form", chromedp.Evaluate[bool](`(document.querySelector("#login-error").textContent = "", document.querySelector("#user").value = "", document.querySelector("#password").value = "", true)`))
+	do(t, ctx, "log in",
+		chromedp.SendKeys(chromedp.CSS("#user"), "admin"), chromedp.SendKeys(chromedp.CSS("#password"), password),
+		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)))
+	if password != ts.AdminPassword {
+		do(t, ctx, "wait for the login error", chromedp.WaitVisible(chromedp.CSS(`#login-error:not(:empty)`)))
+	}
+}
+
+// screenshot saves the page as bin/artefacts/name.png.
+func screenshot(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
+	png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
+	path := filepath.Join(ts.ArtefactDir(t), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestAdminPage logs in on a PASSIVE node of a real three-node cluster,
 // reads the status colour and the node table, kills the ACTIVE node and
 // watches the page show the new ACTIVE without a reload.
@@ -115,16 +140,11 @@ func TestAdminPage(t *testing.T) {
 	}
 
 	do(t, ctx, "open the page", chromedp.Navigate(passive.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
-	do(t, ctx, "log in with a wrong password",
-		chromedp.SendKeys(chromedp.CSS("#user"), "admin"), chromedp.SendKeys(chromedp.CSS("#password"), "wrong-password"),
-		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(`#login-error:not(:empty)`)))
+	login(t, ctx, "wrong-password")
 	if e := get(t, ctx, "read the login error", chromedp.Text(chromedp.CSS("#login-error"))); !strings.Contains(e, "invalid user name or password") {
 		t.Fatalf("login error %q", e)
 	}
-	get(t, ctx, "clear the password", chromedp.Evaluate[bool](`(document.querySelector("#password").value = "", true)`))
-	do(t, ctx, "log in",
-		chromedp.SendKeys(chromedp.CSS("#password"), ts.AdminPassword),
-		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)))
+	login(t, ctx, ts.AdminPassword)
 	if !ts.Eventually(15*time.Second, func() bool {
 		return get(t, ctx, "look for the app", chromedp.Evaluate[bool](`!document.querySelector("#app").hidden`))
 	}) {
@@ -148,12 +168,7 @@ func TestAdminPage(t *testing.T) {
 		t.Fatal("the license panel never showed the licensee")
 	}
 
-	png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
-	shot := filepath.Join(ts.ArtefactDir(t), "ui-passive-node.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the page on a PASSIVE node: %s", shot)
+	t.Logf("screenshot of the page on a PASSIVE node: %s", screenshot(t, ctx, "ui-passive-node"))
 
 	// Failover shows without a reload.
 	killed := time.Now()
@@ -172,4 +187,43 @@ func TestAdminPage(t *testing.T) {
 		}
 	}
 	t.Logf("UI test ran %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestPauseFromPage pauses a running client transfer (1 GiB to OpenSSH's
+// sftp-server) with the page's button, and resumes it the same way.
+func TestPauseFromPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx := browser(t)
+	sshd := ts.StartSSHD(t)
+	c := ts.NewCluster(t, 1)
+	n := c.WaitOneActive(30*time.Second, "")
+	api := n.Admin()
+	remoteDir := t.TempDir()
+	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "remote", "protocol": "sftp", "address": sshd.Addr, "hostKey": sshd.HostKey})
+	api.Must(t, 201, "POST", "/api/partners/remote/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": remoteDir, "localDir": "out"})
+	ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "big.bin"), 1<<30)
+
+	do(t, ctx, "open the page", chromedp.Navigate(n.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	login(t, ctx, ts.AdminPassword)
+	do(t, ctx, "see the transfers panel", chromedp.WaitVisible(chromedp.CSS("#transfers-card")))
+
+	var tr ts.Transfer
+	if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "push", "partner": "remote", "account": sshd.User, "file": "big.bin"}).Decode(&tr); err != nil {
+		t.Fatal(err)
+	}
+	button := func(action string) chromedp.CSS {
+		return chromedp.CSS(fmt.Sprintf(`#transfers tbody tr button[data-action=%q]`, action))
+	}
+	do(t, ctx, "pause", chromedp.Click(button("pause")))
+	paused := api.WaitTransfer(t, tr.ID, 10*time.Second, "PAUSED", func(tr ts.Transfer) bool { return tr.Status == "PAUSED" || tr.Status == "DONE" })
+	if paused.Status != "PAUSED" {
+		t.Fatalf("the transfer ended %s before the pause: the test proves nothing", paused.Status)
+	}
+	do(t, ctx, "see it paused with a resume button", chromedp.WaitVisible(button("resume")))
+	t.Logf("screenshot of a paused transfer: %s", screenshot(t, ctx, "ui-paused-transfer"))
+	do(t, ctx, "resume", chromedp.Click(button("resume")))
+	api.WaitTransfer(t, tr.ID, 3*time.Minute, "RUNNING or DONE", func(tr ts.Transfer) bool { return tr.Status == "RUNNING" || tr.Status == "DONE" })
 }

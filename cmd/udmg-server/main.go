@@ -23,19 +23,30 @@ import (
 	"github.com/udmg/gateway/httpapi"
 	"github.com/udmg/gateway/licensing"
 	"github.com/udmg/gateway/mirror"
+	"github.com/udmg/gateway/transfer"
 )
 
 func main() {
 	path := flag.String("c", "", "path to server.ini (default: built-in settings and UDMG_* environment variables)")
+	logFormat := flag.String("log-format", "", "text or json (overrides [log] Format and UDMG_LOG_FORMAT)")
 	flag.Parse()
-	if err := run(*path); err != nil {
+	env := os.Environ()
+	switch *logFormat {
+	case "":
+	case "text", "json":
+		env = append(env, "UDMG_LOG_FORMAT="+*logFormat)
+	default:
+		fmt.Fprintf(os.Stderr, "udmg-server: -log-format %q: use text or json\n", *logFormat)
+		os.Exit(2)
+	}
+	if err := run(*path, env); err != nil {
 		fmt.Fprintln(os.Stderr, "udmg-server:", err)
 		os.Exit(2)
 	}
 }
 
-func run(path string) error {
-	cfg, err := config.Load(path, os.Environ())
+func run(path string, env []string) error {
+	cfg, err := config.Load(path, env)
 	if err != nil {
 		return err
 	}
@@ -83,7 +94,14 @@ func run(path string) error {
 	if err != nil {
 		return fmt.Errorf("%s: [database]: %w", where, err)
 	}
-	services := newMFTServices(cfg, log)
+	reg := newMetrics(log)
+	secrets, err := transfer.LoadSecrets(cfg.Database.AESPassphrase)
+	if err != nil {
+		mirrorDB.close(nil)
+		return fmt.Errorf("%s: [database] AESPassphrase: %w", where, err)
+	}
+	transferIDs := &transfer.IDs{}
+	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, transferIDs, mirrorDB.store)}
 	node, err := cluster.Start(cluster.Config{
 		NodeID:          id,
 		DataDir:         cfg.Cluster.DataDir,
@@ -112,6 +130,8 @@ func run(path string) error {
 		return err
 	}
 	services.node.Store(node)
+	stopMetrics := watchNode(reg, node, services, log)
+	defer stopMetrics()
 	mirrorDB.run(node, mirror.Row{NodeID: id, Hostname: hostname, IPAddress: advertise, Port: cfg.Admin.Port, StartedAt: node.StartedAt()})
 
 	api := httpapi.New(httpapi.Options{
@@ -119,6 +139,8 @@ func run(path string) error {
 		Identity: httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port},
 		Table:    mirrorDB.store,
 		Logger:   log,
+		MFT:      httpapi.MFT{Secrets: secrets, IDs: transferIDs, History: mirrorDB.store},
+		Metrics:  reg.Handler(),
 	})
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -12,51 +15,122 @@ import (
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
+	"github.com/udmg/gateway/mirror"
+	"github.com/udmg/gateway/transfer"
 )
 
-// mftServices is what the ACTIVE node runs: the SFTP and FTP listeners,
-// built from the replicated state each time the node becomes ACTIVE.
+// mftServices is what the ACTIVE node runs: the local servers defined in
+// the replicated state (started, changed and stopped as the state changes)
+// and the transfer engine.
 type mftServices struct {
-	cfg  listeners.Config
-	node atomic.Pointer[cluster.Node]
-	svc  *listeners.Service
+	cfg     *config.Config
+	home    string
+	log     *slog.Logger
+	secrets *transfer.Secrets
+	ids     *transfer.IDs
+	history transfer.History
+	node    atomic.Pointer[cluster.Node]
+
+	// One ACTIVE term: set by Start, cleared by Stop (serialised by the
+	// cluster package).
+	servers *listeners.Manager
+	engine  *transfer.Engine
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
-func newMFTServices(cfg *config.Config, log *slog.Logger) *mftServices {
+func newMFTServices(cfg *config.Config, log *slog.Logger, secrets *transfer.Secrets, ids *transfer.IDs, history mirror.Store) *mftServices {
 	home, _ := filepath.Abs(cfg.Paths.GatewayHome)
-	return &mftServices{cfg: listeners.Config{
-		Host:       cfg.Listeners.Host,
-		SFTPPort:   cfg.Listeners.SFTPPort,
-		FTPPort:    cfg.Listeners.FTPPort,
-		PassiveMin: cfg.Listeners.PassiveMin,
-		PassiveMax: cfg.Listeners.PassiveMax,
-		PublicHost: cfg.Listeners.PublicHost,
-		Root:       home,
-		Logger:     log,
-	}}
+	return &mftServices{cfg: cfg, home: home, log: log, secrets: secrets, ids: ids, history: history}
 }
+
+// pollEvery is how often the ACTIVE node looks for changed servers.
+const pollEvery = 100 * time.Millisecond
 
 func (m *mftServices) Start(st fsm.State) error {
 	node := m.node.Load()
 	if node == nil {
-		return fmt.Errorf("node not ready")
+		return errors.New("node not ready")
+	}
+	if !st.Seeded {
+		if err := m.seed(node, st); err != nil {
+			return err
+		}
+		st = node.State()
 	}
 	key, err := ssh.ParsePrivateKey(st.HostKey)
 	if err != nil {
 		return fmt.Errorf("cluster host key: %w", err)
 	}
-	c := m.cfg
-	c.HostKey = key
-	// Until local accounts arrive, administrators log in to their own home.
-	c.Authenticate = node.Authenticate
-	c.Allowed = node.LeaseValid
-	m.svc = listeners.New(c)
-	return m.svc.Start()
+	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
+		IDs: m.ids, Logger: m.log})
+	if err != nil {
+		return err
+	}
+	m.engine = engine
+	m.servers = listeners.NewManager(listeners.ManagerConfig{
+		Host: m.cfg.Listeners.Host, GatewayHome: m.home, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
+		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State,
+	})
+	// Errors are logged by the manager; one bad server does not keep the
+	// others (or the node) from serving.
+	m.servers.Update(st)
+	m.stop = make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(pollEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+				m.servers.Update(node.State())
+			}
+		}
+	}()
+	return nil
+}
+
+// seed creates, once per cluster, the servers of [listeners] (SFTPPort,
+// FTPPort) with an account for the initial administrator that has the
+// administrator's password, so that a fresh node serves at once.
+func (m *mftServices) seed(node *cluster.Node, st fsm.State) error {
+	epoch, _ := node.LeaseRemaining()
+	l := m.cfg.Listeners
+	var args fsm.SeedArgs
+	admin, hasAdmin := st.Users[m.cfg.Admin.InitialUser]
+	add := func(srv fsm.Server) {
+		args.Servers = append(args.Servers, srv)
+		if hasAdmin {
+			args.Accounts = append(args.Accounts, fsm.LocalAccount{Server: srv.Name, Login: admin.Name, PasswordHash: admin.Hash})
+		}
+	}
+	if l.SFTPPort != 0 {
+		add(fsm.Server{Name: "sftp", Protocol: fsm.ProtoSFTP, Port: l.SFTPPort, Enabled: true})
+	}
+	if l.FTPPort != 0 {
+		add(fsm.Server{Name: "ftp", Protocol: fsm.ProtoFTP, Port: l.FTPPort, PassiveMin: l.PassiveMin, PassiveMax: l.PassiveMax,
+			PublicHost: l.PublicHost, Enabled: true})
+	}
+	if err := node.Apply(fsm.Command{Op: fsm.OpSeed, Epoch: epoch, Seed: &args}); err != nil {
+		return fmt.Errorf("create the default servers: %w", err)
+	}
+	m.log.Info("default servers created", "sftp_port", l.SFTPPort, "ftp_port", l.FTPPort, "account", admin.Name)
+	return nil
 }
 
 func (m *mftServices) Stop() error {
-	if m.svc == nil {
+	if m.stop == nil {
 		return nil
 	}
-	return m.svc.Stop()
+	close(m.stop)
+	m.wg.Wait()
+	m.stop = nil
+	// Listeners first: their sessions' last records go through the engine.
+	err := m.servers.Stop()
+	m.engine.Stop()
+	m.servers, m.engine = nil, nil
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -91,8 +92,13 @@ func TestAgainstCluster(t *testing.T) {
 	}) {
 		t.Fatalf("nodes list --json on a follower: %+v, %s", nodes, errOut)
 	}
-	table := mustRun(t, follower.AdminURL(), "nodes", "list")
-	if strings.Count(table, "ACTIVE") != 1 || strings.Count(table, "UNLICENSED") != 2 {
+	// The registry the follower's table is written from catches up within
+	// a HeartbeatCheck or two.
+	var table string
+	if !ts.Eventually(10*time.Second, func() bool {
+		table = mustRun(t, follower.AdminURL(), "nodes", "list")
+		return len(regexp.MustCompile(`\sACTIVE\s{2}`).FindAllString(table, -1)) == 1 && strings.Count(table, "UNLICENSED") == 2
+	}) {
 		t.Fatalf("nodes list on the evaluation license:\n%s", table)
 	}
 

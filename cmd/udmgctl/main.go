@@ -29,12 +29,13 @@ Usage: udmgctl [global flags] COMMAND [flags] [args]
 
 Commands:
   nodes list                         the cluster's nodes and their modes
+  cluster status                     who is ACTIVE, the lease epoch, time until the lease expires
   users list                         users and their permissions
   users add NAME --password PW [--perms transfers=rw-,users=r--]
                                      (here --password is the new user's; give yours
                                      before the command or in UDMGCTL_PASSWORD)
   users delete NAME
-  token create                       print a bearer token (use it with --token)
+` + mftUsage + `  token create                       print a bearer token (use it with --token)
   token revoke --token T             revoke a bearer token
   license show [--file F [--pubkey P]]
                                      the cluster's license, or a license file checked locally
@@ -149,15 +150,22 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 		"users":   {"list": c.usersList, "add": c.usersAdd, "delete": c.usersDelete},
 		"token":   {"create": c.tokenCreate, "revoke": c.tokenRevoke},
 		"license": {"show": c.licenseShow, "install": c.licenseInstall, "keygen": c.licenseKeygen, "sign": c.licenseSign},
+		"cluster": {"status": c.clusterStatus},
+	}
+	for g, subs := range c.mftCommands() {
+		commands[g] = map[string]command{}
+		for n, f := range subs {
+			commands[g][n] = f
+		}
 	}
 	subs, ok := commands[group]
 	if !ok {
-		return fmt.Errorf("unknown command %q (commands: nodes, users, token, license; see udmgctl help)", group)
+		return fmt.Errorf("unknown command %q (commands: nodes, cluster, users, token, license, servers, accounts, partners, remote-accounts, rules, transfers, history; see udmgctl help)", group)
 	}
 	cmd, ok := subs[sub]
 	if !ok {
 		var names []string
-		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign"} {
+		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "get", "enable", "disable", "pause", "resume", "cancel", "retry"} {
 			if subs[n] != nil {
 				names = append(names, n)
 			}

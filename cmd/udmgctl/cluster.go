@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// clusterView is the part of GET /api/cluster that the table shows; --json
+// prints the whole answer.
+type clusterView struct {
+	Active string `json:"active"`
+	Leader string `json:"leader"`
+	Lease  struct {
+		Holder           string  `json:"holder"`
+		Epoch            uint64  `json:"epoch"`
+		Released         bool    `json:"released"`
+		Duration         string  `json:"duration"`
+		RemainingSeconds float64 `json:"remainingSeconds"`
+		RemainingFrom    string  `json:"remainingFrom"`
+	} `json:"lease"`
+	AnsweredBy struct {
+		NodeID      string     `json:"nodeId"`
+		Mode        string     `json:"mode"`
+		RaftState   string     `json:"raftState"`
+		LastContact *time.Time `json:"lastContact"`
+		Term        uint64     `json:"term"`
+	} `json:"answeredBy"`
+	Nodes []struct {
+		NodeID    string `json:"nodeId"`
+		Status    string `json:"status"`
+		AdminAddr string `json:"adminAddr"`
+		Leader    bool   `json:"leader"`
+		Active    bool   `json:"active"`
+	} `json:"nodes"`
+}
+
+// clusterStatus prints who is ACTIVE, the lease epoch and how long until
+// the lease expires unless renewed.
+func (c *cli) clusterStatus(args []string) error {
+	fs := newFlagSet("cluster status")
+	c.globalFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := positional("cluster status", pos); err != nil {
+		return err
+	}
+	var v clusterView
+	resp, err := c.callJSON("GET", "/api/cluster", nil, &v)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	l := v.Lease
+	expires := "-"
+	switch {
+	case l.Released:
+		expires = "released"
+	case l.Holder != "":
+		left := time.Duration(l.RemainingSeconds * float64(time.Second)).Round(time.Millisecond)
+		expires = fmt.Sprintf("%s (lease %s, measured by %s; renewed while the holder is up)", left, l.Duration, l.RemainingFrom)
+		if left <= 0 {
+			expires = fmt.Sprintf("expired (last held by %s)", l.Holder)
+		}
+	}
+	answered := fmt.Sprintf("%s (%s, raft %s, term %d", v.AnsweredBy.NodeID, v.AnsweredBy.Mode, v.AnsweredBy.RaftState, v.AnsweredBy.Term)
+	if lc := v.AnsweredBy.LastContact; lc != nil {
+		answered += fmt.Sprintf(", leader heard %s ago", time.Since(*lc).Round(time.Millisecond))
+	}
+	answered += ")"
+
+	tw := c.table()
+	fmt.Fprintf(tw, "ACTIVE\t%s\n", or(v.Active, "none"))
+	fmt.Fprintf(tw, "LEADER\t%s\n", or(v.Leader, "none"))
+	fmt.Fprintf(tw, "LEASE EPOCH\t%d\n", l.Epoch)
+	fmt.Fprintf(tw, "EXPIRES IN\t%s\n", expires)
+	fmt.Fprintf(tw, "ANSWERED BY\t%s\n", answered)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "NODE ID\tSTATUS\tADMIN ADDRESS\tROLE")
+	for _, n := range v.Nodes {
+		var role []string
+		if n.Active {
+			role = append(role, "active")
+		}
+		if n.Leader {
+			role = append(role, "leader")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.NodeID, n.Status, or(n.AdminAddr, "-"), or(strings.Join(role, ", "), "-"))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
+  servers add NAME --protocol sftp|ftp --port N [--root DIR] [--passive 30000-30009]
+              [--public-host H] [--tls]       local servers the ACTIVE node opens
+  accounts list SERVER | delete SERVER LOGIN
+  accounts add SERVER LOGIN [--password PW] [--key-file id.pub]
+  partners list | delete NAME
+  partners add NAME --protocol sftp|ftp --address HOST:PORT [--host-key "ssh-ed25519 AAAA…"]
+  remote-accounts list PARTNER | delete PARTNER LOGIN
+  remote-accounts add PARTNER LOGIN [--password PW] [--key-file id_ed25519]
+                                     (sealed with the AES passphrase before they are stored)
+  rules list | delete NAME send|receive
+  rules add NAME --direction send|receive --path REMOTE_DIR [--local-dir DIR]
+  transfers list [--status S] | get ID | pause ID | resume ID | cancel ID | retry ID
+  transfers add --rule R --partner P --account A --file F [--direction send|receive]
+  history list [--status S] [--limit N]
+`
+
+// mftCommands are the servers, accounts, partners, rules, transfers and
+// history commands.
+func (c *cli) mftCommands() map[string]map[string]func([]string) error {
+	return map[string]map[string]func([]string) error{
+		"servers": {"list": c.serversList, "add": c.serversAdd, "delete": c.deleter("servers delete", "/api/servers/%s", "NAME"),
+			"enable": c.putter("servers enable", "/api/servers/%s/enable", "NAME"), "disable": c.putter("servers disable", "/api/servers/%s/disable", "NAME")},
+		"accounts": {"list": c.lister("accounts list", "/api/servers/%s/accounts", "accounts", []string{"login", "hasPassword", "publicKeys"}, "SERVER"),
+			"add": c.accountsAdd("accounts add", "/api/servers/%s/accounts", "key-file", "publicKeys"), "delete": c.deleter("accounts delete", "/api/servers/%s/accounts/%s", "SERVER", "LOGIN")},
+		"partners": {"list": c.lister("partners list", "/api/partners", "partners", []string{"name", "protocol", "address", "hostKey"}),
+			"add": c.partnersAdd, "delete": c.deleter("partners delete", "/api/partners/%s", "NAME")},
+		"remote-accounts": {"list": c.lister("remote-accounts list", "/api/partners/%s/accounts", "accounts", []string{"login", "hasPassword", "hasPrivateKey"}, "PARTNER"),
+			"add": c.accountsAdd("remote-accounts add", "/api/partners/%s/accounts", "key-file", "privateKey"), "delete": c.deleter("remote-accounts delete", "/api/partners/%s/accounts/%s", "PARTNER", "LOGIN")},
+		"rules": {"list": c.lister("rules list", "/api/rules", "rules", []string{"name", "direction", "path", "localDir"}),
+			"add": c.rulesAdd, "delete": c.deleter("rules delete", "/api/rules/%s/%s", "NAME", "DIRECTION")},
+		"transfers": {"list": c.transfersList, "add": c.transfersAdd, "get": c.transfersGet,
+			"pause": c.putter("transfers pause", "/api/transfers/%s/pause", "ID"), "resume": c.putter("transfers resume", "/api/transfers/%s/resume", "ID"),
+			"cancel": c.putter("transfers cancel", "/api/transfers/%s/cancel", "ID"), "retry": c.putter("transfers retry", "/api/transfers/%s/retry", "ID")},
+		"history": {"list": c.historyList},
+	}
+}
+
+// args parses a command's flags and checks its positional arguments.
+func (c *cli) args(name string, args []string, fs *flag.FlagSet, want ...string) ([]string, error) {
+	if fs == nil {
+		fs = newFlagSet(name)
+		c.globalFlags(fs)
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return pos, positional(name, pos, want...)
+}
+
+func escaped(pos []string) []any {
+	out := make([]any, len(pos))
+	for i, p := range pos {
+		out[i] = url.PathEscape(p)
+	}
+	return out
+}
+
+// lister prints field columns of the objects the API lists under key.
+func (c *cli) lister(name, pathFmt, key string, fields []string, want ...string) func([]string) error {
+	return func(args []string) error {
+		pos, err := c.args(name, args, nil, want...)
+		if err != nil {
+			return err
+		}
+		return c.printList(fmt.Sprintf(pathFmt, escaped(pos)...)+"?limit=1000", key, fields)
+	}
+}
+
+func (c *cli) printList(path, key string, fields []string) error {
+	var out map[string][]map[string]any
+	resp, err := c.callJSON("GET", path, nil, &out)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	tw := c.table()
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(fields, "\t")))
+	for _, o := range out[key] {
+		row := make([]string, len(fields))
+		for i, f := range fields {
+			row[i] = cell(o[f])
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
+}
+
+func cell(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		return or(v, "-")
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case []any:
+		return fmt.Sprintf("%d", len(v))
+	}
+	return fmt.Sprint(v)
+}
+
+// deleter and putter send DELETE or PUT to the object the arguments name.
+func (c *cli) deleter(name, pathFmt string, want ...string) func([]string) error {
+	return c.action(name, "DELETE", pathFmt, "deleted", want)
+}
+
+func (c *cli) putter(name, pathFmt string, want ...string) func([]string) error {
+	return c.action(name, "PUT", pathFmt, "done", want)
+}
+
+func (c *cli) action(name, method, pathFmt, said string, want []string) func([]string) error {
+	return func(args []string) error {
+		pos, err := c.args(name, args, nil, want...)
+		if err != nil {
+			return err
+		}
+		resp, err := c.call(method, fmt.Sprintf(pathFmt, escaped(pos)...), nil)
+		if err != nil {
+			return err
+		}
+		if c.json && len(resp.body) > 0 {
+			c.printJSON(resp.body)
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "%s %s: %s\n", name, strings.Join(pos, " "), said)
+		return nil
+	}
+}
+
+// create posts body and prints what the API answered.
+func (c *cli) create(path string, body map[string]any, what string) error {
+	resp, err := c.callJSON("POST", path, body, nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	fmt.Fprintln(c.stdout, what+" created")
+	return nil
+}
+
+func (c *cli) serversList(args []string) error {
+	if _, err := c.args("servers list", args, nil); err != nil {
+		return err
+	}
+	return c.printList("/api/servers?limit=1000", "servers", []string{"name", "protocol", "port", "root", "tls", "enabled"})
+}
+
+func (c *cli) serversAdd(args []string) error {
+	fs := newFlagSet("servers add")
+	c.globalFlags(fs)
+	protocol := fs.String("protocol", "", "sftp or ftp")
+	port := fs.Int("port", 0, "port")
+	root := fs.String("root", "", "homes directory under GatewayHome")
+	passive := fs.String("passive", "", "FTP passive ports A-B")
+	public := fs.String("public-host", "", "address for FTP passive replies")
+	tls := fs.Bool("tls", false, "offer explicit FTPS")
+	pos, err := c.args("servers add", args, fs, "NAME")
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"name": pos[0], "protocol": *protocol, "port": *port, "root": *root, "publicHost": *public, "tls": *tls}
+	if *passive != "" {
+		a, b, ok := strings.Cut(*passive, "-")
+		lo, err1 := strconv.Atoi(a)
+		hi, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil {
+			return fmt.Errorf("servers add: --passive %q is not A-B", *passive)
+		}
+		body["passiveMin"], body["passiveMax"] = lo, hi
+	}
+	return c.create("/api/servers", body, "server "+pos[0])
+}
+
+// accountsAdd adds a local account (key file: a public key) or a remote
+// one (key file: a private key); --password is the account's.
+func (c *cli) accountsAdd(name, pathFmt, keyFlag, keyField string) func([]string) error {
+	return func(args []string) error {
+		fs := newFlagSet(name)
+		c.globalFlags(fs, "password")
+		password := fs.String("password", "", "the account's password")
+		keyFile := fs.String(keyFlag, "", "key file")
+		pos, err := c.args(name, args, fs, "PARENT", "LOGIN")
+		if err != nil {
+			return err
+		}
+		body := map[string]any{"login": pos[1]}
+		if *password != "" {
+			body["password"] = *password
+		}
+		if *keyFile != "" {
+			b, err := os.ReadFile(*keyFile)
+			if err != nil {
+				return fmt.Errorf("%s: --%s: %w", name, keyFlag, err)
+			}
+			if keyField == "publicKeys" {
+				body[keyField] = []string{strings.TrimSpace(string(b))}
+			} else {
+				body[keyField] = string(b)
+			}
+		}
+		return c.create(fmt.Sprintf(pathFmt, url.PathEscape(pos[0])), body, "account "+pos[1])
+	}
+}
+
+func (c *cli) partnersAdd(args []string) error {
+	fs := newFlagSet("partners add")
+	c.globalFlags(fs)
+	protocol := fs.String("protocol", "", "sftp or ftp")
+	address := fs.String("address", "", "host:port")
+	hostKey := fs.String("host-key", "", "the partner's SSH host key (authorized_keys form)")
+	pos, err := c.args("partners add", args, fs, "NAME")
+	if err != nil {
+		return err
+	}
+	return c.create("/api/partners", map[string]any{"name": pos[0], "protocol": *protocol, "address": *address, "hostKey": *hostKey}, "partner "+pos[0])
+}
+
+func (c *cli) rulesAdd(args []string) error {
+	fs := newFlagSet("rules add")
+	c.globalFlags(fs)
+	direction := fs.String("direction", "", "send or receive")
+	path := fs.String("path", "", "remote directory (client mode) and home directory (server mode)")
+	localDir := fs.String("local-dir", "", "directory under GatewayHome for client-mode files")
+	pos, err := c.args("rules add", args, fs, "NAME")
+	if err != nil {
+		return err
+	}
+	return c.create("/api/rules", map[string]any{"name": pos[0], "direction": *direction, "path": *path, "localDir": *localDir}, "rule "+pos[0])
+}
+
+var transferFields = []string{"id", "status", "direction", "protocol", "rule", "server", "partner", "account", "remotePath", "filesize", "percent", "errorCode"}
+
+func (c *cli) transfersList(args []string) error {
+	fs := newFlagSet("transfers list")
+	c.globalFlags(fs)
+	status := fs.String("status", "", "only transfers in this status")
+	if _, err := c.args("transfers list", args, fs); err != nil {
+		return err
+	}
+	return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
+}
+
+func (c *cli) transfersGet(args []string) error {
+	pos, err := c.args("transfers get", args, nil, "ID")
+	if err != nil {
+		return err
+	}
+	resp, err := c.call("GET", "/api/transfers/"+url.PathEscape(pos[0]), nil)
+	if err != nil {
+		return err
+	}
+	c.printJSON(resp.body)
+	return nil
+}
+
+func (c *cli) transfersAdd(args []string) error {
+	fs := newFlagSet("transfers add")
+	c.globalFlags(fs)
+	body := map[string]any{}
+	flags := map[string]*string{}
+	for _, f := range []string{"rule", "partner", "account", "file", "direction"} {
+		flags[f] = fs.String(f, "", f)
+	}
+	if _, err := c.args("transfers add", args, fs); err != nil {
+		return err
+	}
+	for f, v := range flags {
+		if *v != "" {
+			body[f] = *v
+		}
+	}
+	var out struct {
+		ID uint64 `json:"id"`
+	}
+	resp, err := c.callJSON("POST", "/api/transfers", body, &out)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "transfer %d planned\n", out.ID)
+	return nil
+}
+
+func (c *cli) historyList(args []string) error {
+	fs := newFlagSet("history list")
+	c.globalFlags(fs)
+	status := fs.String("status", "", "only transfers that ended in this status")
+	limit := fs.Int("limit", 100, "at most this many, newest first")
+	if _, err := c.args("history list", args, fs); err != nil {
+		return err
+	}
+	return c.printList(fmt.Sprintf("/api/history?limit=%d&status=%s", *limit, url.QueryEscape(*status)), "history",
+		[]string{"id", "status", "isServer", "direction", "protocol", "rule", "agent", "account", "filesize", "duration", "start"})
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ts "github.com/udmg/gateway/testsupport"
+)
+
+// TestMFTObjects drives servers, accounts, partners, remote accounts, rules
+// and transfers through udmgctl against a real node, through a PASSIVE
+// node of a two-node cluster so that every write is forwarded.
+func TestMFTObjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real node processes")
+	}
+	c := ts.NewCluster(t, 2)
+	active := c.WaitOneActive(40*time.Second, "PASSIVE")
+	var passive *ts.Proc
+	for _, p := range c.Nodes {
+		if p != active {
+			passive = p
+		}
+	}
+	addr := passive.AdminURL()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+
+	mustRun(t, addr, "servers", "add", "in-ftp", "--protocol", "ftp", "--port", "2124", "--passive", "32000-32004", "--tls")
+	mustRun(t, addr, "accounts", "add", "in-ftp", "carol", "--password", "carol-password")
+	mustRun(t, addr, "accounts", "add", "sftp", "dave", "--key-file", key+".pub")
+	mustRun(t, addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22")
+	mustRun(t, addr, "remote-accounts", "add", "bank", "gw", "--password", "remote-secret-pw", "--key-file", key)
+	mustRun(t, addr, "rules", "add", "statements", "--direction", "receive", "--path", "/outgoing", "--local-dir", "statements")
+	out := mustRun(t, addr, "transfers", "add", "--rule", "statements", "--partner", "bank", "--account", "gw", "--file", "may.csv")
+	if !strings.Contains(out, "planned") {
+		t.Fatalf("transfers add: %q", out)
+	}
+
+	for _, check := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"servers", "list"}, []string{"in-ftp", "2124", "true", "sftp", "2222"}},
+		{[]string{"accounts", "list", "in-ftp"}, []string{"carol", "true"}},
+		{[]string{"accounts", "list", "sftp"}, []string{"dave", "admin"}},
+		{[]string{"partners", "list"}, []string{"bank", "bank.example:22"}},
+		{[]string{"remote-accounts", "list", "bank"}, []string{"gw", "true"}},
+		{[]string{"rules", "list"}, []string{"statements", "receive", "/outgoing"}},
+		{[]string{"transfers", "list"}, []string{"statements", "bank", "/outgoing/may.csv"}},
+	} {
+		out := mustRun(t, active.AdminURL(), check.args...)
+		for _, w := range check.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("udmgctl %s lacks %q:\n%s", strings.Join(check.args, " "), w, out)
+			}
+		}
+		for _, secret := range []string{"remote-secret-pw", "carol-password", "PRIVATE KEY"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("udmgctl %s shows a secret:\n%s", strings.Join(check.args, " "), out)
+			}
+		}
+	}
+	b, _ := os.ReadFile(key)
+	if strings.Contains(mustRun(t, addr, "--json", "remote-accounts", "list", "bank"), string(b[40:80])) {
+		t.Error("remote account JSON shows the private key")
+	}
+
+	// Errors name the field.
+	if code, _, errOut := udmgctl(addr, "servers", "add", "bad", "--protocol", "gopher", "--port", "1"); code == 0 || !strings.Contains(errOut, "protocol") {
+		t.Errorf("bad protocol: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := udmgctl(addr, "rules", "add", "r", "--direction", "sideways", "--path", "/x"); code == 0 || !strings.Contains(errOut, "direction") {
+		t.Errorf("bad direction: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "transfers", "cancel", "1")
+	mustRun(t, addr, "servers", "disable", "in-ftp")
+	mustRun(t, addr, "rules", "delete", "statements", "receive")
+	mustRun(t, addr, "accounts", "delete", "in-ftp", "carol")
+	mustRun(t, addr, "servers", "delete", "in-ftp")
+	if out := mustRun(t, addr, "servers", "list"); strings.Contains(out, "in-ftp") {
+		t.Errorf("deleted server still listed:\n%s", out)
+	}
+}

@@ -1,0 +1,516 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The MFT objects, after Waarp Gateway's: local servers and their accounts,
+// partners and their remote accounts, rules, and transfers. Secrets arrive
+// already protected by the proposer (bcrypt hashes, AES-GCM sealed text):
+// the machine stores them as given.
+
+// Protocols of servers and partners.
+const (
+	ProtoSFTP = "sftp"
+	ProtoFTP  = "ftp"
+)
+
+// Transfer statuses (ARCHITECTURE "Transfers").
+const (
+	StatusPlanned     = "PLANNED"
+	StatusRunning     = "RUNNING"
+	StatusPaused      = "PAUSED"
+	StatusInterrupted = "INTERRUPTED"
+	StatusError       = "ERROR"
+	StatusDone        = "DONE"
+	StatusCancelled   = "CANCELLED"
+)
+
+// Transfer steps, as Waarp Gateway names them.
+const (
+	StepNone         = "NONE"
+	StepSetup        = "SETUP"
+	StepData         = "DATA"
+	StepFinalization = "FINALIZATION"
+	StepError        = "ERROR TASKS"
+)
+
+// Window bounds of the live transfer table: finished transfers already in
+// the history table are kept only for the most recent RecentWindow; those
+// not yet archived (database down) at most MaxUnarchived, oldest dropped.
+const (
+	RecentWindow  = 100
+	MaxUnarchived = 10000
+)
+
+// Server is a local SFTP or FTP server opened by the ACTIVE node.
+type Server struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"`
+	Port     int    `json:"port"`
+	// Root is the directory, relative to GatewayHome, holding the homes
+	// of this server's accounts (Root/<login>); "" is GatewayHome itself.
+	Root       string `json:"root,omitempty"`
+	PassiveMin int    `json:"passiveMin,omitempty"`
+	PassiveMax int    `json:"passiveMax,omitempty"`
+	PublicHost string `json:"publicHost,omitempty"`
+	// TLS offers explicit FTPS (AUTH TLS) with TLSCert and the sealed
+	// TLSKey (PEM).
+	TLS     bool   `json:"tls,omitempty"`
+	TLSCert string `json:"tlsCert,omitempty"`
+	TLSKey  string `json:"tlsKey,omitempty"`
+	Enabled bool   `json:"enabled"`
+}
+
+// LocalAccount is a login on a local server.
+type LocalAccount struct {
+	Server       string `json:"server"`
+	Login        string `json:"login"`
+	PasswordHash []byte `json:"passwordHash,omitempty"`
+	// PublicKeys are authorized_keys lines accepted for SFTP login.
+	PublicKeys []string `json:"publicKeys,omitempty"`
+}
+
+// Partner is a remote SFTP or FTP server the gateway connects to.
+type Partner struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"`
+	Address  string `json:"address"`
+	// HostKey is the partner's SSH host key (authorized_keys form) that
+	// it must present; empty accepts any key.
+	HostKey string `json:"hostKey,omitempty"`
+	// TLS makes FTP sessions use explicit TLS.
+	TLS bool `json:"tls,omitempty"`
+}
+
+// RemoteAccount is the gateway's login at a partner; Password and
+// PrivateKey are sealed with the cluster's AES passphrase.
+type RemoteAccount struct {
+	Partner    string `json:"partner"`
+	Login      string `json:"login"`
+	Password   string `json:"password,omitempty"`
+	PrivateKey string `json:"privateKey,omitempty"`
+}
+
+// Rule says which way files go and where: Path is the remote directory of
+// client-mode transfers and, for server-mode ones, the directory (in the
+// account's home) whose files it covers; LocalDir is where client-mode
+// transfers keep their files, relative to GatewayHome.
+type Rule struct {
+	Name     string `json:"name"`
+	Send     bool   `json:"send"`
+	Path     string `json:"path"`
+	LocalDir string `json:"localDir,omitempty"`
+}
+
+// Direction is "send" or "receive".
+func (r Rule) Direction() string { return direction(r.Send) }
+
+func direction(send bool) string {
+	if send {
+		return "send"
+	}
+	return "receive"
+}
+
+// Transfer is one file moved, by a client of our servers (IsServer) or by
+// the engine to or from a partner.
+type Transfer struct {
+	ID         uint64 `json:"id"`
+	IsServer   bool   `json:"isServer"`
+	IsSend     bool   `json:"isSend"`
+	Protocol   string `json:"protocol"`
+	Rule       string `json:"rule,omitempty"`
+	Agent      string `json:"agent"` // local server or partner
+	Account    string `json:"account"`
+	LocalPath  string `json:"localPath"` // relative to GatewayHome
+	RemotePath string `json:"remotePath"`
+	Filesize   int64  `json:"filesize"` // -1 while unknown
+	// Progress is the last committed checkpoint: bytes known to be at
+	// the destination.
+	Progress     int64     `json:"progress"`
+	Status       string    `json:"status"`
+	Step         string    `json:"step"`
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorDetails string    `json:"errorDetails,omitempty"`
+	Start        time.Time `json:"start"`
+	Stop         time.Time `json:"stop,omitzero"`
+	// NodeID and Epoch are the node and lease epoch that last ran it; a
+	// RUNNING transfer of an older epoch was cut by a failover.
+	NodeID string `json:"nodeId,omitempty"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	// Retries: Attempts made so far, at most MaxAttempts; the n-th retry
+	// waits RetryDelay·RetryFactor^(n-1), from NextRetry on.
+	Attempts    int           `json:"attempts"`
+	MaxAttempts int           `json:"maxAttempts"`
+	RetryDelay  time.Duration `json:"retryDelay"`
+	RetryFactor float64       `json:"retryFactor"`
+	NextRetry   time.Time     `json:"nextRetry,omitzero"`
+	Checkpoints int           `json:"checkpoints"`
+	// Archived is set once the history table holds the finished transfer.
+	Archived bool `json:"archived,omitempty"`
+}
+
+// Finished reports whether the transfer reached an end the engine will not
+// leave by itself (an operator may still retry ERROR and CANCELLED).
+func (t Transfer) Finished() bool {
+	switch t.Status {
+	case StatusDone, StatusCancelled, StatusError:
+		return true
+	case StatusInterrupted:
+		return t.IsServer // the client resumes with a new transfer
+	}
+	return false
+}
+
+// TransferChange is the body of the transfer commands. From lists the
+// statuses a status change applies to (compare-and-set); a change without
+// Status only records progress and needs the transfer to be run under the
+// command's epoch.
+type TransferChange struct {
+	ID           uint64    `json:"id"`
+	From         []string  `json:"from,omitempty"`
+	Status       string    `json:"status,omitempty"`
+	Step         string    `json:"step,omitempty"`
+	Progress     *int64    `json:"progress,omitempty"`
+	Filesize     *int64    `json:"filesize,omitempty"`
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorDetails string    `json:"errorDetails,omitempty"`
+	NextRetry    time.Time `json:"nextRetry,omitzero"`
+	Attempt      bool      `json:"attempt,omitempty"` // counts one more attempt
+	NodeID       string    `json:"nodeId,omitempty"`
+	// Action is pause, resume, cancel or retry (OpTransferAction).
+	Action string `json:"action,omitempty"`
+	// IDs lists the transfers archived (OpTransferArchive).
+	IDs []uint64 `json:"ids,omitempty"`
+}
+
+// SeedArgs are the default servers and accounts a new cluster starts with.
+type SeedArgs struct {
+	Servers  []Server       `json:"servers"`
+	Accounts []LocalAccount `json:"accounts"`
+}
+
+// MFT errors; like the others they leave the state unchanged.
+var (
+	ErrUnknownObject = errors.New("no such object")
+	ErrExists        = errors.New("already exists")
+	ErrInUse         = errors.New("in use")
+	ErrTransferState = errors.New("transfer not in a state that allows this")
+)
+
+// AccountKey and RuleKey key the maps of accounts and rules.
+func AccountKey(parent, login string) string { return parent + "/" + login }
+func RuleKey(name string, send bool) string  { return name + "/" + direction(send) }
+
+func decodeMFT(c Command) (known, missing bool) {
+	switch c.Op {
+	case OpServerPut:
+		return true, c.Server == nil || c.Server.Name == ""
+	case OpAccountPut:
+		return true, c.Account == nil || c.Account.Server == "" || c.Account.Login == ""
+	case OpPartnerPut:
+		return true, c.Partner == nil || c.Partner.Name == ""
+	case OpRemoteAccountPut:
+		return true, c.RemoteAccount == nil || c.RemoteAccount.Partner == "" || c.RemoteAccount.Login == ""
+	case OpRulePut:
+		return true, c.Rule == nil || c.Rule.Name == ""
+	case OpServerDelete, OpPartnerDelete:
+		return true, c.Name == ""
+	case OpAccountDelete, OpRemoteAccountDelete, OpRuleDelete:
+		return true, c.Name == "" || c.Sub == ""
+	case OpTransferAdd:
+		return true, c.Transfer == nil || c.Transfer.ID == 0
+	case OpTransferUpdate:
+		// Only the ACTIVE node runs transfers: its changes are fenced.
+		return true, c.Change == nil || c.Change.ID == 0 || c.Epoch == 0
+	case OpTransferAction:
+		return true, c.Change == nil || c.Change.ID == 0 || c.Change.Action == ""
+	case OpTransferArchive:
+		return true, c.Change == nil || c.Epoch == 0
+	case OpTransferTakeover, OpSeed:
+		return true, c.Epoch == 0 || (c.Op == OpSeed && c.Seed == nil)
+	}
+	return false, false
+}
+
+func (m *Machine) applyMFT(c Command) error {
+	s := &m.s
+	switch c.Op {
+	case OpServerPut:
+		srv := *c.Server
+		for _, o := range s.Servers {
+			if o.Name != srv.Name && o.Port == srv.Port {
+				return fmt.Errorf("server %s: port %d is used by server %s: %w", srv.Name, srv.Port, o.Name, ErrInUse)
+			}
+		}
+		s.Servers[srv.Name] = srv
+	case OpServerDelete:
+		return deleteCascade(s.Servers, s.Accounts, c.Name, "server", func(a LocalAccount) string { return a.Server })
+	case OpAccountPut:
+		a := *c.Account
+		if _, ok := s.Servers[a.Server]; !ok {
+			return fmt.Errorf("account %s: server %s: %w", a.Login, a.Server, ErrUnknownObject)
+		}
+		a.PublicKeys = slices.Clone(a.PublicKeys)
+		s.Accounts[AccountKey(a.Server, a.Login)] = a
+	case OpAccountDelete:
+		return deleteKey(s.Accounts, AccountKey(c.Name, c.Sub), "account")
+	case OpPartnerPut:
+		s.Partners[c.Partner.Name] = *c.Partner
+	case OpPartnerDelete:
+		return deleteCascade(s.Partners, s.RemoteAccounts, c.Name, "partner", func(a RemoteAccount) string { return a.Partner })
+	case OpRemoteAccountPut:
+		a := *c.RemoteAccount
+		if _, ok := s.Partners[a.Partner]; !ok {
+			return fmt.Errorf("remote account %s: partner %s: %w", a.Login, a.Partner, ErrUnknownObject)
+		}
+		s.RemoteAccounts[AccountKey(a.Partner, a.Login)] = a
+	case OpRemoteAccountDelete:
+		return deleteKey(s.RemoteAccounts, AccountKey(c.Name, c.Sub), "remote account")
+	case OpRulePut:
+		s.Rules[RuleKey(c.Rule.Name, c.Rule.Send)] = *c.Rule
+	case OpRuleDelete:
+		return deleteKey(s.Rules, c.Name+"/"+c.Sub, "rule")
+	case OpSeed:
+		if s.Seeded {
+			return nil
+		}
+		for _, srv := range c.Seed.Servers {
+			s.Servers[srv.Name] = srv
+		}
+		for _, a := range c.Seed.Accounts {
+			a.PublicKeys = slices.Clone(a.PublicKeys)
+			s.Accounts[AccountKey(a.Server, a.Login)] = a
+		}
+		s.Seeded = true
+	case OpTransferAdd:
+		t := *c.Transfer
+		if _, ok := s.Transfers[t.ID]; ok {
+			return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
+		}
+		if c.Epoch != 0 {
+			t.Epoch = c.Epoch
+		}
+		t.Archived = false
+		s.Transfers[t.ID] = t
+		s.NextTransferID = max(s.NextTransferID, t.ID)
+		m.prune()
+	case OpTransferUpdate:
+		return m.updateTransfer(c)
+	case OpTransferAction:
+		return m.transferAction(c)
+	case OpTransferTakeover:
+		for _, id := range slices.Sorted(maps.Keys(s.Transfers)) {
+			t := s.Transfers[id]
+			if t.Status == StatusRunning && t.Epoch < c.Epoch {
+				t.Status, t.ErrorCode = StatusInterrupted, "TeConnectionReset"
+				t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
+				if t.IsServer {
+					t.Stop = c.At
+				}
+				s.Transfers[id] = t
+			}
+		}
+	case OpTransferArchive:
+		for _, id := range c.Change.IDs {
+			if t, ok := s.Transfers[id]; ok && t.Finished() {
+				t.Archived = true
+				s.Transfers[id] = t
+			}
+		}
+		m.prune()
+	}
+	return nil
+}
+
+func deleteKey[V any](m map[string]V, key, what string) error {
+	if _, ok := m[key]; !ok {
+		return fmt.Errorf("%s %s: %w", what, key, ErrUnknownObject)
+	}
+	delete(m, key)
+	return nil
+}
+
+// deleteCascade deletes parents[name] and the children it owns.
+func deleteCascade[P, C any](parents map[string]P, children map[string]C, name, what string, owner func(C) string) error {
+	if err := deleteKey(parents, name, what); err != nil {
+		return err
+	}
+	for k, ch := range children {
+		if owner(ch) == name {
+			delete(children, k)
+		}
+	}
+	return nil
+}
+
+func (m *Machine) transfer(id uint64) (Transfer, error) {
+	t, ok := m.s.Transfers[id]
+	if !ok {
+		return t, fmt.Errorf("transfer %d: %w", id, ErrUnknownObject)
+	}
+	return t, nil
+}
+
+func (m *Machine) updateTransfer(c Command) error {
+	ch := c.Change
+	t, err := m.transfer(ch.ID)
+	if err != nil {
+		return err
+	}
+	if ch.Status == "" {
+		// A checkpoint: only from the run that owns the transfer.
+		if t.Epoch != c.Epoch || t.Archived {
+			return fmt.Errorf("checkpoint of transfer %d under epoch %d, run under %d: %w", ch.ID, c.Epoch, t.Epoch, ErrStaleEpoch)
+		}
+	} else if !slices.Contains(ch.From, t.Status) {
+		return fmt.Errorf("transfer %d is %s, not %v: %w", ch.ID, t.Status, ch.From, ErrTransferState)
+	}
+	if ch.Progress != nil {
+		if *ch.Progress != t.Progress {
+			t.Checkpoints++
+		}
+		t.Progress = *ch.Progress
+	}
+	if ch.Filesize != nil {
+		t.Filesize = *ch.Filesize
+	}
+	if ch.Step != "" {
+		t.Step = ch.Step
+	}
+	if ch.Status != "" {
+		t.Status = ch.Status
+		t.ErrorCode, t.ErrorDetails = ch.ErrorCode, ch.ErrorDetails
+		t.NextRetry = ch.NextRetry
+		t.Archived = false
+		switch {
+		case ch.Status == StatusRunning:
+			t.Epoch, t.NodeID = c.Epoch, ch.NodeID
+			t.Stop = time.Time{}
+		case t.Finished():
+			t.Stop = c.At
+		}
+	}
+	if ch.Attempt {
+		t.Attempts++
+	}
+	m.s.Transfers[ch.ID] = t
+	if t.Finished() {
+		m.prune()
+	}
+	return nil
+}
+
+// transferAction applies an operator's pause, resume, cancel or retry.
+func (m *Machine) transferAction(c Command) error {
+	ch := c.Change
+	t, err := m.transfer(ch.ID)
+	if err != nil {
+		return err
+	}
+	var from []string
+	var to string
+	switch ch.Action {
+	case "pause":
+		from, to = []string{StatusPlanned, StatusRunning, StatusInterrupted}, StatusPaused
+	case "resume":
+		from, to = []string{StatusPaused, StatusInterrupted}, StatusPlanned
+	case "cancel":
+		from, to = []string{StatusPlanned, StatusRunning, StatusPaused, StatusInterrupted, StatusError}, StatusCancelled
+	case "retry":
+		from, to = []string{StatusError, StatusCancelled}, StatusPlanned
+	default:
+		return fmt.Errorf("transfer %d: unknown action %q", ch.ID, ch.Action)
+	}
+	if t.IsServer {
+		// A client of our servers drives its own transfer; an operator
+		// can only close the record.
+		from = []string{StatusRunning, StatusInterrupted}
+		if ch.Action != "cancel" {
+			from = nil
+		}
+	}
+	if !slices.Contains(from, t.Status) {
+		return fmt.Errorf("cannot %s transfer %d: it is %s: %w", ch.Action, ch.ID, t.Status, ErrTransferState)
+	}
+	t.Status, t.Archived, t.NextRetry = to, false, time.Time{}
+	switch ch.Action {
+	case "retry":
+		t.Attempts, t.ErrorCode, t.ErrorDetails, t.Stop = 0, "", "", time.Time{}
+	case "resume":
+		t.ErrorCode, t.ErrorDetails = "", ""
+	case "cancel":
+		t.Stop = c.At
+	}
+	m.s.Transfers[ch.ID] = t
+	m.prune()
+	return nil
+}
+
+// prune bounds the finished transfers kept: the newest RecentWindow
+// archived ones, and at most MaxUnarchived not yet archived.
+func (m *Machine) prune() {
+	var archived, unarchived []uint64
+	for id, t := range m.s.Transfers {
+		switch {
+		case !t.Finished():
+		case t.Archived:
+			archived = append(archived, id)
+		default:
+			unarchived = append(unarchived, id)
+		}
+	}
+	for _, ids := range []struct {
+		list []uint64
+		keep int
+	}{{archived, RecentWindow}, {unarchived, MaxUnarchived}} {
+		if len(ids.list) <= ids.keep {
+			continue
+		}
+		slices.Sort(ids.list)
+		for _, id := range ids.list[:len(ids.list)-ids.keep] {
+			delete(m.s.Transfers, id)
+		}
+	}
+}
+
+func (s *State) initMFT() {
+	if s.Servers == nil {
+		s.Servers = map[string]Server{}
+	}
+	if s.Accounts == nil {
+		s.Accounts = map[string]LocalAccount{}
+	}
+	if s.Partners == nil {
+		s.Partners = map[string]Partner{}
+	}
+	if s.RemoteAccounts == nil {
+		s.RemoteAccounts = map[string]RemoteAccount{}
+	}
+	if s.Rules == nil {
+		s.Rules = map[string]Rule{}
+	}
+	if s.Transfers == nil {
+		s.Transfers = map[uint64]Transfer{}
+	}
+}
+
+func (s State) cloneMFT(c *State) {
+	c.Servers = maps.Clone(s.Servers)
+	c.Accounts = make(map[string]LocalAccount, len(s.Accounts))
+	for k, a := range s.Accounts {
+		a.PublicKeys = slices.Clone(a.PublicKeys)
+		a.PasswordHash = slices.Clone(a.PasswordHash)
+		c.Accounts[k] = a
+	}
+	c.Partners = maps.Clone(s.Partners)
+	c.RemoteAccounts = maps.Clone(s.RemoteAccounts)
+	c.Rules = maps.Clone(s.Rules)
+	c.Transfers = maps.Clone(s.Transfers)
+	c.initMFT()
+}

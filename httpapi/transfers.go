@@ -1,0 +1,395 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/mirror"
+	"github.com/udmg/gateway/transfer"
+)
+
+// Rule is a rule as the API shows it.
+type Rule struct {
+	Name      string `json:"name"`
+	Direction string `json:"direction"`
+	Path      string `json:"path"`
+	LocalDir  string `json:"localDir"`
+}
+
+type ruleInput struct {
+	Name      *string `json:"name"`
+	Direction *string `json:"direction"`
+	Path      *string `json:"path"`
+	LocalDir  *string `json:"localDir"`
+}
+
+func ruleView(r fsm.Rule) Rule {
+	return Rule{Name: r.Name, Direction: r.Direction(), Path: r.Path, LocalDir: r.LocalDir}
+}
+
+func (a *API) listRules(w http.ResponseWriter, r *http.Request, _ *principal) {
+	listOf(w, r, "rules", a.node.State().Rules, nil, ruleView)
+}
+
+func parseDirection(d string) (bool, error) {
+	switch d {
+	case "send":
+		return true, nil
+	case "receive":
+		return false, nil
+	}
+	return false, fmt.Errorf("direction: %q is not send or receive", d)
+}
+
+func (a *API) rule(w http.ResponseWriter, r *http.Request) (fsm.Rule, bool) {
+	name, dir := r.PathValue("rule"), r.PathValue("direction")
+	send, err := parseDirection(dir)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return fsm.Rule{}, false
+	}
+	ru, ok := a.node.State().Rules[fsm.RuleKey(name, send)]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no %s rule %q", dir, name))
+	}
+	return ru, ok
+}
+
+func (a *API) getRule(w http.ResponseWriter, r *http.Request, _ *principal) {
+	if ru, ok := a.rule(w, r); ok {
+		writeJSON(w, http.StatusOK, ruleView(ru))
+	}
+}
+
+func (a *API) createRule(w http.ResponseWriter, r *http.Request, p *principal) {
+	var in ruleInput
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	if in.Name == nil || in.Direction == nil || in.Path == nil {
+		writeError(w, http.StatusBadRequest, `a new rule needs "name", "direction" and "path"`)
+		return
+	}
+	var ru fsm.Rule
+	if !fillRule(w, &ru, in) {
+		return
+	}
+	if _, exists := a.node.State().Rules[fsm.RuleKey(ru.Name, ru.Send)]; exists {
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s rule %q already exists", ru.Direction(), ru.Name))
+		return
+	}
+	if !a.apply(w, "create rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
+		return
+	}
+	a.log.Info("rule created", "rule", ru.Name, "direction", ru.Direction(), "path", ru.Path, "by", p.user)
+	w.Header().Set("Location", "/api/rules/"+url.PathEscape(ru.Name)+"/"+ru.Direction())
+	writeJSON(w, http.StatusCreated, ruleView(ru))
+}
+
+func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
+	var in ruleInput
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	ru, ok := a.rule(w, r)
+	if !ok {
+		return
+	}
+	if in.Name != nil && *in.Name != ru.Name || in.Direction != nil && *in.Direction != ru.Direction() {
+		writeError(w, http.StatusBadRequest, "name, direction: a rule cannot be renamed or turned around")
+		return
+	}
+	if !fillRule(w, &ru, in) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
+		return
+	}
+	a.log.Info("rule changed", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
+	writeJSON(w, http.StatusOK, ruleView(ru))
+}
+
+func fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
+	set(&ru.Name, in.Name)
+	set(&ru.LocalDir, in.LocalDir)
+	err := validName("name", ru.Name)
+	if err == nil && in.Direction != nil {
+		ru.Send, err = parseDirection(*in.Direction)
+	}
+	if err == nil && in.Path != nil {
+		ru.Path, err = cleanRemotePath("path", *in.Path)
+	}
+	if err == nil {
+		err = validLocalDir("localDir", ru.LocalDir)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+func (a *API) deleteRule(w http.ResponseWriter, r *http.Request, p *principal) {
+	ru, ok := a.rule(w, r)
+	if !ok || !a.apply(w, "delete rule", fsm.Command{Op: fsm.OpRuleDelete, Name: ru.Name, Sub: ru.Direction()}) {
+		return
+	}
+	a.log.Info("rule deleted", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Transfer is a transfer as the API shows it (Waarp Gateway's fields).
+type Transfer struct {
+	ID           uint64  `json:"id"`
+	IsServer     bool    `json:"isServer"`
+	Direction    string  `json:"direction"`
+	Protocol     string  `json:"protocol"`
+	Rule         string  `json:"rule"`
+	Server       string  `json:"server,omitempty"`
+	Partner      string  `json:"partner,omitempty"`
+	Account      string  `json:"account"`
+	LocalPath    string  `json:"localPath"`
+	RemotePath   string  `json:"remotePath"`
+	Filesize     int64   `json:"filesize"`
+	Progress     int64   `json:"progress"`
+	Percent      float64 `json:"percent"`
+	Status       string  `json:"status"`
+	Step         string  `json:"step"`
+	ErrorCode    string  `json:"errorCode,omitempty"`
+	ErrorDetails string  `json:"errorDetails,omitempty"`
+	Start        string  `json:"start"`
+	Stop         string  `json:"stop,omitempty"`
+	Duration     string  `json:"duration,omitempty"`
+	Attempts     int     `json:"attempts"`
+	MaxAttempts  int     `json:"maxAttempts"`
+	NextRetry    string  `json:"nextRetry,omitempty"`
+	Checkpoints  int     `json:"checkpoints"`
+	NodeID       string  `json:"nodeId,omitempty"`
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func transferView(t fsm.Transfer) Transfer {
+	v := Transfer{ID: t.ID, IsServer: t.IsServer, Direction: fsm.Rule{Send: t.IsSend}.Direction(), Protocol: t.Protocol, Rule: t.Rule,
+		Account: t.Account, LocalPath: t.LocalPath, RemotePath: t.RemotePath, Filesize: t.Filesize, Progress: t.Progress,
+		Status: t.Status, Step: t.Step, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails, Start: timeText(t.Start),
+		Stop: timeText(t.Stop), Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, NextRetry: timeText(t.NextRetry),
+		Checkpoints: t.Checkpoints, NodeID: t.NodeID}
+	if t.IsServer {
+		v.Server = t.Agent
+	} else {
+		v.Partner = t.Agent
+	}
+	if t.Filesize > 0 {
+		v.Percent = float64(int(1000*float64(t.Progress)/float64(t.Filesize))) / 10
+	}
+	if !t.Stop.IsZero() {
+		v.Duration = t.Stop.Sub(t.Start).String()
+	}
+	return v
+}
+
+var transferStatuses = []string{fsm.StatusPlanned, fsm.StatusRunning, fsm.StatusPaused, fsm.StatusInterrupted, fsm.StatusError, fsm.StatusDone, fsm.StatusCancelled}
+
+func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal) {
+	q := r.URL.Query()
+	status := q.Get("status")
+	if status != "" && !slices.Contains(transferStatuses, status) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of %v", status, transferStatuses))
+		return
+	}
+	ts := a.node.State().Transfers
+	ids := slices.Sorted(maps.Keys(ts))
+	switch s := q.Get("sort"); s {
+	case "", "id+", "start+":
+	case "id-", "start-":
+		slices.Reverse(ids)
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("sort: %q is not id+, id-, start+ or start-", s))
+		return
+	}
+	var out []Transfer
+	for _, id := range ids {
+		if status == "" || ts[id].Status == status {
+			out = append(out, transferView(ts[id]))
+		}
+	}
+	if out, ok := page(w, r, out); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"transfers": out})
+	}
+}
+
+func (a *API) transfer(w http.ResponseWriter, r *http.Request) (fsm.Transfer, bool) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	t, ok := a.node.State().Transfers[id]
+	if err != nil || !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no live transfer %q (finished ones are in /api/history)", s))
+		return fsm.Transfer{}, false
+	}
+	return t, true
+}
+
+func (a *API) getTransfer(w http.ResponseWriter, r *http.Request, _ *principal) {
+	if t, ok := a.transfer(w, r); ok {
+		writeJSON(w, http.StatusOK, transferView(t))
+	}
+}
+
+type transferInput struct {
+	Rule        *string  `json:"rule"`
+	Direction   *string  `json:"direction"`
+	Partner     *string  `json:"partner"`
+	Account     *string  `json:"account"`
+	File        *string  `json:"file"`
+	MaxAttempts *int     `json:"maxAttempts"`
+	RetryDelay  *string  `json:"retryDelay"`
+	RetryFactor *float64 `json:"retryFactor"`
+}
+
+// createTransfer plans a client-mode transfer: the rule's direction says
+// whether file goes from <localDir>/file to the partner's <path>/file or back.
+func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principal) {
+	var in transferInput
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	if in.Rule == nil || in.Partner == nil || in.Account == nil || in.File == nil {
+		writeError(w, http.StatusBadRequest, `a transfer needs "rule", "partner", "account" and "file"`)
+		return
+	}
+	st := a.node.State()
+	var ru fsm.Rule
+	var found int
+	for _, send := range []bool{true, false} {
+		if x, ok := st.Rules[fsm.RuleKey(*in.Rule, send)]; ok && (in.Direction == nil || *in.Direction == x.Direction()) {
+			ru, found = x, found+1
+		}
+	}
+	switch {
+	case found == 0:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("rule: no rule %q", *in.Rule))
+		return
+	case found > 1:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf(`direction: rule %q exists both ways; say "send" or "receive"`, *in.Rule))
+		return
+	}
+	partner, ok := st.Partners[*in.Partner]
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("partner: no partner %q", *in.Partner))
+		return
+	}
+	if _, ok := st.RemoteAccounts[fsm.AccountKey(partner.Name, *in.Account)]; !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("account: no account %q at partner %q", *in.Account, partner.Name))
+		return
+	}
+	if !filepath.IsLocal(*in.File) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("file: %q must be a relative path without '..'", *in.File))
+		return
+	}
+	t := fsm.Transfer{IsSend: ru.Send, Protocol: partner.Protocol, Rule: ru.Name, Agent: partner.Name, Account: *in.Account,
+		LocalPath: path.Join(ru.LocalDir, filepath.ToSlash(*in.File)), RemotePath: path.Join(ru.Path, filepath.ToSlash(*in.File)),
+		Filesize: -1, Status: fsm.StatusPlanned, Step: fsm.StepNone, Start: a.now(),
+		MaxAttempts: transfer.DefaultMaxAttempts, RetryDelay: transfer.DefaultRetryDelay, RetryFactor: transfer.DefaultRetryFactor}
+	set(&t.MaxAttempts, in.MaxAttempts)
+	set(&t.RetryFactor, in.RetryFactor)
+	if in.RetryDelay != nil {
+		d, err := time.ParseDuration(*in.RetryDelay)
+		if err != nil || d < 0 || d > 24*time.Hour {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("retryDelay: %q is not a duration up to 24h such as \"2s\"", *in.RetryDelay))
+			return
+		}
+		t.RetryDelay = d
+	}
+	if t.MaxAttempts < 1 || t.MaxAttempts > 100 || t.RetryFactor < 1 || t.RetryFactor > 10 {
+		writeError(w, http.StatusBadRequest, "maxAttempts, retryFactor: want 1 to 100 attempts and a factor from 1 to 10")
+		return
+	}
+	id, err := transfer.AddTransfer(a.mft.IDs, a.node.State, func(c fsm.Command) error { c.At = a.now(); return a.node.Apply(c) }, t, 0)
+	if !a.committed(w, "create transfer", err) {
+		return
+	}
+	t.ID = id
+	a.log.Info("transfer planned", "id", id, "rule", ru.Name, "direction", ru.Direction(), "partner", partner.Name, "file", *in.File, "by", p.user)
+	w.Header().Set("Location", fmt.Sprintf("/api/transfers/%d", id))
+	writeJSON(w, http.StatusCreated, transferView(t))
+}
+
+// transferAction answers PUT /api/transfers/{id}/pause|resume|cancel|retry
+// with 202: the ACTIVE node acts on it within its poll period.
+func (a *API) transferAction(action string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) {
+		t, ok := a.transfer(w, r)
+		if !ok || !a.apply(w, action+" transfer", fsm.Command{Op: fsm.OpTransferAction, Change: &fsm.TransferChange{ID: t.ID, Action: action}}) {
+			return
+		}
+		a.log.Info("transfer "+action, "id", t.ID, "by", p.user)
+		t = a.node.State().Transfers[t.ID]
+		writeJSON(w, http.StatusAccepted, transferView(t))
+	}
+}
+
+// HistoryItem is a finished transfer from the history table.
+type HistoryItem struct {
+	ID           string `json:"id"`
+	IsServer     bool   `json:"isServer"`
+	Direction    string `json:"direction"`
+	Protocol     string `json:"protocol"`
+	Rule         string `json:"rule"`
+	Agent        string `json:"agent"`
+	Account      string `json:"account"`
+	LocalPath    string `json:"localPath"`
+	RemotePath   string `json:"remotePath"`
+	Filesize     int64  `json:"filesize"`
+	Progress     int64  `json:"progress"`
+	Status       string `json:"status"`
+	Step         string `json:"step"`
+	ErrorCode    string `json:"errorCode,omitempty"`
+	ErrorDetails string `json:"errorDetails,omitempty"`
+	Start        string `json:"start"`
+	Stop         string `json:"stop,omitempty"`
+	Duration     string `json:"duration,omitempty"`
+	NodeID       string `json:"nodeId"`
+}
+
+func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) {
+	if a.mft.History == nil {
+		writeError(w, http.StatusServiceUnavailable, "no history table configured")
+		return
+	}
+	limit, offset, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	ctx, cancel := context.WithTimeout(r.Context(), tableTimeout)
+	defer cancel()
+	rows, err := a.mft.History.History(ctx, mirror.HistoryQuery{Status: q.Get("status"), Limit: limit, Offset: offset})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "history table unreachable: "+err.Error())
+		return
+	}
+	out := []HistoryItem{}
+	for _, h := range rows {
+		item := HistoryItem{ID: h.ID, IsServer: h.IsServer, Direction: fsm.Rule{Send: h.IsSend}.Direction(), Protocol: h.Protocol,
+			Rule: h.Rule, Agent: h.Agent, Account: h.Account, LocalPath: h.LocalPath, RemotePath: h.RemotePath, Filesize: h.Filesize,
+			Progress: h.Progress, Status: h.Status, Step: h.Step, ErrorCode: h.ErrorCode, ErrorDetails: h.ErrorDetails,
+			Start: timeText(h.Start), Stop: timeText(h.Stop), NodeID: h.NodeID}
+		if !h.Stop.IsZero() {
+			item.Duration = h.Stop.Sub(h.Start).String()
+		}
+		out = append(out, item)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"history": out})
+}

@@ -1,0 +1,128 @@
+package testsupport
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// WriteRandomFile writes size pseudo-random bytes (fast: ChaCha8) to path,
+// creating its directory, and returns their SHA-256 in hex.
+func WriteRandomFile(t testing.TB, path string, size int64) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var seed [32]byte
+	binaryTime := time.Now().UnixNano()
+	for i := range 8 {
+		seed[i] = byte(binaryTime >> (8 * i))
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8(seed), size)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// FileSHA256 is the SHA-256 (hex) of a file's content.
+func FileSHA256(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Transfer is the part of a transfer's JSON the tests look at.
+type Transfer struct {
+	ID           uint64 `json:"id"`
+	IsServer     bool   `json:"isServer"`
+	Direction    string `json:"direction"`
+	Rule         string `json:"rule"`
+	Server       string `json:"server"`
+	Partner      string `json:"partner"`
+	Account      string `json:"account"`
+	RemotePath   string `json:"remotePath"`
+	Filesize     int64  `json:"filesize"`
+	Progress     int64  `json:"progress"`
+	Status       string `json:"status"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorDetails string `json:"errorDetails"`
+	Attempts     int    `json:"attempts"`
+	Checkpoints  int    `json:"checkpoints"`
+	NodeID       string `json:"nodeId"`
+	Duration     string `json:"duration"`
+}
+
+// Transfers lists the live transfers (GET /api/transfers, up to 1000).
+func (c *APIClient) Transfers() ([]Transfer, error) {
+	r, err := c.Do("GET", "/api/transfers?limit=1000", nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status != 200 {
+		return nil, fmt.Errorf("GET /api/transfers: %s", r)
+	}
+	var out struct {
+		Transfers []Transfer `json:"transfers"`
+	}
+	return out.Transfers, r.Decode(&out)
+}
+
+// Transfer reads one live transfer.
+func (c *APIClient) Transfer(id uint64) (Transfer, error) {
+	var t Transfer
+	r, err := c.Do("GET", fmt.Sprintf("/api/transfers/%d", id), nil)
+	if err != nil {
+		return t, err
+	}
+	if r.Status != 200 {
+		return t, fmt.Errorf("GET /api/transfers/%d: %s", id, r)
+	}
+	return t, r.Decode(&t)
+}
+
+// Must sends a request and fails the test unless the answer has status want.
+func (c *APIClient) Must(t testing.TB, want int, method, path string, body any) *Response {
+	t.Helper()
+	r, err := c.Do(method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if r.Status != want {
+		t.Fatalf("%s %s: got %s, want %d", method, path, r, want)
+	}
+	return r
+}
+
+// WaitTransfer polls until the transfer satisfies cond and returns it.
+func (c *APIClient) WaitTransfer(t testing.TB, id uint64, timeout time.Duration, what string, cond func(Transfer) bool) Transfer {
+	t.Helper()
+	var last Transfer
+	var lastErr error
+	if !Eventually(timeout, func() bool {
+		last, lastErr = c.Transfer(id)
+		return lastErr == nil && cond(last)
+	}) {
+		t.Fatalf("transfer %d: %s not reached within %s; last %+v (err %v)", id, what, timeout, last, lastErr)
+	}
+	return last
+}

@@ -1,0 +1,457 @@
+// Package transfer is the transfer engine of the ACTIVE node: it runs the
+// client-mode transfers to and from partners (SFTP with pkg/sftp, FTP with
+// jlaffaye/ftp) under a concurrency limit, commits their progress as
+// checkpoints through Raft, obeys the operators' pause, resume and cancel,
+// retries failures with a backoff, resumes what a failed predecessor left
+// INTERRUPTED from its last checkpoint, records the files that clients of
+// the local servers move (server mode), and flushes finished transfers to
+// the history table.
+//
+// Every change it commits carries the lease epoch it was started under, so
+// that the state machine refuses what a deposed ACTIVE node still tries to
+// say, and every write to storage or to a partner is preceded by a lease
+// check, so that its writes stop when its lease expires.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/mirror"
+)
+
+// Node is what the engine needs from the local cluster member (*cluster.Node).
+type Node interface {
+	ID() string
+	State() fsm.State
+	Apply(fsm.Command) error
+	LeaseValid() bool
+	// LeaseRemaining gives the epoch of the lease this node holds.
+	LeaseRemaining() (uint64, time.Duration)
+}
+
+// History is where finished transfers go (mirror.Store).
+type History interface {
+	AddHistory(ctx context.Context, h mirror.HistoryEntry) error
+}
+
+// Defaults of Config.
+const (
+	DefaultConcurrency        = 8
+	DefaultCheckpointBytes    = 16 << 20
+	DefaultCheckpointInterval = 2 * time.Second
+	DefaultPoll               = 100 * time.Millisecond
+	DefaultMaxAttempts        = 5
+	DefaultRetryDelay         = time.Second
+	DefaultRetryFactor        = 2.0
+)
+
+// Config configures the engine of one ACTIVE term.
+type Config struct {
+	Node        Node
+	GatewayHome string // absolute; local files of transfers are relative to it
+	Secrets     *Secrets
+	History     History // nil: finished transfers are archived without a history row
+	Logger      *slog.Logger
+	// IDs hands out the IDs of server-mode transfers; share it with the
+	// API of the same node.
+	IDs *IDs
+
+	// Concurrency bounds the client-mode transfers running at once.
+	Concurrency int
+	// A checkpoint is committed after CheckpointBytes or CheckpointInterval,
+	// whichever comes first; CheckpointBytes < 0 disables checkpoints (for
+	// measuring what they cost).
+	CheckpointBytes    int64
+	CheckpointInterval time.Duration
+	// Poll is how often the engine looks at the replicated state (pause,
+	// resume and cancel take effect within it).
+	Poll time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.IDs == nil {
+		c.IDs = &IDs{}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.CheckpointBytes == 0 {
+		c.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
+}
+
+// Engine runs transfers for one lease epoch; a node that acquires the lease
+// again starts a new one.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	epoch uint64
+
+	results chan result
+	workers map[uint64]*worker // owned by the loop goroutine
+
+	recMu   sync.Mutex
+	records map[uint64]*record // open server-mode transfers
+
+	archiveBackoff time.Time
+	lastProgress   time.Time
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type worker struct {
+	cancel context.CancelCauseFunc
+}
+
+type result struct {
+	id       uint64
+	progress int64 // last committed checkpoint, or the final size when done
+	size     int64
+	err      error
+	stopped  error // why the worker was told to stop (pause, cancel), else nil
+}
+
+// errStopping is the cause of workers stopped with the engine.
+var errStopping = errors.New("engine stopping")
+
+// Start runs an engine for the node's current lease epoch until Stop.
+func Start(cfg Config) (*Engine, error) {
+	cfg.defaults()
+	epoch, remaining := cfg.Node.LeaseRemaining()
+	if epoch == 0 || remaining <= 0 {
+		return nil, errors.New("transfer engine: this node holds no lease")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "transfers", "epoch", epoch),
+		epoch:   epoch,
+		results: make(chan result, cfg.Concurrency),
+		workers: map[uint64]*worker{},
+		records: map[uint64]*record{},
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	// Before any listener opens: what a predecessor left RUNNING is
+	// INTERRUPTED, and its cut uploads are cut back to their checkpoint.
+	if err := e.takeover(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		defer close(e.done)
+		e.run(ctx)
+	}()
+	return e, nil
+}
+
+// Stop ends the engine and every worker, and returns once they are gone.
+// Nothing more is committed: the next ACTIVE node finds the transfers
+// RUNNING under an older epoch and resumes them.
+func (e *Engine) Stop() {
+	e.cancel()
+	<-e.done
+}
+
+// Epoch is the lease epoch the engine commits under.
+func (e *Engine) Epoch() uint64 { return e.epoch }
+
+// apply commits c under the engine's epoch.
+func (e *Engine) apply(c fsm.Command) error {
+	c.Epoch, c.At = e.epoch, time.Now()
+	return e.cfg.Node.Apply(c)
+}
+
+func (e *Engine) update(ch fsm.TransferChange) error {
+	return e.apply(fsm.Command{Op: fsm.OpTransferUpdate, Change: &ch})
+}
+
+func (e *Engine) run(ctx context.Context) {
+	defer e.stopWorkers()
+	t := time.NewTicker(e.cfg.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-e.results:
+			e.finish(r)
+		case <-t.C:
+			e.tick(ctx)
+		}
+	}
+}
+
+// takeover marks what older epochs left RUNNING as INTERRUPTED (the
+// client-mode ones are then resumed like planned ones) and truncates the
+// files of cut uploads by clients to their last checkpoint: pipelined
+// writes may have left gaps after it, and the client resumes (reput, REST)
+// from the file's size.
+func (e *Engine) takeover(ctx context.Context) error {
+	before := e.cfg.Node.State()
+	for {
+		err := e.apply(fsm.Command{Op: fsm.OpTransferTakeover})
+		if err == nil {
+			break
+		}
+		if errors.Is(err, fsm.ErrStaleEpoch) || !e.cfg.Node.LeaseValid() {
+			return fmt.Errorf("transfer takeover: %w", err)
+		}
+		e.log.Warn("transfer takeover failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.cfg.Poll):
+		}
+	}
+	var root *os.Root
+	for _, id := range slices.Sorted(maps.Keys(before.Transfers)) {
+		t := before.Transfers[id]
+		if !t.IsServer || t.IsSend || t.Status != fsm.StatusRunning || t.Epoch >= e.epoch {
+			continue
+		}
+		if root == nil {
+			var err error
+			if root, err = os.OpenRoot(e.cfg.GatewayHome); err != nil {
+				return fmt.Errorf("open GatewayHome: %w", err)
+			}
+			defer root.Close()
+		}
+		fi, err := root.Stat(t.LocalPath)
+		if err != nil || fi.Size() <= t.Progress || !e.cfg.Node.LeaseValid() {
+			continue
+		}
+		if err := truncateIn(root, t.LocalPath, t.Progress); err != nil {
+			e.log.Warn("cut upload not truncated to its checkpoint", "id", id, "path", t.LocalPath, "err", err)
+			continue
+		}
+		e.log.Info("cut upload truncated to its checkpoint", "id", id, "path", t.LocalPath, "from", fi.Size(), "to", t.Progress)
+	}
+	return nil
+}
+
+func (e *Engine) stopWorkers() {
+	for _, w := range e.workers {
+		w.cancel(errStopping)
+	}
+	for len(e.workers) > 0 {
+		r := <-e.results
+		delete(e.workers, r.id)
+	}
+}
+
+func (e *Engine) tick(ctx context.Context) {
+	if !e.cfg.Node.LeaseValid() {
+		return
+	}
+	st := e.cfg.Node.State()
+	// Operators' pause and cancel: the transfer left RUNNING under us.
+	for id, w := range e.workers {
+		if t, ok := st.Transfers[id]; !ok || t.Status != fsm.StatusRunning || t.Epoch != e.epoch {
+			status := "deleted"
+			if ok {
+				status = t.Status
+			}
+			w.cancel(fmt.Errorf("transfer %s by an operator", status))
+		}
+	}
+	e.schedule(ctx, st)
+	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
+		e.lastProgress = time.Now()
+		e.recordProgress()
+	}
+	e.archive(ctx, st)
+}
+
+// schedule starts the planned, due and interrupted client-mode transfers,
+// oldest first, up to the concurrency limit.
+func (e *Engine) schedule(ctx context.Context, st fsm.State) {
+	now := time.Now()
+	for _, id := range slices.Sorted(maps.Keys(st.Transfers)) {
+		if len(e.workers) >= e.cfg.Concurrency {
+			return
+		}
+		t := st.Transfers[id]
+		if t.IsServer || e.workers[id] != nil {
+			continue
+		}
+		due := t.Status == fsm.StatusPlanned && !now.Before(t.NextRetry) || t.Status == fsm.StatusInterrupted
+		if !due {
+			continue
+		}
+		err := e.update(fsm.TransferChange{ID: id, From: []string{t.Status}, Status: fsm.StatusRunning, Step: fsm.StepSetup, NodeID: e.cfg.Node.ID()})
+		if err != nil {
+			e.log.Debug("transfer not started", "id", id, "err", err)
+			continue
+		}
+		if t.Status == fsm.StatusInterrupted {
+			e.log.Info("resuming interrupted transfer", "id", id, "from", t.Progress)
+		}
+		wctx, cancel := context.WithCancelCause(ctx)
+		e.workers[id] = &worker{cancel: cancel}
+		go func() {
+			r := e.runTransfer(wctx, t)
+			r.id = id
+			if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				r.stopped = cause
+			}
+			cancel(nil)
+			e.results <- r
+		}()
+	}
+}
+
+// finish commits how a worker ended.
+func (e *Engine) finish(r result) {
+	delete(e.workers, r.id)
+	switch {
+	case errors.Is(r.stopped, errStopping):
+		return
+	case r.stopped != nil:
+		// Paused or cancelled: keep the last checkpoint.
+		if err := e.update(fsm.TransferChange{ID: r.id, Progress: &r.progress}); err != nil {
+			e.log.Debug("final checkpoint", "id", r.id, "err", err)
+		}
+		e.log.Info("transfer stopped", "id", r.id, "progress", r.progress, "why", r.stopped)
+		return
+	case r.err == nil:
+		err := e.update(fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone,
+			Step: fsm.StepFinalization, Progress: &r.progress, Filesize: &r.size})
+		if err != nil {
+			e.log.Warn("transfer done but not recorded", "id", r.id, "err", err)
+			return
+		}
+		e.log.Info("transfer done", "id", r.id, "size", r.size)
+		return
+	}
+	t, ok := e.cfg.Node.State().Transfers[r.id]
+	if !ok {
+		return
+	}
+	code := errorCode(r.err)
+	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Progress: &r.progress, Attempt: true,
+		ErrorCode: code, ErrorDetails: r.err.Error()}
+	if t.Attempts+1 >= t.MaxAttempts {
+		ch.Status, ch.Step = fsm.StatusError, fsm.StepError
+		e.log.Warn("transfer failed; no attempts left", "id", r.id, "attempts", t.Attempts+1, "code", code, "err", r.err)
+	} else {
+		delay := time.Duration(float64(t.RetryDelay) * math.Pow(max(t.RetryFactor, 1), float64(t.Attempts)))
+		ch.Status, ch.NextRetry = fsm.StatusPlanned, time.Now().Add(delay)
+		e.log.Warn("transfer failed; will retry", "id", r.id, "attempt", t.Attempts+1, "of", t.MaxAttempts, "in", delay, "code", code, "err", r.err)
+	}
+	if err := e.update(ch); err != nil {
+		e.log.Warn("transfer failure not recorded", "id", r.id, "err", err)
+	}
+}
+
+// archive writes finished transfers to the history table, then marks them
+// archived so that the state keeps only a recent window of them.
+func (e *Engine) archive(ctx context.Context, st fsm.State) {
+	if time.Now().Before(e.archiveBackoff) {
+		return
+	}
+	var ids []uint64
+	for _, id := range slices.Sorted(maps.Keys(st.Transfers)) {
+		t := st.Transfers[id]
+		if !t.Finished() || t.Archived {
+			continue
+		}
+		if e.cfg.History != nil {
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := e.cfg.History.AddHistory(hctx, HistoryEntry(t))
+			cancel()
+			if err != nil {
+				e.log.Warn("history not written; retrying later", "id", id, "err", err)
+				e.archiveBackoff = time.Now().Add(5 * time.Second)
+				break
+			}
+		}
+		ids = append(ids, id)
+		if len(ids) == 100 {
+			break
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := e.apply(fsm.Command{Op: fsm.OpTransferArchive, Change: &fsm.TransferChange{IDs: ids}}); err != nil {
+		e.log.Warn("archive transfers", "err", err)
+	}
+}
+
+// HistoryEntry is how a finished transfer is kept in udmg_transfer_history.
+func HistoryEntry(t fsm.Transfer) mirror.HistoryEntry {
+	step := t.Step
+	if step == "" {
+		step = fsm.StepNone
+	}
+	return mirror.HistoryEntry{
+		ID: fmt.Sprint(t.ID), IsServer: t.IsServer, IsSend: t.IsSend, Protocol: t.Protocol, Rule: t.Rule,
+		Account: t.Account, Agent: t.Agent, LocalPath: t.LocalPath, RemotePath: t.RemotePath, Filesize: t.Filesize,
+		Status: t.Status, Step: step, Progress: t.Progress, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails,
+		Start: t.Start, Stop: t.Stop, NodeID: t.NodeID,
+	}
+}
+
+// IDs hands out transfer IDs on the node that proposes new transfers: one
+// more than any the state or this process has seen. The state machine
+// refuses a duplicate, and the proposer then asks again.
+type IDs struct{ last atomic.Uint64 }
+
+// Next returns an ID not yet used in st nor by this process.
+func (a *IDs) Next(st fsm.State) uint64 {
+	for {
+		last := a.last.Load()
+		next := max(last, st.NextTransferID) + 1
+		if a.last.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// AddTransfer commits t with a fresh ID from ids, asking again when another
+// proposer took the ID meanwhile; it returns the ID.
+func AddTransfer(ids *IDs, st func() fsm.State, apply func(fsm.Command) error, t fsm.Transfer, epoch uint64) (uint64, error) {
+	var err error
+	for range 5 {
+		t.ID = ids.Next(st())
+		err = apply(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: epoch, Transfer: &t})
+		if !errors.Is(err, fsm.ErrExists) {
+			return t.ID, err
+		}
+	}
+	return 0, err
+}
+
+func truncateIn(root *os.Root, name string, size int64) error {
+	f, err := root.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+package transfer
+
+import (
+	"errors"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/listeners"
+)
+
+// Recorder records the files moved by clients of server srv as server-mode
+// transfers: RUNNING when opened, DONE when closed normally, INTERRUPTED
+// when cut (client gone, lease lost), with progress committed meanwhile.
+func (e *Engine) Recorder(srv fsm.Server) listeners.Recorder {
+	return &serverRecorder{e: e, srv: srv}
+}
+
+type serverRecorder struct {
+	e   *Engine
+	srv fsm.Server
+}
+
+// record is one open server-mode transfer.
+type record struct {
+	e         *Engine
+	id        uint64
+	upload    bool
+	moved     atomic.Int64 // listeners.Record's progress
+	committed int64        // owned by the engine loop
+}
+
+func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, error) {
+	e := r.e
+	if !e.cfg.Node.LeaseValid() {
+		return nil, ErrNotActive
+	}
+	send := !f.Upload
+	st := e.cfg.Node.State()
+	t := fsm.Transfer{
+		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: matchRule(st.Rules, f.Path, send),
+		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
+		Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: time.Now(), NodeID: e.cfg.Node.ID(),
+	}
+	id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.State, e.cfg.Node.Apply, t, e.epoch)
+	if err != nil {
+		return nil, err
+	}
+	rec := &record{e: e, id: id, upload: f.Upload}
+	e.recMu.Lock()
+	e.records[id] = rec
+	e.recMu.Unlock()
+	return rec, nil
+}
+
+// matchRule finds the rule of a client's file: the one of the right
+// direction whose path holds the file, the longest such path winning.
+func matchRule(rules map[string]fsm.Rule, file string, send bool) string {
+	best, bestLen := "", -1
+	for _, r := range rules {
+		if r.Send != send {
+			continue
+		}
+		dir := path.Clean("/" + r.Path)
+		if (dir == "/" || file == dir || strings.HasPrefix(file, dir+"/")) && len(dir) > bestLen {
+			best, bestLen = r.Name, len(dir)
+		}
+	}
+	return best
+}
+
+func (r *record) Progress(p int64) { r.moved.Store(p) }
+
+func (r *record) End(size int64, cut error) {
+	e := r.e
+	e.recMu.Lock()
+	delete(e.records, r.id)
+	e.recMu.Unlock()
+	if !e.cfg.Node.LeaseValid() {
+		return // the next ACTIVE node marks it INTERRUPTED
+	}
+	moved := r.moved.Load()
+	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone, Step: fsm.StepFinalization,
+		Progress: &moved, Filesize: &size}
+	if cut != nil {
+		ch.Status, ch.Step, ch.ErrorCode, ch.ErrorDetails = fsm.StatusInterrupted, fsm.StepData, "TeConnectionReset", cut.Error()
+		if errors.Is(cut, listeners.ErrNotActive) || errors.Is(cut, listeners.ErrSessionClosed) {
+			ch.ErrorCode = "TeShuttingDown"
+		}
+	}
+	if err := e.update(ch); err != nil {
+		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
+	}
+}
+
+// recordProgress commits the progress of open server-mode transfers.
+func (e *Engine) recordProgress() {
+	e.recMu.Lock()
+	open := make([]*record, 0, len(e.records))
+	for _, r := range e.records {
+		open = append(open, r)
+	}
+	e.recMu.Unlock()
+	for _, r := range open {
+		moved := r.moved.Load()
+		if moved == r.committed {
+			continue
+		}
+		if err := e.update(fsm.TransferChange{ID: r.id, Progress: &moved}); err != nil {
+			e.log.Debug("server transfer progress", "id", r.id, "err", err)
+			continue
+		}
+		r.committed = moved
+	}
+}

@@ -1,0 +1,324 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/udmg/gateway/fsm"
+)
+
+// ErrNotActive stops a worker whose node no longer holds the lease.
+var ErrNotActive = errors.New("lease not held: transfer stopped")
+
+// partnerSession is an open connection to a partner, for one transfer.
+type partnerSession interface {
+	// size is the remote file's size; fs.ErrNotExist when it has none.
+	size(remote string) (int64, error)
+	// push writes src (the local file from off on) to remote from off on,
+	// calling cp after each segment whose bytes the partner acknowledged.
+	push(remote string, src io.ReaderAt, off, size int64, cp *checkpointer) (int64, error)
+	// pull reads remote from off on into dst.
+	pull(remote string, dst io.Writer, off int64, cp *checkpointer) (int64, error)
+	close() error
+}
+
+// runTransfer moves one file, resuming from its last checkpoint.
+func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
+	r := result{progress: t.Progress, size: t.Filesize}
+	st := e.cfg.Node.State()
+	p, ok := st.Partners[t.Agent]
+	if !ok {
+		r.err = fmt.Errorf("partner %q: %w", t.Agent, fsm.ErrUnknownObject)
+		return r
+	}
+	acc, ok := st.RemoteAccounts[fsm.AccountKey(t.Agent, t.Account)]
+	if !ok {
+		r.err = fmt.Errorf("remote account %q of partner %q: %w", t.Account, t.Agent, fsm.ErrUnknownObject)
+		return r
+	}
+	sess, err := e.dial(ctx, p, acc)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer sess.close()
+	// Closing the session is what interrupts a transfer under way.
+	stop := context.AfterFunc(ctx, func() { sess.close() })
+	defer stop()
+
+	root, err := os.OpenRoot(e.cfg.GatewayHome)
+	if err != nil {
+		r.err = fmt.Errorf("open GatewayHome: %w", err)
+		return r
+	}
+	defer root.Close()
+	cp := &checkpointer{e: e, id: t.ID, committed: t.Progress, last: time.Now()}
+	if t.IsSend {
+		r.progress, r.size, r.err = e.push(ctx, root, sess, t, cp)
+	} else {
+		r.progress, r.size, r.err = e.pull(ctx, root, sess, t, cp)
+	}
+	if r.err != nil {
+		r.progress = cp.committed
+		if ctx.Err() != nil {
+			r.err = fmt.Errorf("%w (%v)", context.Cause(ctx), r.err)
+		}
+	}
+	return r
+}
+
+func (e *Engine) push(ctx context.Context, root *os.Root, sess partnerSession, t fsm.Transfer, cp *checkpointer) (int64, int64, error) {
+	local, err := root.Open(t.LocalPath)
+	if err != nil {
+		return 0, 0, fmt.Errorf("local file %s: %w", t.LocalPath, err)
+	}
+	defer local.Close()
+	fi, err := local.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	size := fi.Size()
+	if err := e.setSize(t, size); err != nil {
+		return 0, size, err
+	}
+	// Resume from the checkpoint, but never past what the partner has.
+	off := min(t.Progress, size)
+	if off > 0 {
+		have, err := sess.size(t.RemotePath)
+		if err != nil {
+			have = 0
+		}
+		off = min(off, have)
+	}
+	cp.committed = off
+	src := &leaseReaderAt{r: local, valid: e.cfg.Node.LeaseValid}
+	n, err := sess.push(t.RemotePath, src, off, size, cp)
+	if err != nil {
+		return n, size, err
+	}
+	if ctx.Err() != nil {
+		return n, size, context.Cause(ctx)
+	}
+	if have, err := sess.size(t.RemotePath); err != nil || have != size {
+		return n, size, fmt.Errorf("%w: partner has %d bytes of %d (%v)", errBadSize, have, size, err)
+	}
+	return size, size, nil
+}
+
+func (e *Engine) pull(ctx context.Context, root *os.Root, sess partnerSession, t fsm.Transfer, cp *checkpointer) (int64, int64, error) {
+	size, err := sess.size(t.RemotePath)
+	if err != nil {
+		return 0, -1, fmt.Errorf("remote file %s: %w", t.RemotePath, err)
+	}
+	if err := e.setSize(t, size); err != nil {
+		return 0, size, err
+	}
+	if dir := filepath.Dir(t.LocalPath); dir != "." {
+		if err := root.MkdirAll(dir, 0o750); err != nil {
+			return 0, size, fmt.Errorf("local directory %s: %w", dir, err)
+		}
+	}
+	local, err := root.OpenFile(t.LocalPath, os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return 0, size, fmt.Errorf("local file %s: %w", t.LocalPath, err)
+	}
+	defer local.Close()
+	fi, err := local.Stat()
+	if err != nil {
+		return 0, size, err
+	}
+	off := min(t.Progress, fi.Size(), size)
+	// Bytes past the checkpoint may be partial; drop them.
+	if err := local.Truncate(off); err != nil {
+		return 0, size, err
+	}
+	if _, err := local.Seek(off, io.SeekStart); err != nil {
+		return 0, size, err
+	}
+	cp.committed, cp.sync = off, local.Sync
+	dst := &leaseWriter{w: local, valid: e.cfg.Node.LeaseValid}
+	n, err := sess.pull(t.RemotePath, dst, off, cp)
+	if err != nil {
+		return n, size, err
+	}
+	if ctx.Err() != nil {
+		return n, size, context.Cause(ctx)
+	}
+	if err := local.Sync(); err != nil {
+		return n, size, err
+	}
+	if n != size {
+		return n, size, fmt.Errorf("%w: received %d bytes of %d", errBadSize, n, size)
+	}
+	return size, size, nil
+}
+
+func (e *Engine) setSize(t fsm.Transfer, size int64) error {
+	if t.Filesize == size {
+		return nil
+	}
+	return e.update(fsm.TransferChange{ID: t.ID, Filesize: &size, Step: fsm.StepData})
+}
+
+var errBadSize = errors.New("size mismatch")
+
+// checkpointer commits progress every CheckpointBytes or CheckpointInterval.
+type checkpointer struct {
+	e         *Engine
+	id        uint64
+	committed int64
+	last      time.Time
+	sync      func() error // makes the bytes durable before they are committed (pulls)
+}
+
+// reached is told that every byte before off is at the destination.
+func (c *checkpointer) reached(off int64) error {
+	every := c.e.cfg.CheckpointBytes
+	if every < 0 || off-c.committed < every && time.Since(c.last) < c.e.cfg.CheckpointInterval {
+		return nil
+	}
+	if c.sync != nil {
+		if err := c.sync(); err != nil {
+			return err
+		}
+	}
+	if err := c.e.update(fsm.TransferChange{ID: c.id, Progress: &off}); err != nil {
+		return fmt.Errorf("checkpoint at %d: %w", off, err)
+	}
+	c.committed, c.last = off, time.Now()
+	return nil
+}
+
+// segment is how much a push sends between two looks at the checkpoint.
+func (c *checkpointer) segment() int64 {
+	if c.e.cfg.CheckpointBytes > 0 {
+		return min(c.e.cfg.CheckpointBytes, 8<<20)
+	}
+	return 8 << 20
+}
+
+// leaseReaderAt refuses reads once the lease is gone: a deposed node must
+// not keep feeding a partner.
+type leaseReaderAt struct {
+	r     io.ReaderAt
+	valid func() bool
+}
+
+func (l *leaseReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if !l.valid() {
+		return 0, ErrNotActive
+	}
+	return l.r.ReadAt(p, off)
+}
+
+// leaseWriter refuses writes to storage once the lease is gone.
+type leaseWriter struct {
+	w     io.Writer
+	valid func() bool
+}
+
+func (l *leaseWriter) Write(p []byte) (int, error) {
+	if !l.valid() {
+		return 0, ErrNotActive
+	}
+	return l.w.Write(p)
+}
+
+// dial connects to the partner with the remote account's credentials.
+func (e *Engine) dial(ctx context.Context, p fsm.Partner, acc fsm.RemoteAccount) (partnerSession, error) {
+	if e.cfg.Secrets == nil {
+		return nil, errors.New("no AES passphrase to open the remote account's credentials")
+	}
+	password, err := e.cfg.Secrets.Open(acc.Password)
+	if err != nil {
+		return nil, fmt.Errorf("remote account %s password: %w", acc.Login, err)
+	}
+	key, err := e.cfg.Secrets.Open(acc.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("remote account %s private key: %w", acc.Login, err)
+	}
+	switch p.Protocol {
+	case fsm.ProtoSFTP:
+		return dialSFTP(ctx, p, acc.Login, string(password), key)
+	case fsm.ProtoFTP:
+		return dialFTP(ctx, p, acc.Login, string(password))
+	}
+	return nil, fmt.Errorf("partner %s: unknown protocol %q", p.Name, p.Protocol)
+}
+
+// conns closes every connection of a session at once, from any goroutine.
+type conns struct {
+	mu     sync.Mutex
+	list   []net.Conn
+	closed bool
+}
+
+func (c *conns) add(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		conn.Close()
+		return false
+	}
+	c.list = append(c.list, conn)
+	return true
+}
+
+func (c *conns) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, conn := range c.list {
+		conn.Close()
+	}
+	c.list = nil
+}
+
+func (c *conns) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if !c.add(conn) {
+		return nil, net.ErrClosed
+	}
+	return conn, nil
+}
+
+// errorCode names a failure as Waarp Gateway's transfer error codes do.
+func errorCode(err error) string {
+	var netErr net.Error
+	var opErr *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.Is(err, fsm.ErrUnknownObject):
+		return "TeInternal"
+	case errors.Is(err, errBadSize):
+		return "TeBadSize"
+	case errors.Is(err, fs.ErrNotExist), strings.Contains(msg, "file does not exist"), strings.Contains(msg, "550"):
+		return "TeFileNotFound"
+	case errors.Is(err, fs.ErrPermission), strings.Contains(msg, "permission denied"):
+		return "TeForbidden"
+	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "530"):
+		return "TeBadAuthentication"
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return "TeConnection"
+	case errors.As(err, &netErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "TeConnectionReset"
+	}
+	return "TeDataTransfer"
+}
+
+// remoteDir is the directory of a remote path, for creating it.
+func remoteDir(p string) string { return path.Dir(p) }
