@@ -340,6 +340,16 @@ func (c *Cluster) WaitOneActive(timeout time.Duration, others string, skip ...*P
 	return active
 }
 
+// ActiveNow is the node that answers ACTIVE now, leaving out skip.
+func (c *Cluster) ActiveNow(skip ...*Proc) (*Proc, bool) {
+	for i, m := range c.Modes() {
+		if m == "ACTIVE" && !isSkipped(c.Nodes[i], skip) {
+			return c.Nodes[i], true
+		}
+	}
+	return nil, false
+}
+
 func isSkipped(p *Proc, skip []*Proc) bool {
 	for _, s := range skip {
 		if s == p {

@@ -126,3 +126,14 @@ func (c *APIClient) WaitTransfer(t testing.TB, id uint64, timeout time.Duration,
 	}
 	return last
 }
+
+// AddSSHDPartner declares sshd as partner "remote" (key login as sshd.User)
+// with rules "push" (send GatewayHome/out to remoteDir) and "pull" (receive
+// from remoteDir into GatewayHome/in).
+func (c *APIClient) AddSSHDPartner(t testing.TB, sshd *SSHD, remoteDir string) {
+	t.Helper()
+	c.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "remote", "protocol": "sftp", "address": sshd.Addr, "hostKey": sshd.HostKey})
+	c.Must(t, 201, "POST", "/api/partners/remote/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
+	c.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": remoteDir, "localDir": "out"})
+	c.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "pull", "direction": "receive", "path": remoteDir, "localDir": "in"})
+}

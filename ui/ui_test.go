@@ -201,9 +201,7 @@ func TestPauseFromPage(t *testing.T) {
 	n := c.WaitOneActive(30*time.Second, "")
 	api := n.Admin()
 	remoteDir := t.TempDir()
-	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "remote", "protocol": "sftp", "address": sshd.Addr, "hostKey": sshd.HostKey})
-	api.Must(t, 201, "POST", "/api/partners/remote/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
-	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": remoteDir, "localDir": "out"})
+	api.AddSSHDPartner(t, sshd, remoteDir)
 	ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "big.bin"), 1<<30)
 
 	do(t, ctx, "open the page", chromedp.Navigate(n.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))

@@ -165,7 +165,7 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 	cmd, ok := subs[sub]
 	if !ok {
 		var names []string
-		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "get", "enable", "disable", "pause", "resume", "cancel", "retry"} {
+		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "enable", "disable", "pause", "resume", "cancel", "retry"} {
 			if subs[n] != nil {
 				names = append(names, n)
 			}

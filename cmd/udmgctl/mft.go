@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
@@ -21,7 +22,8 @@ const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
                                      (sealed with the AES passphrase before they are stored)
   rules list | delete NAME send|receive
   rules add NAME --direction send|receive --path REMOTE_DIR [--local-dir DIR]
-  transfers list [--status S] | get ID | pause ID | resume ID | cancel ID | retry ID
+  transfers list [--status S] | pause ID | resume ID | cancel ID | retry ID
+  transfers show ID [--follow]       one transfer; --follow draws its progress until it ends
   transfers add --rule R --partner P --account A --file F [--direction send|receive]
   history list [--status S] [--limit N]
 `
@@ -40,7 +42,7 @@ func (c *cli) mftCommands() map[string]map[string]func([]string) error {
 			"add": c.accountsAdd("remote-accounts add", "/api/partners/%s/accounts", "key-file", "privateKey"), "delete": c.deleter("remote-accounts delete", "/api/partners/%s/accounts/%s", "PARTNER", "LOGIN")},
 		"rules": {"list": c.lister("rules list", "/api/rules", "rules", []string{"name", "direction", "path", "localDir"}),
 			"add": c.rulesAdd, "delete": c.deleter("rules delete", "/api/rules/%s/%s", "NAME", "DIRECTION")},
-		"transfers": {"list": c.transfersList, "add": c.transfersAdd, "get": c.transfersGet,
+		"transfers": {"list": c.transfersList, "add": c.transfersAdd, "show": c.transfersShow,
 			"pause": c.putter("transfers pause", "/api/transfers/%s/pause", "ID"), "resume": c.putter("transfers resume", "/api/transfers/%s/resume", "ID"),
 			"cancel": c.putter("transfers cancel", "/api/transfers/%s/cancel", "ID"), "retry": c.putter("transfers retry", "/api/transfers/%s/retry", "ID")},
 		"history": {"list": c.historyList},
@@ -259,17 +261,132 @@ func (c *cli) transfersList(args []string) error {
 	return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
 }
 
-func (c *cli) transfersGet(args []string) error {
-	pos, err := c.args("transfers get", args, nil, "ID")
+// transferView is what transfers show prints of a transfer.
+type transferView struct {
+	ID           uint64 `json:"id"`
+	Rule         string `json:"rule"`
+	Direction    string `json:"direction"`
+	Partner      string `json:"partner"`
+	Server       string `json:"server"`
+	Account      string `json:"account"`
+	LocalPath    string `json:"localPath"`
+	RemotePath   string `json:"remotePath"`
+	Filesize     int64  `json:"filesize"`
+	Progress     int64  `json:"progress"`
+	Status       string `json:"status"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorDetails string `json:"errorDetails"`
+	Attempts     int    `json:"attempts"`
+	MaxAttempts  int    `json:"maxAttempts"`
+	NodeID       string `json:"nodeId"`
+}
+
+func (t transferView) finished() bool {
+	return t.Status == "DONE" || t.Status == "CANCELLED" || (t.Status == "ERROR" && t.Attempts >= t.MaxAttempts)
+}
+
+// followPoll is how often --follow reads the transfer; followOutage is how
+// long it keeps trying while no node answers (a failover takes seconds).
+const (
+	followPoll   = 500 * time.Millisecond
+	followOutage = time.Minute
+)
+
+func (c *cli) transfersShow(args []string) error {
+	fs := newFlagSet("transfers show")
+	c.globalFlags(fs)
+	follow := fs.Bool("follow", false, "draw the progress until the transfer ends")
+	pos, err := c.args("transfers show", args, fs, "ID")
 	if err != nil {
 		return err
 	}
-	resp, err := c.call("GET", "/api/transfers/"+url.PathEscape(pos[0]), nil)
+	path := "/api/transfers/" + url.PathEscape(pos[0])
+	var t transferView
+	resp, err := c.callJSON("GET", path, nil, &t)
 	if err != nil {
 		return err
 	}
-	c.printJSON(resp.body)
-	return nil
+	if !*follow {
+		if c.json {
+			c.printJSON(resp.body)
+			return nil
+		}
+		tw := c.table()
+		for _, kv := range [][2]string{{"ID", fmt.Sprint(t.ID)}, {"Rule", t.Rule + " (" + t.Direction + ")"},
+			{"With", strings.Trim(t.Partner+t.Server+" / "+t.Account, " /")}, {"Local path", t.LocalPath}, {"Remote path", t.RemotePath},
+			{"Status", t.Status}, {"Progress", progressText(t)}, {"Attempts", fmt.Sprintf("%d of %d", t.Attempts, t.MaxAttempts)},
+			{"Error", strings.TrimSpace(t.ErrorCode + " " + t.ErrorDetails)}, {"Node", t.NodeID}} {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+		return tw.Flush()
+	}
+	return c.follow(path, t)
+}
+
+// follow redraws t's progress until it ends, riding out a failover: while
+// no node answers it says so and keeps asking, for followOutage at most.
+func (c *cli) follow(path string, t transferView) error {
+	// One line a change; on a terminal, one line drawn over.
+	prefix, suffix, terminal := "", "\n", false
+	if f, ok := c.stdout.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			prefix, suffix, terminal = "\r\033[K", "", true
+		}
+	}
+	var last string
+	failingSince := time.Time{}
+	for {
+		line := fmt.Sprintf("transfer %d %-11s %s", t.ID, t.Status, progressText(t))
+		if line != last {
+			fmt.Fprint(c.stdout, prefix+line+suffix)
+			last = line
+		}
+		if t.finished() {
+			if terminal {
+				fmt.Fprintln(c.stdout)
+			}
+			if t.Status != "DONE" {
+				return fmt.Errorf("transfer %d ended %s %s %s", t.ID, t.Status, t.ErrorCode, t.ErrorDetails)
+			}
+			return nil
+		}
+		time.Sleep(followPoll)
+		var next transferView
+		if _, err := c.callJSON("GET", path, nil, &next); err != nil {
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				fmt.Fprintf(c.stderr, "\nno answer (%v); retrying\n", err)
+			} else if time.Since(failingSince) > followOutage {
+				return fmt.Errorf("no answer for %s: %w", followOutage, err)
+			}
+			continue
+		}
+		failingSince, t = time.Time{}, next
+	}
+}
+
+// progressText is a bar, the bytes and the percentage of a transfer.
+func progressText(t transferView) string {
+	if t.Filesize <= 0 {
+		return humanBytes(t.Progress) + " of an unknown size"
+	}
+	const width = 30
+	done := min(width, int(width*t.Progress/t.Filesize))
+	return fmt.Sprintf("[%s%s] %5.1f%% %s / %s", strings.Repeat("#", done), strings.Repeat("-", width-done),
+		100*float64(t.Progress)/float64(t.Filesize), humanBytes(t.Progress), humanBytes(t.Filesize))
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func (c *cli) transfersAdd(args []string) error {
