@@ -3,7 +3,9 @@ package ui_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/udmg/gateway/proxy"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -186,6 +189,26 @@ func TestAdminPage(t *testing.T) {
 			t.Fatalf("ACTIVE status colour %s, want transparent", colour)
 		}
 	}
+
+	// Behind udmg-proxy (in process; its own port unused), under
+	// /service/udmg/, with the dead node first
+	// among the targets: the page loads and shows the cluster.
+	toml := "[proxy]\nport = 5000\n[service.udmg]\nprotocol = \"http\"\npolicy = \"failover\"\n"
+	for _, p := range append([]*ts.Proc{active}, c.Nodes...) {
+		toml += fmt.Sprintf("[[service.udmg.targets]]\nhostname = %q\nport = %d\n", p.IP, ts.AdminPort)
+	}
+	cfg, err := proxy.Parse("server.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(proxy.New(cfg, slog.New(slog.NewTextHandler(t.Output(), nil))))
+	defer front.Close()
+	do(t, ctx, "open the page behind the proxy", chromedp.Navigate(front.URL+"/service/udmg/"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	login(t, ctx, ts.AdminPassword)
+	if !ts.Eventually(15*time.Second, func() bool { return activeInTable(t, ctx) == now }) {
+		t.Fatalf("behind the proxy the page shows %q ACTIVE, want %s", activeInTable(t, ctx), now)
+	}
+	t.Logf("screenshot behind udmg-proxy: %s", screenshot(t, ctx, "ui-behind-proxy"))
 	t.Logf("UI test ran %s", time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -1,6 +1,8 @@
 "use strict";
 // The admin page: a bearer token from POST /api/tokens, then a refresh of
-// every panel each second. Data is written with textContent only.
+// every panel each second. Data is written with textContent only. URLs are
+// relative, so that the page also works under a proxy's prefix (udmg-proxy's
+// /service/NAME/).
 
 const REFRESH_MS = 1000;
 const $ = (sel) => document.querySelector(sel);
@@ -55,7 +57,7 @@ $("#login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const user = $("#user").value, password = $("#password").value;
   try {
-    const r = await fetch("/api/tokens", { method: "POST", headers: { "Authorization": basic(user, password), "X-Requested-With": "XMLHttpRequest" } });
+    const r = await fetch("api/tokens", { method: "POST", headers: { "Authorization": basic(user, password), "X-Requested-With": "XMLHttpRequest" } });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(data.error || r.status + " " + r.statusText);
     sessionStorage.setItem("udmg-token", data.token);
@@ -68,7 +70,7 @@ $("#login").addEventListener("submit", async (ev) => {
 });
 
 $("#logout").addEventListener("click", async () => {
-  try { await api("DELETE", "/api/tokens/current"); } catch (e) { /* gone already */ }
+  try { await api("DELETE", "api/tokens/current"); } catch (e) { /* gone already */ }
   showLogin();
 });
 
@@ -109,11 +111,11 @@ function uptime(d) { return d ? d.replace(/\.\d+s$/, "s") : ""; }
 // user may not read, a database that is down) leaves the others working.
 const panels = {
   async status() {
-    try { setStatus((await api("GET", "/api/sb_healthcheck")).nodeStatus); }
+    try { setStatus((await api("GET", "api/sb_healthcheck")).nodeStatus); }
     catch (e) { setStatus("OFFLINE"); throw e; }
   },
   async nodes() {
-    const { data, headers } = await call("GET", "/api/sb_mgmt_nodes");
+    const { data, headers } = await call("GET", "api/sb_mgmt_nodes");
     fill("#nodes", data.nodes, (n) => {
       const s = document.createElement("span");
       s.className = "status " + n.nodeStatus;
@@ -124,7 +126,7 @@ const panels = {
       ? "The node table (database) is unreachable: showing the cluster's replicated state." : "";
   },
   async license() {
-    const l = await api("GET", "/api/license");
+    const l = await api("GET", "api/license");
     const dl = $("#license");
     dl.replaceChildren();
     const holders = l.slots.filter((s) => s.licensed).map((s) => s.nodeId).join(", ");
@@ -135,10 +137,10 @@ const panels = {
       dl.append(dt, dd);
     }
   },
-  async servers() { await optional("#servers-card", "/api/servers", "servers", "#servers", (s) => [s.name, s.protocol, address(s), s.enabled === false ? "no" : "yes"]); },
-  async partners() { await optional("#partners-card", "/api/partners", "partners", "#partners", (p) => [p.name, p.protocol, address(p)]); },
+  async servers() { await optional("#servers-card", "api/servers", "servers", "#servers", (s) => [s.name, s.protocol, address(s), s.enabled === false ? "no" : "yes"]); },
+  async partners() { await optional("#partners-card", "api/partners", "partners", "#partners", (p) => [p.name, p.protocol, address(p)]); },
   async transfers() {
-    await optional("#transfers-card", "/api/transfers", "transfers", "#transfers", (t) => {
+    await optional("#transfers-card", "api/transfers", "transfers", "#transfers", (t) => {
       const bar = document.createElement("progress");
       bar.max = t.filesize > 0 ? t.filesize : 1;
       bar.value = t.filesize > 0 ? t.progress || 0 : t.status === "DONE" ? 1 : 0;
@@ -176,7 +178,7 @@ async function optional(card, path, key, table, cells) {
 
 async function action(id, act) {
   try {
-    await api("PUT", "/api/transfers/" + encodeURIComponent(id) + "/" + act);
+    await api("PUT", "api/transfers/" + encodeURIComponent(id) + "/" + act);
     await panels.transfers();
   } catch (e) {
     $("#banner").textContent = act + " " + id + ": " + e.message;
