@@ -66,6 +66,9 @@ type Config struct {
 	// IDs hands out the IDs of server-mode transfers; share it with the
 	// API of the same node.
 	IDs *IDs
+	// Meter counts the bytes moved; it outlives the engine of one term
+	// (nil: not counted).
+	Meter *Meter
 
 	// Concurrency bounds the client-mode transfers running at once.
 	Concurrency int
@@ -97,6 +100,23 @@ func (c *Config) defaults() {
 	}
 	if c.Poll <= 0 {
 		c.Poll = DefaultPoll
+	}
+}
+
+// Meter counts the bytes this node's transfers moved, client and server
+// mode alike, over every ACTIVE period of the process (for /metrics).
+type Meter struct{ sent, received atomic.Uint64 }
+
+// Totals are the bytes sent and received so far.
+func (m *Meter) Totals() (sent, received uint64) { return m.sent.Load(), m.received.Load() }
+
+func (m *Meter) add(send bool, n int) {
+	switch {
+	case m == nil || n <= 0:
+	case send:
+		m.sent.Add(uint64(n))
+	default:
+		m.received.Add(uint64(n))
 	}
 }
 

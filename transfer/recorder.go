@@ -71,7 +71,9 @@ func matchRule(rules map[string]fsm.Rule, file string, send bool) string {
 	return best
 }
 
-func (r *record) Progress(p int64) { r.moved.Store(p) }
+func (r *record) Progress(p int64) {
+	r.e.cfg.Meter.add(!r.upload, int(p-r.moved.Swap(p)))
+}
 
 func (r *record) End(size int64, cut error) {
 	e := r.e

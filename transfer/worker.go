@@ -101,7 +101,7 @@ func (e *Engine) push(ctx context.Context, root *os.Root, sess partnerSession, t
 		off = min(off, have)
 	}
 	cp.committed = off
-	src := &leaseReaderAt{r: local, valid: e.cfg.Node.LeaseValid}
+	src := &leaseReaderAt{r: local, valid: e.cfg.Node.LeaseValid, meter: e.cfg.Meter}
 	n, err := sess.push(t.RemotePath, src, off, size, cp)
 	if err != nil {
 		return n, size, err
@@ -146,7 +146,7 @@ func (e *Engine) pull(ctx context.Context, root *os.Root, sess partnerSession, t
 		return 0, size, err
 	}
 	cp.committed, cp.sync = off, local.Sync
-	dst := &leaseWriter{w: local, valid: e.cfg.Node.LeaseValid}
+	dst := &leaseWriter{w: local, valid: e.cfg.Node.LeaseValid, meter: e.cfg.Meter}
 	n, err := sess.pull(t.RemotePath, dst, off, cp)
 	if err != nil {
 		return n, size, err
@@ -212,26 +212,32 @@ func (c *checkpointer) segment() int64 {
 type leaseReaderAt struct {
 	r     io.ReaderAt
 	valid func() bool
+	meter *Meter
 }
 
 func (l *leaseReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	if !l.valid() {
 		return 0, ErrNotActive
 	}
-	return l.r.ReadAt(p, off)
+	n, err := l.r.ReadAt(p, off)
+	l.meter.add(true, n)
+	return n, err
 }
 
 // leaseWriter refuses writes to storage once the lease is gone.
 type leaseWriter struct {
 	w     io.Writer
 	valid func() bool
+	meter *Meter
 }
 
 func (l *leaseWriter) Write(p []byte) (int, error) {
 	if !l.valid() {
 		return 0, ErrNotActive
 	}
-	return l.w.Write(p)
+	n, err := l.w.Write(p)
+	l.meter.add(false, n)
+	return n, err
 }
 
 // dial connects to the partner with the remote account's credentials.

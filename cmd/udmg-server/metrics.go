@@ -35,6 +35,9 @@ func watchNode(reg *metrics.Registry, node *cluster.Node, svc *countedServices, 
 	if err != nil {
 		log.Warn("transfer metrics not exported", "err", err)
 	}
+	if err := reg.AddTransferBytes(svc.meter.Totals); err != nil {
+		log.Warn("transfer byte counts not exported", "err", err)
+	}
 	stop, err := reg.WatchNode(node, svc.Sessions)
 	if err != nil {
 		log.Warn("node metrics not exported", "err", err)

@@ -29,6 +29,7 @@ type mftServices struct {
 	secrets *transfer.Secrets
 	ids     *transfer.IDs
 	history transfer.History
+	meter   transfer.Meter // bytes moved, over every term
 	node    atomic.Pointer[cluster.Node]
 
 	// One ACTIVE term: set by Start, cleared by Stop (serialised by the
@@ -63,7 +64,7 @@ func (m *mftServices) Start(st fsm.State) error {
 		return fmt.Errorf("cluster host key: %w", err)
 	}
 	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
-		IDs: m.ids, Logger: m.log})
+		IDs: m.ids, Meter: &m.meter, Logger: m.log})
 	if err != nil {
 		return err
 	}
