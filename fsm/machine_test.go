@@ -192,7 +192,13 @@ func TestSnapshotRestoreIsDeterministic(t *testing.T) {
 }
 
 func FuzzApply(f *testing.F) {
-	for _, c := range []Command{lease(OpLeaseAcquire, "a", "s", 1), {Op: OpNodeRegister, Node: &Node{ID: "n"}}} {
+	progress := int64(10)
+	for _, c := range []Command{lease(OpLeaseAcquire, "a", "s", 1), {Op: OpNodeRegister, Node: &Node{ID: "n"}},
+		{Op: OpServerPut, Server: &Server{Name: "sftp", Protocol: "sftp", Port: 2222}},
+		{Op: OpPartnerPut, Partner: &Partner{Name: "p", Protocol: "sftp", Address: "h:22"}},
+		{Op: OpRulePut, Rule: &Rule{Name: "r", Send: true, Path: "/out"}},
+		{Op: OpTransferAdd, Epoch: 1, Transfer: &Transfer{ID: 1, Rule: "r", Status: StatusRunning}},
+		{Op: OpTransferUpdate, Epoch: 1, Change: &TransferChange{ID: 1, Progress: &progress}}} {
 		b, _ := Encode(c)
 		f.Add(b)
 	}

@@ -81,7 +81,7 @@ type Partner struct {
 	Protocol string `json:"protocol"`
 	Address  string `json:"address"`
 	// HostKey is the partner's SSH host key (authorized_keys form) that
-	// it must present; empty accepts any key.
+	// it must present (required for sftp partners).
 	HostKey string `json:"hostKey,omitempty"`
 	// TLS makes FTP sessions use explicit TLS.
 	TLS bool `json:"tls,omitempty"`

@@ -107,10 +107,14 @@ func fillPartner(w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
 			err = fmt.Errorf("address: %q is not host:port", p.Address)
 		}
 	}
-	if err == nil && p.HostKey != "" {
-		if p.Protocol != fsm.ProtoSFTP {
-			err = fmt.Errorf("hostKey: only sftp partners have one")
-		} else if _, _, _, _, kerr := ssh.ParseAuthorizedKey([]byte(p.HostKey)); kerr != nil {
+	switch {
+	case err != nil:
+	case p.Protocol == fsm.ProtoSFTP && p.HostKey == "":
+		err = fmt.Errorf("hostKey: required for an sftp partner: its SSH host key in authorized_keys form (ssh-keyscan prints it), so that the gateway never sends files to whoever answers at its address")
+	case p.HostKey != "" && p.Protocol != fsm.ProtoSFTP:
+		err = fmt.Errorf("hostKey: only sftp partners have one")
+	case p.HostKey != "":
+		if _, _, _, _, kerr := ssh.ParseAuthorizedKey([]byte(p.HostKey)); kerr != nil {
 			err = fmt.Errorf("hostKey: not an SSH public key in authorized_keys form: %v", kerr)
 		}
 	}

@@ -31,18 +31,17 @@ type sftpSession struct {
 }
 
 func dialSFTP(ctx context.Context, p fsm.Partner, login, password string, key []byte) (*sftpSession, error) {
-	hostKey := ssh.InsecureIgnoreHostKey()
-	if p.HostKey != "" {
-		want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.HostKey))
-		if err != nil {
-			return nil, fmt.Errorf("partner %s host key: %w", p.Name, err)
+	// A partner is only trusted with its known host key: never connect to
+	// whoever answers at its address.
+	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.HostKey))
+	if err != nil {
+		return nil, fmt.Errorf("partner %s has no usable host key (set hostKey): %w", p.Name, err)
+	}
+	hostKey := func(_ string, _ net.Addr, got ssh.PublicKey) error {
+		if !bytes.Equal(got.Marshal(), want.Marshal()) {
+			return fmt.Errorf("partner %s presented host key %s, not the configured %s", p.Name, ssh.FingerprintSHA256(got), ssh.FingerprintSHA256(want))
 		}
-		hostKey = func(_ string, _ net.Addr, got ssh.PublicKey) error {
-			if !bytes.Equal(got.Marshal(), want.Marshal()) {
-				return fmt.Errorf("partner %s presented host key %s, not the configured %s", p.Name, ssh.FingerprintSHA256(got), ssh.FingerprintSHA256(want))
-			}
-			return nil
-		}
+		return nil
 	}
 	var auth []ssh.AuthMethod
 	if len(key) > 0 {

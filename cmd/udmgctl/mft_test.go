@@ -36,7 +36,15 @@ func TestMFTObjects(t *testing.T) {
 	mustRun(t, addr, "servers", "add", "in-ftp", "--protocol", "ftp", "--port", "2124", "--passive", "32000-32004", "--tls")
 	mustRun(t, addr, "accounts", "add", "in-ftp", "carol", "--password", "carol-password")
 	mustRun(t, addr, "accounts", "add", "sftp", "dave", "--key-file", key+".pub")
-	mustRun(t, addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22")
+	hostKey, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := udmgctl(addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22")
+	if code == 0 || !strings.Contains(errOut, "hostKey: required") {
+		t.Fatalf("an sftp partner without its host key: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22", "--host-key", strings.TrimSpace(string(hostKey)))
 	mustRun(t, addr, "remote-accounts", "add", "bank", "gw", "--password", "remote-secret-pw", "--key-file", key)
 	mustRun(t, addr, "rules", "add", "statements", "--direction", "receive", "--path", "/outgoing", "--local-dir", "statements")
 	out := mustRun(t, addr, "transfers", "add", "--rule", "statements", "--partner", "bank", "--account", "gw", "--file", "may.csv")
