@@ -76,3 +76,13 @@ figures:
 clean:
 	rm -rf bin data
 
+# MFT figures (issue 4): SFTP through the gateway versus OpenSSH's
+# sftp-server, FTP versus cp, 100 concurrent SFTP uploads, checkpoint cost;
+# ROUNDS interleaved rounds, one table of medians and ratios. Minutes; not
+# part of make test. BENCH_ARGS: e.g. -only=sftp -size=268435456 -perf=DIR.
+.PHONY: bench
+ROUNDS ?= 5
+BENCH_ARGS ?=
+bench: deps
+	$(GO) test -count=1 -timeout 90m -run 'TestFigures$$' -v ./bench -args -figures -rounds=$(ROUNDS) $(BENCH_ARGS)
+

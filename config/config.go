@@ -24,6 +24,7 @@ type Config struct {
 	Listeners  Listeners
 	License    License
 	Log        Log
+	Transfer   Transfer
 
 	// origins records where each explicitly set key came from ("section.Key"
 	// -> file path or environment variable name), so that Validate can name
@@ -105,6 +106,15 @@ type License struct {
 type Log struct {
 	Level  string // debug|info|warn|error; default "info"
 	Format string // text|json; default "text"
+}
+
+// Transfer tunes the client-mode transfer engine ([transfer]).
+type Transfer struct {
+	// CheckpointBytes is how many bytes a transfer moves between two
+	// checkpoints committed through Raft; 0 = the engine's default
+	// (16 MiB), -1 = none (only to measure what checkpoints cost: a
+	// transfer cut by failover then starts again from zero).
+	CheckpointBytes int64
 }
 
 // Default returns the built-in configuration (what `make run` uses with no file).

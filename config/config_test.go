@@ -168,6 +168,7 @@ PassivePorts = 40000-40009
 		"UDMG_PATHS_GATEWAYHOME=/from/env",
 		"UDMG_LISTENERS_PASSIVEPORTS=50000-50004",
 		"UDMG_ADMIN_INITIALPASSWORD=",
+		"UDMG_TRANSFER_CHECKPOINTBYTES=-1",
 	}
 	c, err := Load(path, env)
 	if err != nil {
@@ -187,6 +188,7 @@ PassivePorts = 40000-40009
 		{"Listeners.PassiveMin", c.Listeners.PassiveMin, 50000},
 		{"Listeners.PassiveMax", c.Listeners.PassiveMax, 50004},
 		{"Admin.InitialPassword", c.Admin.InitialPassword, ""},
+		{"Transfer.CheckpointBytes", c.Transfer.CheckpointBytes, int64(-1)},
 		{"File", c.File, path},
 	}
 	for _, ch := range checks {
@@ -312,6 +314,8 @@ func TestLoadErrors(t *testing.T) {
 			`FILE: [cluster] BootstrapExpect: 0 must be at least 1`},
 		{"bootstrap expect word", "[cluster]\nBootstrapExpect = two\n", nil,
 			`FILE: [cluster] BootstrapExpect: "two" is not a whole number`},
+		{"checkpoint bytes below -1", "[transfer]\nCheckpointBytes = -2\n", nil,
+			`FILE: [transfer] CheckpointBytes: "-2" is not a byte count (0 = default, -1 = no checkpoints)`},
 		{"database type", "[database]\nType = mysql\n", nil,
 			`FILE: [database] Type: "mysql" is not a database type (use sqlite or postgresql)`},
 		{"postgresql needs an address", "[database]\nType = postgresql\nAddress =\n", nil,
@@ -361,7 +365,7 @@ func TestLoadErrors(t *testing.T) {
 		{"section names are case-sensitive", "[Admin]\nPort = 1\n", nil,
 			`FILE: [Admin]: unknown section (did you mean [admin]?)`},
 		{"unknown section", "[colours]\nsky = blue\n", nil,
-			`FILE: [colours]: unknown section (sections are [global], [paths], [admin], [database], [controller], [cluster], [listeners], [license], [log])`},
+			`FILE: [colours]: unknown section (sections are [global], [paths], [admin], [database], [controller], [cluster], [listeners], [license], [log], [transfer])`},
 		{"key outside any section", "Port = 9000\n[admin]\n", nil,
 			`FILE: Port: key outside any section (put it under [admin])`},
 		{"key set twice", "[admin]\nPort = 9000\n; a comment\nPort = 9001\n", nil,

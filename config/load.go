@@ -65,7 +65,7 @@ type setting struct {
 }
 
 // sectionNames lists the sections in the order of ARCHITECTURE.md.
-var sectionNames = []string{"global", "paths", "admin", "database", "controller", "cluster", "listeners", "license", "log"}
+var sectionNames = []string{"global", "paths", "admin", "database", "controller", "cluster", "listeners", "license", "log", "transfer"}
 
 // settings is every key server.ini accepts; nothing else is.
 var settings = []setting{
@@ -115,6 +115,15 @@ var settings = []setting{
 
 	{"log", "Level", text(func(c *Config) *string { return &c.Log.Level })},
 	{"log", "Format", text(func(c *Config) *string { return &c.Log.Format })},
+
+	{"transfer", "CheckpointBytes", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < -1 {
+			return fmt.Errorf("%q is not a byte count (0 = default, -1 = no checkpoints)", v)
+		}
+		c.Transfer.CheckpointBytes = n
+		return nil
+	}},
 }
 
 func text(field func(*Config) *string) func(*Config, string) error {

@@ -390,23 +390,42 @@ type Usage struct {
 	RSS int64
 }
 
+// Pid is the process ID of the last run.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
 // Usage reads the process's CPU time and RSS from /proc.
 func (p *Proc) Usage() Usage {
-	p.mu.Lock()
-	pid := p.cmd.Process.Pid
-	p.mu.Unlock()
-	u := Usage{At: time.Now()}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name: utime and stime are the 12th and
-		// 13th, rss the 22nd (in pages).
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		var ut, st, rss int64
-		fmt.Sscan(f[11], &ut)
-		fmt.Sscan(f[12], &st)
-		fmt.Sscan(f[21], &rss)
-		u.CPU = time.Duration(ut+st) * time.Second / 100 // USER_HZ
-		u.RSS = rss * int64(os.Getpagesize())
+	u := procUsage(p.Pid(), false)
+	u.At = time.Now()
+	return u
+}
+
+// procUsage reads a process's CPU time (with that of its reaped children
+// when children is set) and RSS from /proc/<pid>/stat.
+func procUsage(pid int, children bool) Usage {
+	var u Usage
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u
 	}
+	// Fields after the command name: utime and stime are the 12th and
+	// 13th, cutime and cstime the 14th and 15th, rss the 22nd (in pages).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	var ut, st, cut, cst, rss int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	fmt.Sscan(f[13], &cut)
+	fmt.Sscan(f[14], &cst)
+	fmt.Sscan(f[21], &rss)
+	if !children {
+		cut, cst = 0, 0
+	}
+	u.CPU = time.Duration(ut+st+cut+cst) * time.Second / 100 // USER_HZ
+	u.RSS = rss * int64(os.Getpagesize())
 	return u
 }
 

@@ -115,16 +115,36 @@ func StartSSHD(t testing.TB) *SSHD {
 	return s
 }
 
+// CPU is the CPU time sshd and its finished sessions (their sshd
+// processes and sftp-server) have used, once no session is left running:
+// what serving the connections so far cost, to compare with a gateway
+// node's Usage. ok is false if a session still runs after timeout.
+func (s *SSHD) CPU(timeout time.Duration) (cpu time.Duration, ok bool) {
+	pid := s.cmd.Process.Pid
+	ok = Eventually(timeout, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		return err == nil && strings.TrimSpace(string(b)) == ""
+	})
+	return procUsage(pid, true).CPU, ok
+}
+
 // SFTP runs OpenSSH's sftp client in batch mode against login@addr with
 // key, not recording host keys, and returns its combined output.
 func SFTP(addr, login, key, batch string, extra ...string) (string, error) {
+	out, err := SFTPCommand(addr, login, key, batch, extra...).CombinedOutput()
+	return string(out), err
+}
+
+// SFTPCommand is the command SFTP runs (AES-128-GCM, the client's default
+// buffer size and requests in flight), for callers that want its
+// ProcessState (CPU time).
+func SFTPCommand(addr, login, key, batch string, extra ...string) *exec.Cmd {
 	host, port, _ := net.SplitHostPort(addr)
 	args := append([]string{"-P", port, "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-c", "aes128-gcm@openssh.com", "-b", "-"}, extra...)
 	cmd := exec.Command("sftp", append(args, login+"@"+host)...)
 	cmd.Stdin = strings.NewReader(batch)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd
 }
 
 func freeTCPPort(t testing.TB) int {

@@ -512,3 +512,50 @@ func TestDeposedActiveCannotWrite(t *testing.T) {
 		t.Fatalf("the deposed node recorded the transfer done %d times", n)
 	}
 }
+
+// TestClientModeWithFTPPartner pushes a file to another gateway's FTP
+// server (a real FTP partner: ftpserverlib behind its own node) and pulls
+// it back, through the engine's FTP client.
+func TestClientModeWithFTPPartner(t *testing.T) {
+	skipShort(t)
+	partner := ts.NewCluster(t, 1)
+	p := partner.WaitOneActive(30*time.Second, "")
+	// Its own passive ports: ftpserverlib listens on them on every
+	// interface, where other tests' nodes may hold the default range.
+	passive := 33000 + int(time.Now().UnixNano()%2000)
+	p.Admin().Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-p", "protocol": "ftp", "port": ftpPort, "root": "p",
+		"passiveMin": passive, "passiveMax": passive + 9})
+	p.Admin().Must(t, 201, "POST", "/api/servers/ftp-p/accounts", map[string]any{"login": "bob", "password": accountPassword})
+	if err := os.MkdirAll(filepath.Join(partner.Home, "p", "bob", "drop"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.NewCluster(t, 1)
+	api := c.WaitOneActive(30*time.Second, "").Admin()
+	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "ftp-remote", "protocol": "ftp", "address": fmt.Sprintf("%s:%d", p.IP, ftpPort)})
+	api.Must(t, 201, "POST", "/api/partners/ftp-remote/accounts", map[string]any{"login": "bob", "password": accountPassword})
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": "/drop", "localDir": "out"})
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "pull", "direction": "receive", "path": "/drop", "localDir": "in"})
+	const size = 64<<20 + 3
+	sum := ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "f.bin"), size)
+
+	run := func(rule string) {
+		t.Helper()
+		var tr ts.Transfer
+		body := map[string]any{"rule": rule, "partner": "ftp-remote", "account": "bob", "file": "f.bin"}
+		if err := api.Must(t, 201, "POST", "/api/transfers", body).Decode(&tr); err != nil {
+			t.Fatal(err)
+		}
+		tr = api.WaitTransfer(t, tr.ID, 2*time.Minute, rule+" DONE", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
+		if tr.Status != "DONE" || tr.Progress != size || tr.Filesize != size {
+			t.Fatalf("%s ended %+v", rule, tr)
+		}
+	}
+	run("push")
+	if got := ts.FileSHA256(t, filepath.Join(partner.Home, "p", "bob", "drop", "f.bin")); got != sum {
+		t.Fatal("the FTP partner's copy differs from the source")
+	}
+	run("pull")
+	if got := ts.FileSHA256(t, filepath.Join(c.Home, "in", "f.bin")); got != sum {
+		t.Fatal("the file pulled over FTP differs from the partner's")
+	}
+}

@@ -64,7 +64,7 @@ func (m *mftServices) Start(st fsm.State) error {
 		return fmt.Errorf("cluster host key: %w", err)
 	}
 	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
-		IDs: m.ids, Meter: &m.meter, Logger: m.log})
+		IDs: m.ids, Meter: &m.meter, Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes})
 	if err != nil {
 		return err
 	}

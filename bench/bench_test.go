@@ -1,0 +1,509 @@
+package bench_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ts "github.com/udmg/gateway/testsupport"
+)
+
+var (
+	figures = flag.Bool("figures", false, "run the measurement (make bench); skipped without it")
+	rounds  = flag.Int("rounds", 5, "interleaved rounds of each comparison; the table shows medians")
+	bigSize = flag.Int64("size", 1<<30, "bytes of the large file (SFTP, FTP, cp, client-mode push)")
+	only    = flag.String("only", "", "comma-separated figures to run (sftp, ftp, concurrent, checkpoint); empty: all")
+	clients = flag.Int("clients", 100, "concurrent SFTP uploads")
+	small   = flag.Int64("small", 10<<20, "bytes of each concurrent upload")
+	nodeEnv = flag.String("env", "UDMG_CONTROLLER_HEARTBEAT=1s,UDMG_CONTROLLER_DEADLINE=10s",
+		"comma-separated UDMG_*=value settings of the gateway nodes; the default lease is relaxed because, on a loaded "+
+			"two-core machine, a 1 GiB upload at disk speed has delayed the lease renewal (a Raft commit with fsync) past the 2 s default")
+	perfOut = flag.String("perf", "", "directory for perf record profiles of the gateway during its first SFTP upload and download")
+)
+
+const (
+	ftpPort  = 2122
+	login    = "bob"
+	password = "bob-password-1"
+)
+
+// TestFigures measures the figures in one run and prints one table.
+func TestFigures(t *testing.T) {
+	if !*figures {
+		t.Skip("a measurement of minutes: make bench runs it (-figures)")
+	}
+	for _, tool := range []string{"sftp", "ssh-keygen", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (make deps installs it)", tool)
+		}
+	}
+	if *rounds < 1 {
+		t.Fatal("-rounds must be at least 1")
+	}
+	b := newBench(t)
+	var rows []row
+	for _, f := range []struct {
+		name string
+		run  func(*bench) []row
+	}{
+		{"sftp", (*bench).sftpVersusOpenSSH},
+		{"ftp", (*bench).ftpVersusCp},
+		{"concurrent", (*bench).concurrentUploads},
+		{"checkpoint", (*bench).checkpointCost},
+	} {
+		if *only == "" || slices.Contains(strings.Split(*only, ","), f.name) {
+			rows = append(rows, f.run(b)...)
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nMFT figures: %d interleaved rounds, medians; large file %s, %s\n", *rounds, mib(*bigSize), time.Now().Format(time.RFC3339))
+	fmt.Fprintf(&out, "%-52s %12s %14s %s\n", "figure", "median", "throughput", "note")
+	for _, r := range rows {
+		fmt.Fprintf(&out, "%-52s %12s %14s %s\n", r.name, r.value, r.rate, r.note)
+	}
+	fmt.Print(out.String())
+}
+
+// row is one line of the table.
+type row struct{ name, value, rate, note string }
+
+// bench is a one-node cluster, ACTIVE, that serves account bob (key and
+// password) on its default SFTP and FTP servers, an OpenSSH sshd beside it,
+// and a large random file.
+type bench struct {
+	t       *testing.T
+	c       *ts.Cluster
+	active  *ts.Proc
+	sshd    *ts.SSHD
+	key     string // bob's private key file
+	work    string
+	src     string // the large file
+	sum     string
+	home    string // bob's home on the gateway
+	sshdDir string // where the sshd reads and writes
+}
+
+func newBench(t *testing.T) *bench {
+	b := &bench{t: t, sshd: ts.StartSSHD(t), work: t.TempDir(), sshdDir: t.TempDir()}
+	b.c = ts.NewCluster(t, 1, envList()...)
+	b.active = b.c.WaitOneActive(60*time.Second, "")
+	b.key = filepath.Join(b.work, "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", b.key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(b.key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := b.active.Admin()
+	api.Must(t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{strings.TrimSpace(string(pub))}})
+	// An FTP server of its own with passive ports of its own:
+	// ftpserverlib listens on them on every interface, where other nodes
+	// on this machine may hold the default range.
+	passive := 33000 + int(time.Now().UnixNano()%2000)
+	api.Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-bench", "protocol": "ftp", "port": ftpPort, "root": "ftp",
+		"passiveMin": passive, "passiveMax": passive + 9})
+	api.Must(t, 201, "POST", "/api/servers/ftp-bench/accounts", map[string]any{"login": login, "password": password})
+	if !ts.Eventually(10*time.Second, func() bool { return ts.Greeting(b.active.SFTPAddr(), time.Second, "SSH-2.0-Go") }) {
+		t.Fatalf("SFTP server does not answer on %s", b.active.SFTPAddr())
+	}
+	b.home = filepath.Join(b.c.Home, login)
+	b.src = filepath.Join(b.work, "big.bin")
+	b.sum = ts.WriteRandomFile(t, b.src, *bigSize)
+	return b
+}
+
+// sftp runs OpenSSH's sftp client on the gateway (gw) or the sshd.
+func (b *bench) sftp(gw bool, batch string) error {
+	_, err := b.sftpCPU(gw, batch)
+	return err
+}
+
+// sftpCPU is sftp returning the client's CPU time (sftp and its ssh).
+func (b *bench) sftpCPU(gw bool, batch string) (time.Duration, error) {
+	cmd := ts.SFTPCommand(b.sshd.Addr, b.sshd.User, b.sshd.ClientKeyFile, batch)
+	if gw {
+		cmd = ts.SFTPCommand(b.active.SFTPAddr(), login, b.key, batch)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("sftp %q: %v\n%s", batch, err, out)
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+// serverCPU is the CPU time the gateway's ACTIVE (gw) or the sshd with its
+// finished sessions has used so far.
+func (b *bench) serverCPU(gw bool) time.Duration {
+	if gw {
+		return b.active.Usage().CPU
+	}
+	cpu, ok := b.sshd.CPU(10 * time.Second)
+	if !ok {
+		b.t.Fatal("an sshd session still runs after its client ended")
+	}
+	return cpu
+}
+
+// sample is one timed transfer: wall time and CPU time of both ends.
+type sample struct{ wall, server, client time.Duration }
+
+// sftpSample runs one sftp batch and measures it; with -perf, the first
+// run of each name is profiled with perf record.
+func (b *bench) sftpSample(gw bool, batch, name string) sample {
+	b.t.Helper()
+	stopPerf := b.perf(gw, name)
+	before := b.serverCPU(gw)
+	start := time.Now()
+	client, err := b.sftpCPU(gw, batch)
+	wall := time.Since(start)
+	stopPerf()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return sample{wall: wall, server: b.serverCPU(gw) - before, client: client}
+}
+
+var profiled = map[string]bool{}
+
+// perf starts perf record on the ACTIVE for the first gateway run of name
+// when -perf is set; the returned func stops it.
+func (b *bench) perf(gw bool, name string) func() {
+	if *perfOut == "" || !gw || profiled[name] {
+		return func() {}
+	}
+	profiled[name] = true
+	out := filepath.Join(*perfOut, name+".perf.data")
+	cmd := exec.Command("perf", "record", "-q", "-F", "499", "-g", "-p", fmt.Sprint(b.active.Pid()), "-o", out)
+	if err := cmd.Start(); err != nil {
+		b.t.Logf("perf record: %v", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		b.t.Logf("profile of the gateway (%s): perf report -i %s", name, out)
+	}
+}
+
+// same fails the benchmark unless path holds the large file's bytes, then
+// removes it.
+func (b *bench) same(path string) {
+	b.t.Helper()
+	if got := ts.FileSHA256(b.t, path); got != b.sum {
+		b.t.Fatalf("%s differs from the source", path)
+	}
+	if err := os.Remove(path); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// timed runs fn and returns how long it took; it fails on error.
+func (b *bench) timed(fn func() error) time.Duration {
+	b.t.Helper()
+	start := time.Now()
+	if err := fn(); err != nil {
+		b.t.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// cases runs each case once per round, rotating their order from round to
+// round so that none always runs first, and returns each case's times.
+func (b *bench) cases(fns ...func() time.Duration) [][]time.Duration {
+	var wrapped []func() sample
+	for _, fn := range fns {
+		wrapped = append(wrapped, func() sample { return sample{wall: fn()} })
+	}
+	var out [][]time.Duration
+	for _, s := range casesOf(wrapped...) {
+		out = append(out, walls(s))
+	}
+	return out
+}
+
+// casesOf is cases for measurements with CPU times.
+func casesOf(fns ...func() sample) [][]sample {
+	out := make([][]sample, len(fns))
+	for r := range *rounds {
+		for i := range fns {
+			k := (i + r) % len(fns)
+			out[k] = append(out[k], fns[k]())
+		}
+	}
+	return out
+}
+
+func (b *bench) sftpVersusOpenSSH() []row {
+	gwUp, sshUp := filepath.Join(b.home, "up.bin"), filepath.Join(b.sshdDir, "up.bin")
+	down := filepath.Join(b.work, "down.bin")
+	// The download source: the same file in both servers' reach.
+	if err := os.MkdirAll(b.home, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.Link(b.src, filepath.Join(b.home, "big.bin")); err != nil {
+		b.t.Fatal(err)
+	}
+	put := func(gw bool, dst string, remote string) func() sample {
+		return func() sample {
+			sm := b.sftpSample(gw, fmt.Sprintf("put %s %s\n", b.src, remote), "sftp-upload")
+			b.same(dst)
+			return sm
+		}
+	}
+	get := func(gw bool, remote string) func() sample {
+		return func() sample {
+			sm := b.sftpSample(gw, fmt.Sprintf("get %s %s\n", remote, down), "sftp-download")
+			b.same(down)
+			return sm
+		}
+	}
+	sm := casesOf(
+		put(true, gwUp, "up.bin"), put(false, sshUp, sshUp),
+		get(true, "big.bin"), get(false, b.src),
+	)
+	var rows []row
+	for i, dir := range []string{"upload", "download"} {
+		gw, ssh := sm[2*i], sm[2*i+1]
+		rows = append(rows,
+			b.rate("SFTP "+dir+", gateway", walls(gw), *bigSize, cpuNote(gw)),
+			b.rate("SFTP "+dir+", OpenSSH sftp-server", walls(ssh), *bigSize, cpuNote(ssh)),
+			row{name: "SFTP " + dir + " ratio gateway/OpenSSH", value: fmt.Sprintf("%.2fx", ratio(walls(ssh), walls(gw))),
+				note: "goal >= 0.9x; per round " + ratios(walls(ssh), walls(gw))},
+		)
+	}
+	return rows
+}
+
+// cpuNote gives the median CPU time per GiB of the server and the client.
+func cpuNote(s []sample) string {
+	var server, client []time.Duration
+	for _, x := range s {
+		server = append(server, x.server*(1<<30)/time.Duration(*bigSize))
+		client = append(client, x.client*(1<<30)/time.Duration(*bigSize))
+	}
+	return fmt.Sprintf("CPU per GiB: server %s, client %s", median(server).Round(10*time.Millisecond), median(client).Round(10*time.Millisecond))
+}
+
+func walls(s []sample) []time.Duration {
+	out := make([]time.Duration, len(s))
+	for i, x := range s {
+		out[i] = x.wall
+	}
+	return out
+}
+
+func (b *bench) ftpVersusCp() []row {
+	url := fmt.Sprintf("ftp://%s:%s@%s:%d/", login, password, b.active.IP, ftpPort)
+	home := filepath.Join(b.c.Home, "ftp", login)
+	gwUp, cpDst, down := filepath.Join(home, "ftp-up.bin"), filepath.Join(b.work, "cp.bin"), filepath.Join(b.work, "ftp-down.bin")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.Link(b.src, filepath.Join(home, "big.bin")); err != nil {
+		b.t.Fatal(err)
+	}
+	run := func(dst string, name string, args ...string) func() time.Duration {
+		return func() time.Duration {
+			d := b.timed(func() error {
+				if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+					return fmt.Errorf("%s %q: %v\n%s", name, args, err, out)
+				}
+				return nil
+			})
+			b.same(dst)
+			return d
+		}
+	}
+	tm := b.cases(
+		run(cpDst, "cp", b.src, cpDst),
+		run(gwUp, "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
+		run(down, "curl", "-sS", "-o", down, url+"big.bin"),
+	)
+	return []row{
+		b.rate("cp of the file (disk limit)", tm[0], *bigSize, ""),
+		b.rate("FTP upload (curl), gateway", tm[1], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[1]), ratios(tm[0], tm[1]))),
+		b.rate("FTP download (curl), gateway", tm[2], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[2]), ratios(tm[0], tm[2]))),
+	}
+}
+
+func (b *bench) concurrentUploads() []row {
+	src := filepath.Join(b.work, "small.bin")
+	sum := ts.WriteRandomFile(b.t, src, *small)
+	n := *clients
+	var rows []row
+	for r := range *rounds {
+		dir := fmt.Sprintf("many%d", r)
+		if err := os.MkdirAll(filepath.Join(b.home, dir), 0o755); err != nil {
+			b.t.Fatal(err)
+		}
+		before := b.active.Usage()
+		peak := before.RSS
+		stop, sampled := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(sampled)
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					peak = max(peak, b.active.Usage().RSS)
+				}
+			}
+		}()
+		times := make([]time.Duration, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t0 := time.Now()
+				errs[i] = b.sftp(true, fmt.Sprintf("put %s %s/%03d.bin\n", src, dir, i))
+				times[i] = time.Since(t0)
+			}()
+		}
+		wg.Wait()
+		wall := time.Since(start)
+		close(stop)
+		<-sampled
+		for i, err := range errs {
+			if err != nil {
+				b.t.Fatalf("upload %d of %d: %v", i, n, err)
+			}
+			p := filepath.Join(b.home, dir, fmt.Sprintf("%03d.bin", i))
+			if ts.FileSHA256(b.t, p) != sum {
+				b.t.Fatalf("upload %d differs from the source", i)
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(b.home, dir)); err != nil {
+			b.t.Fatal(err)
+		}
+		slices.Sort(times)
+		p99 := times[(99*n+99)/100-1]
+		rows = append(rows, row{
+			name:  fmt.Sprintf("%d concurrent SFTP uploads of %s, round %d", n, mib(*small), r+1),
+			value: wall.Round(time.Millisecond).String(),
+			rate:  mbps(int64(n)**small, wall),
+			note: fmt.Sprintf("all %d checksums equal; p50 %s, p99 %s; ACTIVE RSS peak %s (before %s)", n,
+				times[n/2].Round(time.Millisecond), p99.Round(time.Millisecond), mib(peak), mib(before.RSS)),
+		})
+	}
+	return rows
+}
+
+func (b *bench) checkpointCost() []row {
+	// A one-node cluster per setting, each pushing to the sshd partner.
+	type gw struct {
+		api *ts.APIClient
+		c   *ts.Cluster
+	}
+	var gws []*gw
+	for _, env := range []string{"UDMG_TRANSFER_CHECKPOINTBYTES=0", "UDMG_TRANSFER_CHECKPOINTBYTES=-1"} {
+		c := ts.NewCluster(b.t, 1, append(envList(), env)...)
+		n := c.WaitOneActive(60*time.Second, "")
+		api := n.Admin()
+		api.Must(b.t, 201, "POST", "/api/partners", map[string]any{"name": "remote", "protocol": "sftp", "address": b.sshd.Addr, "hostKey": b.sshd.HostKey})
+		api.Must(b.t, 201, "POST", "/api/partners/remote/accounts", map[string]any{"login": b.sshd.User, "privateKey": b.sshd.ClientKey})
+		api.Must(b.t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": b.sshdDir, "localDir": "out"})
+		if err := os.MkdirAll(filepath.Join(c.Home, "out"), 0o755); err != nil {
+			b.t.Fatal(err)
+		}
+		if err := os.Link(b.src, filepath.Join(c.Home, "out", "big.bin")); err != nil {
+			b.t.Fatal(err)
+		}
+		gws = append(gws, &gw{api: api, c: c})
+	}
+	checkpoints := make([]int, len(gws))
+	push := func(i int) func() time.Duration {
+		g := gws[i]
+		return func() time.Duration {
+			var tr ts.Transfer
+			r := g.api.Must(b.t, 201, "POST", "/api/transfers", map[string]any{"rule": "push", "partner": "remote",
+				"account": b.sshd.User, "file": "big.bin"})
+			if err := r.Decode(&tr); err != nil {
+				b.t.Fatal(err)
+			}
+			start := time.Now()
+			tr = g.api.WaitTransfer(b.t, tr.ID, 10*time.Minute, "DONE", func(tr ts.Transfer) bool {
+				return tr.Status == "DONE" || tr.Status == "ERROR"
+			})
+			d := time.Since(start)
+			if tr.Status != "DONE" {
+				b.t.Fatalf("push ended %+v", tr)
+			}
+			checkpoints[i] = tr.Checkpoints
+			b.same(filepath.Join(b.sshdDir, "big.bin"))
+			return d
+		}
+	}
+	tm := b.cases(push(0), push(1))
+	return []row{
+		b.rate("client-mode SFTP push, checkpoints every 16 MiB", tm[0], *bigSize, fmt.Sprintf("%d checkpoints", checkpoints[0])),
+		b.rate("client-mode SFTP push, no checkpoints", tm[1], *bigSize, fmt.Sprintf("%d checkpoints", checkpoints[1])),
+		{name: "checkpoint cost (throughput with / without)", value: fmt.Sprintf("%.2fx", ratio(tm[1], tm[0])), note: "per round " + ratios(tm[1], tm[0])},
+	}
+}
+
+func envList() []string {
+	var out []string
+	for _, kv := range strings.Split(*nodeEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (b *bench) rate(name string, times []time.Duration, size int64, note string) row {
+	m := median(times)
+	return row{name: name, value: m.Round(time.Millisecond).String(), rate: mbps(size, m), note: note}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// ratio is the throughput of b relative to a (time a / time b), from the
+// median of the per-round ratios: rounds are interleaved, so a round's two
+// figures saw the same machine.
+func ratio(a, b []time.Duration) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i].Seconds() / b[i].Seconds()
+	}
+	slices.Sort(r)
+	if len(r)%2 == 1 {
+		return r[len(r)/2]
+	}
+	return (r[len(r)/2-1] + r[len(r)/2]) / 2
+}
+
+func ratios(a, b []time.Duration) string {
+	var s []string
+	for i := range a {
+		s = append(s, fmt.Sprintf("%.2f", a[i].Seconds()/b[i].Seconds()))
+	}
+	return strings.Join(s, " ")
+}
+
+func mbps(size int64, d time.Duration) string {
+	return fmt.Sprintf("%.0f MB/s", float64(size)/d.Seconds()/1e6)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }

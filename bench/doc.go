@@ -1,0 +1,7 @@
+// Package bench holds the MFT figures of the issue as a reproducible
+// measurement (make bench): SFTP through the gateway against OpenSSH's
+// sftp-server, FTP against cp, 100 concurrent SFTP uploads, and what
+// checkpoints cost a client-mode push. It runs real node processes and the
+// stock clients (testsupport), takes minutes, and is skipped unless the
+// test binary gets -figures, so make test does not run it.
+package bench
