@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +21,7 @@ var (
 	figures = flag.Bool("figures", false, "run the measurement (make bench); skipped without it")
 	rounds  = flag.Int("rounds", 5, "interleaved rounds of each comparison; the table shows medians")
 	bigSize = flag.Int64("size", 1<<30, "bytes of the large file (SFTP, FTP, cp, client-mode push)")
-	only    = flag.String("only", "", "comma-separated figures to run (sftp, ftp, concurrent, checkpoint); empty: all")
+	only    = flag.String("only", "", "comma-separated figures to run (sftp, ftp, concurrent, checkpoint, lease); empty: all")
 	clients = flag.Int("clients", 100, "concurrent SFTP uploads")
 	small   = flag.Int64("small", 10<<20, "bytes of each concurrent upload")
 	nodeEnv = flag.String("env", "UDMG_CONTROLLER_HEARTBEAT=1s,UDMG_CONTROLLER_DEADLINE=10s",
@@ -57,6 +59,7 @@ func TestFigures(t *testing.T) {
 		{"ftp", (*bench).ftpVersusCp},
 		{"concurrent", (*bench).concurrentUploads},
 		{"checkpoint", (*bench).checkpointCost},
+		{"lease", (*bench).leaseUnderUpload},
 	} {
 		if *only == "" || slices.Contains(strings.Split(*only, ","), f.name) {
 			rows = append(rows, f.run(b)...)
@@ -507,3 +510,93 @@ func mbps(size int64, d time.Duration) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+
+// leaseUnderUpload uploads the large file at full speed to the ACTIVE node
+// of a three-node cluster at the default lease settings (not the relaxed
+// ones of the other figures) and reads how long the lease renewals took
+// meanwhile: the ACTIVE must keep its lease, with renewals well inside
+// Deadline - Heartbeat.
+func (b *bench) leaseUnderUpload() []row {
+	c := ts.NewCluster(b.t, 3)
+	active := c.WaitOneActive(60*time.Second, "PASSIVE")
+	key := b.key + ".pub"
+	pub, err := os.ReadFile(key)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	active.Admin().Must(b.t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{strings.TrimSpace(string(pub))}})
+	var rows []row
+	for r := range *rounds {
+		before := renewals(b.t, active)
+		start := time.Now()
+		cmd := ts.SFTPCommand(active.SFTPAddr(), login, b.key, fmt.Sprintf("put %s lease.bin\n", b.src))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.t.Fatalf("sftp put to the ACTIVE of three: %v\n%s", err, out)
+		}
+		wall := time.Since(start)
+		after := renewals(b.t, active)
+		b.same(filepath.Join(c.Home, login, "lease.bin"))
+		now, _ := c.ActiveNow()
+		note := fmt.Sprintf("%.0f renewals, slowest <= %s, %d over 100ms, %d over 500ms; ", after.count-before.count,
+			after.slowerThan(before), after.over(before, 0.1), after.over(before, 0.5))
+		if now != active {
+			note += "ACTIVE CHANGED"
+			b.t.Errorf("round %d: the ACTIVE lost its lease during the upload", r+1)
+		} else {
+			note += "same ACTIVE"
+		}
+		rows = append(rows, row{name: fmt.Sprintf("lease under a %s SFTP upload, 3 nodes, defaults, round %d", mib(*bigSize), r+1),
+			value: wall.Round(time.Millisecond).String(), rate: mbps(*bigSize, wall), note: note})
+	}
+	return rows
+}
+
+// histogram is udmg_lease_renewal_seconds as scraped: cumulative counts by
+// upper bound.
+type histogram struct {
+	bounds []float64
+	counts []float64
+	count  float64
+}
+
+var bucketLine = regexp.MustCompile(`(?m)^udmg_lease_renewal_seconds_bucket\{le="([^"]+)"\} (\S+)$`)
+
+func renewals(t *testing.T, n *ts.Proc) histogram {
+	t.Helper()
+	r, err := n.Admin().Do("GET", "/metrics", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("GET /metrics: %v %v", err, r)
+	}
+	var h histogram
+	for _, m := range bucketLine.FindAllStringSubmatch(string(r.Body), -1) {
+		le, _ := strconv.ParseFloat(m[1], 64)
+		v, _ := strconv.ParseFloat(m[2], 64)
+		h.bounds, h.counts = append(h.bounds, le), append(h.counts, v)
+		h.count = v // +Inf comes last
+	}
+	if len(h.bounds) == 0 {
+		t.Fatalf("no udmg_lease_renewal_seconds on %s", n.Name)
+	}
+	return h
+}
+
+// slowerThan is the smallest bucket bound holding every renewal since
+// before.
+func (h histogram) slowerThan(before histogram) string {
+	for i, le := range h.bounds {
+		if h.counts[i]-before.counts[i] == h.count-before.count {
+			return (time.Duration(le * float64(time.Second))).String()
+		}
+	}
+	return "?"
+}
+
+// over counts the renewals since before that took longer than s seconds
+// (s must be a bucket bound).
+func (h histogram) over(before histogram, s float64) int {
+	i := slices.Index(h.bounds, s)
+	if i < 0 {
+		return -1
+	}
+	return int((h.count - before.count) - (h.counts[i] - before.counts[i]))
+}

@@ -380,6 +380,9 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 		switch {
 		case err == nil:
 			n.setLease(epoch, proposed.Add(n.cfg.Deadline))
+			if n.cfg.OnRenewal != nil {
+				n.cfg.OnRenewal(time.Since(proposed))
+			}
 		case errors.Is(err, fsm.ErrStaleEpoch), errors.Is(err, fsm.ErrNotHolder), errors.Is(err, fsm.ErrReleased),
 			errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 			lost <- fmt.Errorf("renew epoch %d: %w", epoch, err)
@@ -457,12 +460,20 @@ func (n *Node) initCluster(epoch uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode host key: %w", err)
 	}
+	hostKey := pem.EncodeToMemory(block)
+	if n.cfg.SealSecret != nil {
+		sealed, err := n.cfg.SealSecret(hostKey)
+		if err != nil {
+			return fmt.Errorf("seal host key: %w", err)
+		}
+		hostKey = []byte(sealed)
+	}
 	perms := map[string]string{}
 	for _, d := range []string{"administration", "servers", "partners", "rules", "users", "transfers"} {
 		perms[d] = "rw-"
 	}
 	err = n.apply(fsm.Command{Op: fsm.OpInit, At: time.Now(), Epoch: epoch,
-		Init: &fsm.InitArgs{Admin: fsm.User{Name: user, Hash: hash, Perms: perms}, HostKey: pem.EncodeToMemory(block)}})
+		Init: &fsm.InitArgs{Admin: fsm.User{Name: user, Hash: hash, Perms: perms}, HostKey: hostKey}})
 	if errors.Is(err, fsm.ErrInitialized) {
 		return nil
 	}

@@ -27,6 +27,24 @@ type meta struct {
 	Gossip    string `json:"gossip"`
 	HasState  bool   `json:"state"`
 	NoLicense bool   `json:"nolicense,omitempty"`
+	Started   int64  `json:"started,omitempty"` // process start, Unix milliseconds
+}
+
+// registration is the registry entry gossip says the node should have.
+func (m meta) registration() fsm.Node {
+	n := fsm.Node{ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, AdminAddr: m.AdminAddr,
+		RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense}
+	if m.Started != 0 {
+		n.Started = time.UnixMilli(m.Started).UTC()
+	}
+	return n
+}
+
+// sameRegistration says whether the registry entry r already holds what
+// gossip says of the node (want).
+func sameRegistration(r, want fsm.Node) bool {
+	return r.Hostname == want.Hostname && r.IP == want.IP && r.AdminPort == want.AdminPort && r.AdminAddr == want.AdminAddr &&
+		r.RaftAddr == want.RaftAddr && r.GossipAddr == want.GossipAddr && r.LicenseRefused == want.LicenseRefused && r.Started.Equal(want.Started)
 }
 
 type gossipDelegate Node
@@ -34,7 +52,8 @@ type gossipDelegate Node
 func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	n := (*Node)(d)
 	b, _ := json.Marshal(meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Hostname: n.cfg.Hostname,
-		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, AdminAddr: n.adminAddr(), Gossip: n.gossipAddr, HasState: n.hasState.Load(), NoLicense: n.cfg.LicenseRefused})
+		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, AdminAddr: n.adminAddr(), Gossip: n.gossipAddr, HasState: n.hasState.Load(), NoLicense: n.cfg.LicenseRefused,
+		Started: n.started.UnixMilli()})
 	if len(b) > limit {
 		return nil
 	}
@@ -270,13 +289,11 @@ func (n *Node) reconcileMembers() {
 			}
 			n.log.Info("added voter", "id", m.ID, "addr", m.RaftAddr)
 		}
-		r, ok := registry[m.ID]
-		if ok && r.RaftAddr == m.RaftAddr && r.IP == m.IP && r.Hostname == m.Hostname && r.AdminPort == m.AdminPort && r.GossipAddr == m.Gossip && r.AdminAddr == m.AdminAddr && r.LicenseRefused == m.NoLicense {
+		want := m.registration()
+		if r, ok := registry[m.ID]; ok && sameRegistration(r, want) {
 			continue
 		}
-		err := n.apply(fsm.Command{Op: fsm.OpNodeRegister, At: time.Now(), Node: &fsm.Node{
-			ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, AdminAddr: m.AdminAddr, RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense}})
-		if err != nil {
+		if err := n.apply(fsm.Command{Op: fsm.OpNodeRegister, At: time.Now(), Node: &want}); err != nil {
 			n.log.Warn("register node", "id", m.ID, "err", err)
 		}
 	}

@@ -66,6 +66,14 @@ type Config struct {
 	// OnOffline is told, on the leader, which nodes it has just marked
 	// OFFLINE (dead to gossip, or the ACTIVE node it replaced).
 	OnOffline func(ids []string, at time.Time)
+	// SealSecret encrypts the secrets the cluster creates for itself (the
+	// SSH host key) before they enter the replicated state, and so Raft's
+	// log and snapshots on disk; nil keeps them in clear (tests).
+	SealSecret func(plain []byte) (string, error)
+	// OnRenewal is told, on the holder, how long each committed lease
+	// renewal took from proposal to commit: how close the node runs to
+	// Deadline. It runs on the renewal goroutine and must return at once.
+	OnRenewal func(time.Duration)
 
 	// Services is what only the ACTIVE node runs.
 	Services Services

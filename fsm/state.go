@@ -14,8 +14,9 @@ type State struct {
 	Initialized bool             `json:"initialized"`
 	// License is the signed license document in force (nil: evaluation).
 	License []byte `json:"license,omitempty"`
-	// HostKey is the cluster's SSH host key (PEM), so that clients see
-	// the same key whichever node is ACTIVE.
+	// HostKey is the cluster's SSH host key (PEM, sealed with the AES
+	// passphrase by the server), so that clients see the same key
+	// whichever node is ACTIVE.
 	HostKey []byte `json:"hostKey,omitempty"`
 
 	// The MFT objects (mft.go), keyed by name, AccountKey or RuleKey.
@@ -62,6 +63,9 @@ type Node struct {
 	// Seq is the order of first registration; license slots follow it.
 	Seq        uint64    `json:"seq"`
 	Registered time.Time `json:"registered"`
+	// Started is when the node's process started (its uptime), as it
+	// gossiped it; zero when unknown.
+	Started    time.Time `json:"started,omitzero"`
 	Status     string    `json:"status"`
 	LastUpdate time.Time `json:"lastUpdate"`
 	LastActive time.Time `json:"lastActive,omitempty"`

@@ -66,14 +66,13 @@ func rowStatus(row mirror.Row, now time.Time) NodeStatus {
 }
 
 // stateNodes builds the node list from the replicated registry, ordered by
-// node ID like the table. Only this node knows its own start time and live
-// mode; the registry has no start time for the others.
+// node ID like the table; this node's own row shows its live mode.
 func (a *API) stateNodes(now time.Time) NodeList {
 	nodes := a.node.State().Nodes
 	out := NodeList{Nodes: make([]NodeStatus, 0, len(nodes))}
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
 		n := nodes[id]
-		s := nodeStatus(n)
+		s := nodeStatus(n, now)
 		if id == a.node.ID() {
 			s.NodeStatus = string(a.node.Mode())
 			s.NodeUptime = uptime(s.NodeStatus, a.node.StartedAt(), now, now)
@@ -87,13 +86,14 @@ func (a *API) stateNodes(now time.Time) NodeList {
 	return out
 }
 
-func nodeStatus(n fsm.Node) NodeStatus {
+func nodeStatus(n fsm.Node, now time.Time) NodeStatus {
 	return NodeStatus{
 		NodeID:             n.ID,
 		NodeHostname:       n.Hostname,
 		NodeIPAddress:      n.IP,
 		NodePort:           strconv.Itoa(n.AdminPort),
 		NodeStatus:         n.Status,
+		NodeUptime:         uptime(n.Status, n.Started, n.LastUpdate, now),
 		NodeLastUpdate:     stamp(n.LastUpdate),
 		NodeLastActiveDate: stamp(n.LastActive),
 	}

@@ -206,9 +206,12 @@ func (s *session) openTransfer(name string, flag int, appendOnly, upload bool) (
 		return nil, fmt.Errorf("record transfer: %w", err)
 	}
 	g.rec, g.upload = rec, upload
-	if upload && flag&os.O_TRUNC == 0 {
-		if fi, err := g.f.Stat(); err == nil {
-			g.contig = fi.Size()
+	if upload {
+		g.wb = &writeBehind{f: g.f}
+		if flag&os.O_TRUNC == 0 {
+			if fi, err := g.f.Stat(); err == nil {
+				g.contig = fi.Size()
+			}
 		}
 	}
 	return g, nil
@@ -303,6 +306,7 @@ type guardedFile struct {
 
 	rec     Record // nil when not recorded
 	upload  bool
+	wb      *writeBehind // an upload's writeback pacing
 	xferMu  sync.Mutex
 	xferErr error // set by the protocol library when the transfer failed
 
@@ -358,6 +362,9 @@ func (g *guardedFile) wrote(off int64, n int, err error) (int, error) {
 	p := g.contig
 	g.pmu.Unlock()
 	g.rec.Progress(p)
+	if g.wb != nil {
+		g.wb.advance(p)
+	}
 	return n, err
 }
 
@@ -493,8 +500,19 @@ func (g *guardedFile) Close() error {
 			if cut != nil && g.upload && contig < size && g.s.r.allowed() && g.f.Truncate(contig) == nil {
 				size = contig
 			}
+			// A complete upload is on disk before the client hears
+			// that it is: an acknowledged file survives a crash of
+			// the host, not only of this process.
+			if cut == nil && g.upload {
+				if err := g.f.Sync(); err != nil {
+					cut = fmt.Errorf("sync %s: %w", g.f.Name(), err)
+					g.closeErr = cut
+				}
+			}
 		}
-		g.closeErr = g.f.Close()
+		if err := g.f.Close(); g.closeErr == nil {
+			g.closeErr = err
+		}
 		if g.rec != nil {
 			if cut == nil && g.closeErr != nil {
 				cut = g.closeErr

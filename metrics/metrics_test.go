@@ -167,6 +167,27 @@ func TestTransferMetrics(t *testing.T) {
 	}
 }
 
+func TestLeaseRenewals(t *testing.T) {
+	reg := metrics.New()
+	observe, err := reg.LeaseRenewals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	observe(3 * time.Millisecond)
+	observe(700 * time.Millisecond)
+	out := scrape(t, reg)
+	for _, w := range []string{
+		`udmg_lease_renewal_seconds_bucket{le="0.005"} 1`,
+		`udmg_lease_renewal_seconds_bucket{le="0.5"} 1`,
+		`udmg_lease_renewal_seconds_bucket{le="1"} 2`,
+		`udmg_lease_renewal_seconds_count 2`,
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in\n%s", w, out)
+		}
+	}
+}
+
 // TestDashboardNames: every udmg_ metric the Grafana dashboard queries is
 // one this package exports.
 func TestDashboardNames(t *testing.T) {
@@ -182,6 +203,9 @@ func TestDashboardNames(t *testing.T) {
 	}
 	defer stop()
 	addTransfers(t, reg)
+	if _, err := reg.LeaseRenewals(); err != nil {
+		t.Fatal(err)
+	}
 	families, err := reg.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +219,7 @@ func TestDashboardNames(t *testing.T) {
 		t.Fatalf("the dashboard queries only %d udmg_ metrics", len(used))
 	}
 	for _, name := range used {
-		if !exported[name] {
+		if !exported[strings.TrimSuffix(name, "_bucket")] {
 			t.Errorf("the dashboard queries %s, which is not exported", name)
 		}
 	}

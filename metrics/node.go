@@ -171,3 +171,20 @@ func boolValue(b bool) float64 {
 	}
 	return 0
 }
+
+// LeaseRenewals exports udmg_lease_renewal_seconds, the time each committed
+// lease renewal took from proposal to commit on the holder; the returned
+// func observes one (cluster.Config.OnRenewal). A renewal that takes
+// longer than Deadline - Heartbeat lets the lease run out.
+func (r *Registry) LeaseRenewals() (func(time.Duration), error) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace,
+		Name:      "lease_renewal_seconds",
+		Help:      "Time from proposing a lease renewal to its commit, on the lease holder; the lease runs out if it exceeds Deadline - Heartbeat.",
+		Buckets:   []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2, 5},
+	})
+	if err := r.Register(h); err != nil {
+		return nil, err
+	}
+	return func(d time.Duration) { h.Observe(d.Seconds()) }, nil
+}

@@ -95,6 +95,10 @@ func run(path string, env []string) error {
 		return fmt.Errorf("%s: [database]: %w", where, err)
 	}
 	reg := newMetrics(log)
+	onRenewal, err := reg.LeaseRenewals()
+	if err != nil {
+		log.Warn("lease renewal metrics not exported", "err", err)
+	}
 	secrets, err := transfer.LoadSecrets(cfg.Database.AESPassphrase)
 	if err != nil {
 		mirrorDB.close(nil)
@@ -122,6 +126,8 @@ func run(path string, env []string) error {
 		License:         licenseFile,
 		LicenseRefused:  licenseRefused,
 		OnOffline:       mirrorDB.writer.SubmitOffline,
+		OnRenewal:       onRenewal,
+		SealSecret:      secrets.Seal,
 		Services:        services,
 		Logger:          log,
 	})

@@ -78,7 +78,7 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 	for id, p := range node.State().Nodes {
 		if id != r.NodeID && p.Status != "" {
 			m.writer.Submit(mirror.Row{NodeID: id, Hostname: p.Hostname, IPAddress: p.IP, Port: p.AdminPort,
-				Status: p.Status, Licensed: p.Licensed, LastUpdate: p.LastUpdate, LastActiveDate: p.LastActive})
+				Status: p.Status, Licensed: p.Licensed, StartedAt: p.Started, LastUpdate: p.LastUpdate, LastActiveDate: p.LastActive})
 		}
 	}
 }

@@ -59,7 +59,11 @@ func (m *mftServices) Start(st fsm.State) error {
 		}
 		st = node.State()
 	}
-	key, err := ssh.ParsePrivateKey(st.HostKey)
+	pemKey, err := m.secrets.Open(string(st.HostKey))
+	if err != nil {
+		return fmt.Errorf("cluster host key (sealed with [database] AESPassphrase): %w", err)
+	}
+	key, err := ssh.ParsePrivateKey(pemKey)
 	if err != nil {
 		return fmt.Errorf("cluster host key: %w", err)
 	}

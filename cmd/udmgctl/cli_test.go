@@ -79,16 +79,26 @@ func TestAgainstCluster(t *testing.T) {
 		}
 	}
 
-	// The follower learns the initial administrator from the leader.
+	// The follower learns the initial administrator from the leader, and
+	// its embedded table has every node's row with its uptime (peers'
+	// start times come through the replicated registry).
 	var nodes struct {
-		Nodes []struct{ NodeID, NodeStatus string }
+		Nodes []struct{ NodeID, NodeStatus, NodeUptime string }
 	}
 	var errOut string
 	if !ts.Eventually(10*time.Second, func() bool {
 		var code int
 		var out string
 		code, out, errOut = udmgctl(follower.AdminURL(), "nodes", "list", "--json")
-		return code == 0 && json.Unmarshal([]byte(out), &nodes) == nil && len(nodes.Nodes) == 3
+		if code != 0 || json.Unmarshal([]byte(out), &nodes) != nil || len(nodes.Nodes) != 3 {
+			return false
+		}
+		for _, n := range nodes.Nodes {
+			if d, err := time.ParseDuration(n.NodeUptime); err != nil || d <= 0 {
+				return false
+			}
+		}
+		return true
 	}) {
 		t.Fatalf("nodes list --json on a follower: %+v, %s", nodes, errOut)
 	}
