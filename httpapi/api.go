@@ -28,6 +28,7 @@ import (
 
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/ui"
 )
 
@@ -236,22 +237,9 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(string(mode) + "\n"))
 }
 
-// NodeStatus is one node as the seed's sb_healthcheck and sb_mgmt_nodes show it.
-type NodeStatus struct {
-	Status             string `json:"status,omitempty"`
-	NodeID             string `json:"nodeId"`
-	NodeHostname       string `json:"nodeHostname"`
-	NodeIPAddress      string `json:"nodeIPAddress"`
-	NodePort           string `json:"nodePort"`
-	NodeStatus         string `json:"nodeStatus"`
-	NodeUptime         string `json:"nodeUptime"`
-	NodeLastUpdate     string `json:"nodeLastUpdate"`
-	NodeLastActiveDate string `json:"nodeLastActiveDate"`
-}
-
 func (a *API) healthcheck(w http.ResponseWriter, r *http.Request, _ *principal) {
 	now := a.now()
-	writeJSON(w, http.StatusOK, NodeStatus{
+	writeJSON(w, http.StatusOK, wire.NodeStatus{
 		Status:             "operational",
 		NodeID:             a.node.ID(),
 		NodeHostname:       a.id.Hostname,

@@ -12,42 +12,16 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/licensing"
 )
-
-// License answers GET /api/license: the license in force and who holds its
-// slots.
-type License struct {
-	ID         string `json:"id"`
-	Licensee   string `json:"licensee"`
-	Nodes      int    `json:"nodes"`
-	Issued     string `json:"issued"`
-	Expires    string `json:"expires"`
-	Evaluation bool   `json:"evaluation"`
-	// Valid is false when the installed license has expired, is not yet
-	// valid, or cannot be verified by this node; Problem says why.
-	Valid   bool   `json:"valid"`
-	Problem string `json:"problem,omitempty"`
-	// Slots lists every registered node in slot order (first registration)
-	// with whether it holds a slot and its mode.
-	Slots []Slot `json:"slots"`
-	// SlotsUsed counts the nodes holding a slot.
-	SlotsUsed int `json:"slotsUsed"`
-}
-
-// Slot is one node's place in the license.
-type Slot struct {
-	NodeID   string `json:"nodeId"`
-	Licensed bool   `json:"licensed"`
-	Status   string `json:"status"`
-}
 
 func (a *API) getLicense(w http.ResponseWriter, r *http.Request, _ *principal) {
 	writeJSON(w, http.StatusOK, a.licenseView(a.node.State()))
 }
 
-func (a *API) licenseView(st fsm.State) License {
-	var out License
+func (a *API) licenseView(st fsm.State) wire.License {
+	var out wire.License
 	if len(st.License) == 0 {
 		out = licenseFields(licensing.Evaluation())
 		out.Evaluation, out.Valid = true, true
@@ -63,13 +37,13 @@ func (a *API) licenseView(st fsm.State) License {
 	slices.SortFunc(nodes, func(x, y fsm.Node) int {
 		return cmp.Or(cmp.Compare(x.Seq, y.Seq), strings.Compare(x.ID, y.ID))
 	})
-	out.Slots = make([]Slot, 0, len(nodes))
+	out.Slots = make([]wire.Slot, 0, len(nodes))
 	for _, n := range nodes {
 		status := n.Status
 		if n.ID == a.node.ID() {
 			status = string(a.node.Mode())
 		}
-		out.Slots = append(out.Slots, Slot{NodeID: n.ID, Licensed: n.Licensed, Status: status})
+		out.Slots = append(out.Slots, wire.Slot{NodeID: n.ID, Licensed: n.Licensed, Status: status})
 		if n.Licensed {
 			out.SlotsUsed++
 		}
@@ -77,8 +51,8 @@ func (a *API) licenseView(st fsm.State) License {
 	return out
 }
 
-func licenseFields(l licensing.License) License {
-	return License{ID: l.ID, Licensee: l.Licensee, Nodes: l.Nodes, Issued: stampDate(l.Issued), Expires: stampDate(l.Expires)}
+func licenseFields(l licensing.License) wire.License {
+	return wire.License{ID: l.ID, Licensee: l.Licensee, Nodes: l.Nodes, Issued: stampDate(l.Issued), Expires: stampDate(l.Expires)}
 }
 
 func stampDate(t time.Time) string {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 )
 
 // GET /metrics is authenticated like every endpoint but /ping and needs
@@ -34,57 +35,6 @@ type clusterNode interface {
 	RaftStatus() cluster.RaftStatus
 }
 
-// ClusterStatus answers GET /api/cluster: who is ACTIVE, the lease, and how
-// the answering node sees the Raft group.
-type ClusterStatus struct {
-	// Active is the node serving under an unexpired lease ("" when none).
-	Active string      `json:"active"`
-	Leader string      `json:"leader"`
-	Lease  LeaseStatus `json:"lease"`
-	// AnsweredBy is the node that answered, as it sees itself.
-	AnsweredBy AnsweringNode  `json:"answeredBy"`
-	Nodes      []ClusterEntry `json:"nodes"`
-}
-
-// LeaseStatus is the committed lease and the time left on it.
-type LeaseStatus struct {
-	Holder     string    `json:"holder"`
-	Epoch      uint64    `json:"epoch"`
-	Released   bool      `json:"released"`
-	Duration   string    `json:"duration"`
-	AcquiredAt time.Time `json:"acquiredAt"`
-	RenewedAt  time.Time `json:"renewedAt"`
-	// RemainingSeconds is the time left before the lease expires unless
-	// renewed. RemainingFrom says how it was measured: "holder clock" when
-	// the holder answers (its own monotonic clock, which fences it), or
-	// "last renewal" (RenewedAt + Duration against the answering node's
-	// wall clock, an estimate).
-	RemainingSeconds float64 `json:"remainingSeconds"`
-	RemainingFrom    string  `json:"remainingFrom"`
-}
-
-// AnsweringNode is the answering node's own view.
-type AnsweringNode struct {
-	NodeID      string     `json:"nodeId"`
-	Mode        string     `json:"mode"`
-	RaftState   string     `json:"raftState"`
-	LastContact *time.Time `json:"lastContact,omitempty"`
-	Term        uint64     `json:"term"`
-	CommitIndex uint64     `json:"commitIndex"`
-	Voters      int        `json:"voters"`
-}
-
-// ClusterEntry is one node of the replicated registry.
-type ClusterEntry struct {
-	NodeID string `json:"nodeId"`
-	// Status is the mode the node last reported to the registry, except
-	// ACTIVE for the lease holder.
-	Status    string `json:"status"`
-	AdminAddr string `json:"adminAddr"`
-	Leader    bool   `json:"leader"`
-	Active    bool   `json:"active"`
-}
-
 func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal) {
 	n, ok := a.node.(clusterNode)
 	if !ok {
@@ -94,7 +44,7 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 	now := a.now()
 	lease := n.Lease()
 	rs := n.RaftStatus()
-	st := LeaseStatus{
+	st := wire.LeaseStatus{
 		Holder: lease.Holder, Epoch: lease.Epoch, Released: lease.Released,
 		Duration: lease.Duration.String(), AcquiredAt: lease.AcquiredAt, RenewedAt: lease.RenewedAt,
 	}
@@ -109,14 +59,14 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 		}
 		st.RemainingSeconds, st.RemainingFrom = max(0, last.Add(lease.Duration).Sub(now).Seconds()), "last renewal"
 	}
-	out := ClusterStatus{
+	out := wire.ClusterStatus{
 		Leader: rs.LeaderID,
 		Lease:  st,
-		AnsweredBy: AnsweringNode{
+		AnsweredBy: wire.AnsweringNode{
 			NodeID: n.ID(), Mode: string(n.Mode()), RaftState: rs.State,
 			Term: rs.Term, CommitIndex: rs.CommitIndex, Voters: rs.Voters,
 		},
-		Nodes: []ClusterEntry{},
+		Nodes: []wire.ClusterEntry{},
 	}
 	if lease.Held() && st.RemainingSeconds > 0 {
 		out.Active = lease.Holder
@@ -126,7 +76,7 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 	}
 	nodes := n.State().Nodes
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
-		e := ClusterEntry{NodeID: id, Status: nodes[id].Status, AdminAddr: nodes[id].AdminAddr,
+		e := wire.ClusterEntry{NodeID: id, Status: nodes[id].Status, AdminAddr: nodes[id].AdminAddr,
 			Leader: id == rs.LeaderID, Active: id == out.Active}
 		if e.Active {
 			// The registry hears from each node every HeartbeatCheck; the

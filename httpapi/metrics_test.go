@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/httpapi"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/metrics"
 	ts "github.com/udmg/gateway/testsupport"
 )
@@ -81,7 +82,7 @@ func TestClusterStatus(t *testing.T) {
 	expect(t, do(t, e.admin().As("operator", "operator-password"), "GET", "/api/cluster", nil), 403, "administration read")
 
 	r := do(t, e.admin(), "GET", "/api/cluster", nil)
-	var st httpapi.ClusterStatus
+	var st wire.ClusterStatus
 	if err := r.Decode(&st); err != nil || r.Status != 200 {
 		t.Fatalf("/api/cluster: %v %s", err, r)
 	}

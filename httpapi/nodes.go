@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/mirror"
 )
 
@@ -26,11 +27,6 @@ const SourceHeader = "X-Udmg-Source"
 // callers two seconds at most before the cluster state answers.
 const tableTimeout = 2 * time.Second
 
-// NodeList answers /api/sb_mgmt_nodes.
-type NodeList struct {
-	Nodes []NodeStatus `json:"nodes"`
-}
-
 func (a *API) mgmtNodes(w http.ResponseWriter, r *http.Request, _ *principal) {
 	now := a.now()
 	if a.table != nil {
@@ -38,7 +34,7 @@ func (a *API) mgmtNodes(w http.ResponseWriter, r *http.Request, _ *principal) {
 		rows, err := a.table.Nodes(ctx)
 		cancel()
 		if err == nil {
-			out := NodeList{Nodes: make([]NodeStatus, 0, len(rows))}
+			out := wire.NodeList{Nodes: make([]wire.NodeStatus, 0, len(rows))}
 			for _, row := range rows {
 				out.Nodes = append(out.Nodes, rowStatus(row, now))
 			}
@@ -52,8 +48,8 @@ func (a *API) mgmtNodes(w http.ResponseWriter, r *http.Request, _ *principal) {
 	writeJSON(w, http.StatusOK, a.stateNodes(now))
 }
 
-func rowStatus(row mirror.Row, now time.Time) NodeStatus {
-	return NodeStatus{
+func rowStatus(row mirror.Row, now time.Time) wire.NodeStatus {
+	return wire.NodeStatus{
 		NodeID:             row.NodeID,
 		NodeHostname:       row.Hostname,
 		NodeIPAddress:      row.IPAddress,
@@ -67,9 +63,9 @@ func rowStatus(row mirror.Row, now time.Time) NodeStatus {
 
 // stateNodes builds the node list from the replicated registry, ordered by
 // node ID like the table; this node's own row shows its live mode.
-func (a *API) stateNodes(now time.Time) NodeList {
+func (a *API) stateNodes(now time.Time) wire.NodeList {
 	nodes := a.node.State().Nodes
-	out := NodeList{Nodes: make([]NodeStatus, 0, len(nodes))}
+	out := wire.NodeList{Nodes: make([]wire.NodeStatus, 0, len(nodes))}
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
 		n := nodes[id]
 		s := nodeStatus(n, now)
@@ -86,8 +82,8 @@ func (a *API) stateNodes(now time.Time) NodeList {
 	return out
 }
 
-func nodeStatus(n fsm.Node, now time.Time) NodeStatus {
-	return NodeStatus{
+func nodeStatus(n fsm.Node, now time.Time) wire.NodeStatus {
+	return wire.NodeStatus{
 		NodeID:             n.ID,
 		NodeHostname:       n.Hostname,
 		NodeIPAddress:      n.IP,

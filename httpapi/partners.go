@@ -10,15 +10,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 )
-
-// Partner is a remote server as the API shows it.
-type Partner struct {
-	Name     string `json:"name"`
-	Protocol string `json:"protocol"`
-	Address  string `json:"address"`
-	HostKey  string `json:"hostKey,omitempty"`
-}
 
 type partnerInput struct {
 	Name     *string `json:"name"`
@@ -27,8 +20,8 @@ type partnerInput struct {
 	HostKey  *string `json:"hostKey"`
 }
 
-func partnerView(p fsm.Partner) Partner {
-	return Partner{Name: p.Name, Protocol: p.Protocol, Address: p.Address, HostKey: p.HostKey}
+func partnerView(p fsm.Partner) wire.Partner {
+	return wire.Partner{Name: p.Name, Protocol: p.Protocol, Address: p.Address, HostKey: p.HostKey}
 }
 
 func (a *API) listPartners(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -134,23 +127,14 @@ func (a *API) deletePartner(w http.ResponseWriter, r *http.Request, pr *principa
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// RemoteAccount is the gateway's login at a partner as the API shows it:
-// whether it has a password or key, never them.
-type RemoteAccount struct {
-	Login         string `json:"login"`
-	Partner       string `json:"partner"`
-	HasPassword   bool   `json:"hasPassword"`
-	HasPrivateKey bool   `json:"hasPrivateKey"`
-}
-
 type remoteAccountInput struct {
 	Login      *string `json:"login"`
 	Password   *string `json:"password"`
 	PrivateKey *string `json:"privateKey"`
 }
 
-func remoteAccountView(a fsm.RemoteAccount) RemoteAccount {
-	return RemoteAccount{Login: a.Login, Partner: a.Partner, HasPassword: a.Password != "", HasPrivateKey: a.PrivateKey != ""}
+func remoteAccountView(a fsm.RemoteAccount) wire.RemoteAccount {
+	return wire.RemoteAccount{Login: a.Login, Partner: a.Partner, HasPassword: a.Password != "", HasPrivateKey: a.PrivateKey != ""}
 }
 
 func (a *API) listRemoteAccounts(w http.ResponseWriter, r *http.Request, _ *principal) {

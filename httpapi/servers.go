@@ -17,21 +17,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 )
-
-// Server is a local server as the API shows it: never with its TLS key.
-type Server struct {
-	Name       string `json:"name"`
-	Protocol   string `json:"protocol"`
-	Port       int    `json:"port"`
-	Root       string `json:"root"`
-	PassiveMin int    `json:"passiveMin,omitempty"`
-	PassiveMax int    `json:"passiveMax,omitempty"`
-	PublicHost string `json:"publicHost,omitempty"`
-	TLS        bool   `json:"tls"`
-	TLSCert    string `json:"tlsCert,omitempty"`
-	Enabled    bool   `json:"enabled"`
-}
 
 // serverInput is the body of POST, PUT and PATCH /api/servers…
 type serverInput struct {
@@ -50,8 +37,8 @@ type serverInput struct {
 	Enabled *bool   `json:"enabled"`
 }
 
-func serverView(s fsm.Server) Server {
-	return Server{Name: s.Name, Protocol: s.Protocol, Port: s.Port, Root: s.Root, PassiveMin: s.PassiveMin, PassiveMax: s.PassiveMax,
+func serverView(s fsm.Server) wire.Server {
+	return wire.Server{Name: s.Name, Protocol: s.Protocol, Port: s.Port, Root: s.Root, PassiveMin: s.PassiveMin, PassiveMax: s.PassiveMax,
 		PublicHost: s.PublicHost, TLS: s.TLS, TLSCert: s.TLSCert, Enabled: s.Enabled}
 }
 
@@ -238,26 +225,18 @@ func (a *API) serverSwitch(on bool) handlerFunc {
 	}
 }
 
-// Account is a local account as the API shows it: no hash.
-type Account struct {
-	Login       string   `json:"login"`
-	Server      string   `json:"server"`
-	HasPassword bool     `json:"hasPassword"`
-	PublicKeys  []string `json:"publicKeys"`
-}
-
 type accountInput struct {
 	Login      *string   `json:"login"`
 	Password   *string   `json:"password"`
 	PublicKeys *[]string `json:"publicKeys"`
 }
 
-func accountView(a fsm.LocalAccount) Account {
+func accountView(a fsm.LocalAccount) wire.Account {
 	keys := a.PublicKeys
 	if keys == nil {
 		keys = []string{}
 	}
-	return Account{Login: a.Login, Server: a.Server, HasPassword: len(a.PasswordHash) > 0, PublicKeys: keys}
+	return wire.Account{Login: a.Login, Server: a.Server, HasPassword: len(a.PasswordHash) > 0, PublicKeys: keys}
 }
 
 func (a *API) listAccounts(w http.ResponseWriter, r *http.Request, _ *principal) {

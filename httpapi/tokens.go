@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 )
 
 // maxTokensPerUser bounds the live tokens of one user; creating more revokes
@@ -16,13 +17,6 @@ const maxTokensPerUser = 32
 
 // maxPrune bounds the expired tokens removed per token creation.
 const maxPrune = 16
-
-// TokenResponse answers POST /api/tokens. The token is shown once; the
-// cluster keeps only its SHA-256.
-type TokenResponse struct {
-	Token   string `json:"token"`
-	Expires string `json:"expires"`
-}
 
 // createToken issues a bearer token to a caller who proves its password; a
 // token cannot be used to make another, so a stolen token dies with its expiry.
@@ -44,7 +38,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, p *principal) 
 	}
 	a.log.Info("API token created", "user", p.user, "expires", expires, "remote", clientIP(r))
 	a.pruneTokens(p.user, now)
-	writeJSON(w, http.StatusCreated, TokenResponse{Token: token, Expires: expires.Format(time.RFC3339)})
+	writeJSON(w, http.StatusCreated, wire.TokenResponse{Token: token, Expires: expires.Format(time.RFC3339)})
 }
 
 // pruneTokens removes expired tokens and a user's tokens beyond

@@ -13,17 +13,10 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/mirror"
 	"github.com/udmg/gateway/transfer"
 )
-
-// Rule is a rule as the API shows it.
-type Rule struct {
-	Name      string `json:"name"`
-	Direction string `json:"direction"`
-	Path      string `json:"path"`
-	LocalDir  string `json:"localDir"`
-}
 
 type ruleInput struct {
 	Name      *string `json:"name"`
@@ -32,8 +25,8 @@ type ruleInput struct {
 	LocalDir  *string `json:"localDir"`
 }
 
-func ruleView(r fsm.Rule) Rule {
-	return Rule{Name: r.Name, Direction: r.Direction(), Path: r.Path, LocalDir: r.LocalDir}
+func ruleView(r fsm.Rule) wire.Rule {
+	return wire.Rule{Name: r.Name, Direction: r.Direction(), Path: r.Path, LocalDir: r.LocalDir}
 }
 
 func (a *API) listRules(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -144,35 +137,6 @@ func (a *API) deleteRule(w http.ResponseWriter, r *http.Request, p *principal) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Transfer is a transfer as the API shows it (Waarp Gateway's fields).
-type Transfer struct {
-	ID           uint64  `json:"id"`
-	IsServer     bool    `json:"isServer"`
-	Direction    string  `json:"direction"`
-	Protocol     string  `json:"protocol"`
-	Rule         string  `json:"rule"`
-	Server       string  `json:"server,omitempty"`
-	Partner      string  `json:"partner,omitempty"`
-	Account      string  `json:"account"`
-	LocalPath    string  `json:"localPath"`
-	RemotePath   string  `json:"remotePath"`
-	Filesize     int64   `json:"filesize"`
-	Progress     int64   `json:"progress"`
-	Percent      float64 `json:"percent"`
-	Status       string  `json:"status"`
-	Step         string  `json:"step"`
-	ErrorCode    string  `json:"errorCode,omitempty"`
-	ErrorDetails string  `json:"errorDetails,omitempty"`
-	Start        string  `json:"start"`
-	Stop         string  `json:"stop,omitempty"`
-	Duration     string  `json:"duration,omitempty"`
-	Attempts     int     `json:"attempts"`
-	MaxAttempts  int     `json:"maxAttempts"`
-	NextRetry    string  `json:"nextRetry,omitempty"`
-	Checkpoints  int     `json:"checkpoints"`
-	NodeID       string  `json:"nodeId,omitempty"`
-}
-
 func timeText(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -180,8 +144,8 @@ func timeText(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-func transferView(t fsm.Transfer) Transfer {
-	v := Transfer{ID: t.ID, IsServer: t.IsServer, Direction: fsm.Rule{Send: t.IsSend}.Direction(), Protocol: t.Protocol, Rule: t.Rule,
+func transferView(t fsm.Transfer) wire.Transfer {
+	v := wire.Transfer{ID: t.ID, IsServer: t.IsServer, Direction: fsm.Rule{Send: t.IsSend}.Direction(), Protocol: t.Protocol, Rule: t.Rule,
 		Account: t.Account, LocalPath: t.LocalPath, RemotePath: t.RemotePath, Filesize: t.Filesize, Progress: t.Progress,
 		Status: t.Status, Step: t.Step, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails, Start: timeText(t.Start),
 		Stop: timeText(t.Stop), Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, NextRetry: timeText(t.NextRetry),
@@ -219,7 +183,7 @@ func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("sort: %q is not id+, id-, start+ or start-", s))
 		return
 	}
-	var out []Transfer
+	var out []wire.Transfer
 	for _, id := range ids {
 		if status == "" || ts[id].Status == status {
 			out = append(out, transferView(ts[id]))
@@ -340,29 +304,6 @@ func (a *API) transferAction(action string) handlerFunc {
 	}
 }
 
-// HistoryItem is a finished transfer from the history table.
-type HistoryItem struct {
-	ID           string `json:"id"`
-	IsServer     bool   `json:"isServer"`
-	Direction    string `json:"direction"`
-	Protocol     string `json:"protocol"`
-	Rule         string `json:"rule"`
-	Agent        string `json:"agent"`
-	Account      string `json:"account"`
-	LocalPath    string `json:"localPath"`
-	RemotePath   string `json:"remotePath"`
-	Filesize     int64  `json:"filesize"`
-	Progress     int64  `json:"progress"`
-	Status       string `json:"status"`
-	Step         string `json:"step"`
-	ErrorCode    string `json:"errorCode,omitempty"`
-	ErrorDetails string `json:"errorDetails,omitempty"`
-	Start        string `json:"start"`
-	Stop         string `json:"stop,omitempty"`
-	Duration     string `json:"duration,omitempty"`
-	NodeID       string `json:"nodeId"`
-}
-
 func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) {
 	if a.mft.History == nil {
 		writeError(w, http.StatusServiceUnavailable, "no history table configured")
@@ -380,9 +321,9 @@ func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) 
 		writeError(w, http.StatusServiceUnavailable, "history table unreachable: "+err.Error())
 		return
 	}
-	out := []HistoryItem{}
+	out := []wire.HistoryItem{}
 	for _, h := range rows {
-		item := HistoryItem{ID: h.ID, IsServer: h.IsServer, Direction: fsm.Rule{Send: h.IsSend}.Direction(), Protocol: h.Protocol,
+		item := wire.HistoryItem{ID: h.ID, IsServer: h.IsServer, Direction: fsm.Rule{Send: h.IsSend}.Direction(), Protocol: h.Protocol,
 			Rule: h.Rule, Agent: h.Agent, Account: h.Account, LocalPath: h.LocalPath, RemotePath: h.RemotePath, Filesize: h.Filesize,
 			Progress: h.Progress, Status: h.Status, Step: h.Step, ErrorCode: h.ErrorCode, ErrorDetails: h.ErrorDetails,
 			Start: timeText(h.Start), Stop: timeText(h.Stop), NodeID: h.NodeID}

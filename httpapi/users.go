@@ -14,18 +14,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 )
-
-// User is a gateway administrator as the API shows it: never with its hash.
-type User struct {
-	Username string            `json:"username"`
-	Perms    map[string]string `json:"perms"`
-}
-
-// UserList answers GET /api/users.
-type UserList struct {
-	Users []User `json:"users"`
-}
 
 // userInput is the body of POST, PUT and PATCH /api/users…; pointers tell an
 // absent field from an empty one.
@@ -61,7 +51,7 @@ func validatePassword(pw string) error {
 }
 
 // userView shows u with every domain, "---" where it holds nothing.
-func userView(u fsm.User) User {
+func userView(u fsm.User) wire.User {
 	perms := make(map[string]string, len(Domains))
 	for _, d := range Domains {
 		perms[d] = "---"
@@ -69,7 +59,7 @@ func userView(u fsm.User) User {
 			perms[d] = m
 		}
 	}
-	return User{Username: u.Name, Perms: perms}
+	return wire.User{Username: u.Name, Perms: perms}
 }
 
 func validMode(m string) bool {
@@ -158,7 +148,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, _ *principal) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("sort: %q is not username+ or username-", q.Get("sort")))
 		return
 	}
-	out := UserList{Users: []User{}}
+	out := wire.UserList{Users: []wire.User{}}
 	for _, name := range names[min(offset, len(names)):min(offset+limit, len(names))] {
 		out.Users = append(out.Users, userView(users[name]))
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/udmg/gateway/httpapi/wire"
 )
 
 // WriteRandomFile writes size pseudo-random bytes (fast: ChaCha8) to path,
@@ -51,26 +53,8 @@ func FileSHA256(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Transfer is the part of a transfer's JSON the tests look at.
-type Transfer struct {
-	ID           uint64 `json:"id"`
-	IsServer     bool   `json:"isServer"`
-	Direction    string `json:"direction"`
-	Rule         string `json:"rule"`
-	Server       string `json:"server"`
-	Partner      string `json:"partner"`
-	Account      string `json:"account"`
-	RemotePath   string `json:"remotePath"`
-	Filesize     int64  `json:"filesize"`
-	Progress     int64  `json:"progress"`
-	Status       string `json:"status"`
-	ErrorCode    string `json:"errorCode"`
-	ErrorDetails string `json:"errorDetails"`
-	Attempts     int    `json:"attempts"`
-	Checkpoints  int    `json:"checkpoints"`
-	NodeID       string `json:"nodeId"`
-	Duration     string `json:"duration"`
-}
+// Transfer is a transfer as the API shows it.
+type Transfer = wire.Transfer
 
 // Transfers lists the live transfers (GET /api/transfers, up to 1000).
 func (c *APIClient) Transfers() ([]Transfer, error) {

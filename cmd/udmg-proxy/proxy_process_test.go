@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/udmg/gateway/httpapi"
+	"github.com/udmg/gateway/httpapi/wire"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -151,7 +151,7 @@ func TestFailoverThroughProxy(t *testing.T) {
 		t.Fatalf("token through the proxy: %v %v", err, r)
 	}
 	session := admin.WithToken(tok.Token)
-	var before httpapi.ClusterStatus
+	var before wire.ClusterStatus
 	if r, err := session.Do("GET", "/api/cluster", nil); err != nil || r.Status != 200 || r.Decode(&before) != nil {
 		t.Fatalf("cluster status through the proxy: %v %v", err, r)
 	}
@@ -215,7 +215,7 @@ func TestFailoverThroughProxy(t *testing.T) {
 	}) {
 		t.Fatalf("write through the proxy after the failover: %v %v", err, created)
 	}
-	var after httpapi.ClusterStatus
+	var after wire.ClusterStatus
 	if r, err := session.Do("GET", "/api/cluster", nil); err != nil || r.Status != 200 || r.Decode(&after) != nil {
 		t.Fatalf("cluster status after the failover: %v %v", err, r)
 	}

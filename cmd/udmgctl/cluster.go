@@ -4,36 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
-)
 
-// clusterView is the part of GET /api/cluster that the table shows; --json
-// prints the whole answer.
-type clusterView struct {
-	Active string `json:"active"`
-	Leader string `json:"leader"`
-	Lease  struct {
-		Holder           string  `json:"holder"`
-		Epoch            uint64  `json:"epoch"`
-		Released         bool    `json:"released"`
-		Duration         string  `json:"duration"`
-		RemainingSeconds float64 `json:"remainingSeconds"`
-		RemainingFrom    string  `json:"remainingFrom"`
-	} `json:"lease"`
-	AnsweredBy struct {
-		NodeID      string     `json:"nodeId"`
-		Mode        string     `json:"mode"`
-		RaftState   string     `json:"raftState"`
-		LastContact *time.Time `json:"lastContact"`
-		Term        uint64     `json:"term"`
-	} `json:"answeredBy"`
-	Nodes []struct {
-		NodeID    string `json:"nodeId"`
-		Status    string `json:"status"`
-		AdminAddr string `json:"adminAddr"`
-		Leader    bool   `json:"leader"`
-		Active    bool   `json:"active"`
-	} `json:"nodes"`
-}
+	"github.com/udmg/gateway/httpapi/wire"
+)
 
 // clusterStatus prints who is ACTIVE, the lease epoch and how long until
 // the lease expires unless renewed.
@@ -47,7 +20,7 @@ func (c *cli) clusterStatus(args []string) error {
 	if err := positional("cluster status", pos); err != nil {
 		return err
 	}
-	var v clusterView
+	var v wire.ClusterStatus
 	resp, err := c.callJSON("GET", "/api/cluster", nil, &v)
 	if err != nil {
 		return err

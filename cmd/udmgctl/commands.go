@@ -6,21 +6,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/udmg/gateway/httpapi/wire"
 )
 
 // domains are the permission domains, in the API's display order.
 var domains = []string{"administration", "servers", "partners", "rules", "users", "transfers"}
-
-type nodeStatus struct {
-	NodeID             string `json:"nodeId"`
-	NodeHostname       string `json:"nodeHostname"`
-	NodeIPAddress      string `json:"nodeIPAddress"`
-	NodePort           string `json:"nodePort"`
-	NodeStatus         string `json:"nodeStatus"`
-	NodeUptime         string `json:"nodeUptime"`
-	NodeLastUpdate     string `json:"nodeLastUpdate"`
-	NodeLastActiveDate string `json:"nodeLastActiveDate"`
-}
 
 func (c *cli) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
@@ -36,9 +27,7 @@ func (c *cli) nodesList(args []string) error {
 	if err := positional("nodes list", pos); err != nil {
 		return err
 	}
-	var out struct {
-		Nodes []nodeStatus `json:"nodes"`
-	}
+	var out wire.NodeList
 	resp, err := c.callJSON("GET", "/api/sb_mgmt_nodes", nil, &out)
 	if err != nil {
 		return err
@@ -77,11 +66,6 @@ func shortTime(s string) string {
 	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
-type user struct {
-	Username string            `json:"username"`
-	Perms    map[string]string `json:"perms"`
-}
-
 func (c *cli) usersList(args []string) error {
 	fs := newFlagSet("users list")
 	c.globalFlags(fs)
@@ -93,12 +77,10 @@ func (c *cli) usersList(args []string) error {
 		return err
 	}
 	const page = 1000
-	var all []user
+	var all []wire.User
 	var raw []byte
 	for offset := 0; ; offset += page {
-		var out struct {
-			Users []user `json:"users"`
-		}
+		var out wire.UserList
 		resp, err := c.callJSON("GET", fmt.Sprintf("/api/users?limit=%d&offset=%d", page, offset), nil, &out)
 		if err != nil {
 			return err
@@ -168,7 +150,7 @@ func (c *cli) usersAdd(args []string) error {
 	if err != nil {
 		return err
 	}
-	var out user
+	var out wire.User
 	resp, err := c.callJSON("POST", "/api/users", map[string]any{"username": pos[0], "password": *password, "perms": p}, &out)
 	if err != nil {
 		return err

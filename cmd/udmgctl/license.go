@@ -10,29 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/licensing"
 )
 
-// licenseInfo is GET /api/license's answer, and what a local check shows.
-type licenseInfo struct {
-	ID         string `json:"id"`
-	Licensee   string `json:"licensee"`
-	Nodes      int    `json:"nodes"`
-	Issued     string `json:"issued"`
-	Expires    string `json:"expires"`
-	Evaluation bool   `json:"evaluation"`
-	Valid      bool   `json:"valid"`
-	Problem    string `json:"problem,omitempty"`
-	Slots      []struct {
-		NodeID   string `json:"nodeId"`
-		Licensed bool   `json:"licensed"`
-		Status   string `json:"status"`
-	} `json:"slots,omitempty"`
-	SlotsUsed int `json:"slotsUsed,omitempty"`
-}
-
-func localInfo(l licensing.License, err error) licenseInfo {
-	info := licenseInfo{ID: l.ID, Licensee: l.Licensee, Nodes: l.Nodes, Valid: err == nil}
+// localInfo is what a local check of a license file shows, in the shape of
+// GET /api/license.
+func localInfo(l licensing.License, err error) wire.License {
+	info := wire.License{ID: l.ID, Licensee: l.Licensee, Nodes: l.Nodes, Valid: err == nil}
 	if !l.Issued.IsZero() {
 		info.Issued = l.Issued.UTC().Format(time.RFC3339)
 	}
@@ -45,7 +30,7 @@ func localInfo(l licensing.License, err error) licenseInfo {
 	return info
 }
 
-func (c *cli) printLicense(info licenseInfo) error {
+func (c *cli) printLicense(info wire.License) error {
 	if c.json {
 		return c.encodeJSON(info)
 	}
@@ -96,7 +81,7 @@ func (c *cli) licenseShow(args []string) error {
 		if *pubFile != "" {
 			return fmt.Errorf("license show: --pubkey goes with --file")
 		}
-		var info licenseInfo
+		var info wire.License
 		resp, err := c.callJSON("GET", "/api/license", nil, &info)
 		if err != nil {
 			return err
@@ -145,7 +130,7 @@ func (c *cli) licenseInstall(args []string) error {
 		c.printJSON(resp.body)
 		return nil
 	}
-	var info licenseInfo
+	var info wire.License
 	if err := json.Unmarshal(resp.body, &info); err != nil {
 		return fmt.Errorf("PUT /api/license: unexpected answer: %w", err)
 	}

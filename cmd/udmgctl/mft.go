@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udmg/gateway/httpapi/wire"
 )
 
 const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
@@ -261,27 +263,9 @@ func (c *cli) transfersList(args []string) error {
 	return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
 }
 
-// transferView is what transfers show prints of a transfer.
-type transferView struct {
-	ID           uint64 `json:"id"`
-	Rule         string `json:"rule"`
-	Direction    string `json:"direction"`
-	Partner      string `json:"partner"`
-	Server       string `json:"server"`
-	Account      string `json:"account"`
-	LocalPath    string `json:"localPath"`
-	RemotePath   string `json:"remotePath"`
-	Filesize     int64  `json:"filesize"`
-	Progress     int64  `json:"progress"`
-	Status       string `json:"status"`
-	ErrorCode    string `json:"errorCode"`
-	ErrorDetails string `json:"errorDetails"`
-	Attempts     int    `json:"attempts"`
-	MaxAttempts  int    `json:"maxAttempts"`
-	NodeID       string `json:"nodeId"`
-}
-
-func (t transferView) finished() bool {
+// finished says whether t will change no more: DONE, CANCELLED, or ERROR
+// with its retries spent.
+func finished(t wire.Transfer) bool {
 	return t.Status == "DONE" || t.Status == "CANCELLED" || (t.Status == "ERROR" && t.Attempts >= t.MaxAttempts)
 }
 
@@ -301,7 +285,7 @@ func (c *cli) transfersShow(args []string) error {
 		return err
 	}
 	path := "/api/transfers/" + url.PathEscape(pos[0])
-	var t transferView
+	var t wire.Transfer
 	resp, err := c.callJSON("GET", path, nil, &t)
 	if err != nil {
 		return err
@@ -325,7 +309,7 @@ func (c *cli) transfersShow(args []string) error {
 
 // follow redraws t's progress until it ends, riding out a failover: while
 // no node answers it says so and keeps asking, for followOutage at most.
-func (c *cli) follow(path string, t transferView) error {
+func (c *cli) follow(path string, t wire.Transfer) error {
 	// One line a change; on a terminal, one line drawn over.
 	prefix, suffix, terminal := "", "\n", false
 	if f, ok := c.stdout.(*os.File); ok {
@@ -341,7 +325,7 @@ func (c *cli) follow(path string, t transferView) error {
 			fmt.Fprint(c.stdout, prefix+line+suffix)
 			last = line
 		}
-		if t.finished() {
+		if finished(t) {
 			if terminal {
 				fmt.Fprintln(c.stdout)
 			}
@@ -351,7 +335,7 @@ func (c *cli) follow(path string, t transferView) error {
 			return nil
 		}
 		time.Sleep(followPoll)
-		var next transferView
+		var next wire.Transfer
 		if _, err := c.callJSON("GET", path, nil, &next); err != nil {
 			if failingSince.IsZero() {
 				failingSince = time.Now()
@@ -366,7 +350,7 @@ func (c *cli) follow(path string, t transferView) error {
 }
 
 // progressText is a bar, the bytes and the percentage of a transfer.
-func progressText(t transferView) string {
+func progressText(t wire.Transfer) string {
 	if t.Filesize <= 0 {
 		return humanBytes(t.Progress) + " of an unknown size"
 	}
