@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udmg/gateway/httpapi/wire"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -66,29 +67,16 @@ func setupServers(t *testing.T, api *ts.APIClient, pubKey string, passive int) {
 	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "outbox", "direction": "send", "path": "/out"})
 }
 
-type historyItem struct {
-	ID        string `json:"id"`
-	IsServer  bool   `json:"isServer"`
-	Direction string `json:"direction"`
-	Protocol  string `json:"protocol"`
-	Rule      string `json:"rule"`
-	Agent     string `json:"agent"`
-	Account   string `json:"account"`
-	Filesize  int64  `json:"filesize"`
-	Status    string `json:"status"`
-	Duration  string `json:"duration"`
-}
-
-func history(t *testing.T, api *ts.APIClient) map[string]historyItem {
+func history(t *testing.T, api *ts.APIClient) map[string]wire.HistoryItem {
 	t.Helper()
 	r := api.Must(t, 200, "GET", "/api/history?limit=1000", nil)
 	var out struct {
-		History []historyItem `json:"history"`
+		History []wire.HistoryItem `json:"history"`
 	}
 	if err := json.Unmarshal(r.Body, &out); err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]historyItem{}
+	m := map[string]wire.HistoryItem{}
 	for _, h := range out.History {
 		m[h.ID] = h
 	}
@@ -178,7 +166,7 @@ func TestServerModeWithStockClients(t *testing.T) {
 	}) {
 		t.Fatalf("transfers: %+v %v", live, err)
 	}
-	var h map[string]historyItem
+	var h map[string]wire.HistoryItem
 	if !ts.Eventually(10*time.Second, func() bool {
 		h = history(t, api)
 		for _, tr := range live {
@@ -428,6 +416,31 @@ func TestServerUploadCutByFailoverIsResumable(t *testing.T) {
 	const size = 256 << 20
 	sum := ts.WriteRandomFile(t, src, size)
 	partial := filepath.Join(c.Home, "bob", "upload.bin")
+
+	// A first, small upload reaches the ACTIVE's history table, and (with
+	// the embedded database) every other node's: the node that takes over
+	// still tells it.
+	small := filepath.Join(t.TempDir(), "small.bin")
+	ts.WriteRandomFile(t, small, 1<<20)
+	if out, err := ts.SFTP(old.SFTPAddr(), "bob", keyPath, "put "+small+" small.bin\n"); err != nil {
+		t.Fatalf("sftp put: %v\n%s", err, out)
+	}
+	var first string
+	if !ts.Eventually(10*time.Second, func() bool {
+		for id, h := range history(t, old.Admin()) {
+			if strings.HasSuffix(h.LocalPath, "small.bin") && h.Status == "DONE" {
+				first = id
+			}
+		}
+		return first != ""
+	}) {
+		t.Fatal("the small upload never reached the history")
+	}
+	for _, p := range c.Nodes {
+		if !ts.Eventually(10*time.Second, func() bool { _, ok := history(t, p.Admin())[first]; return ok }) {
+			t.Fatalf("transfer %s not in %s's history", first, p.Name)
+		}
+	}
 
 	// A slow upload (sftp -l: 80 Mbit/s) cut by kill -9 of the ACTIVE.
 	done := make(chan error, 1)

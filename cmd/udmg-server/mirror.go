@@ -9,7 +9,9 @@ import (
 
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/mirror"
+	"github.com/udmg/gateway/transfer"
 )
 
 // nodeMirror keeps this node's row in udmg_nodes fresh every HeartbeatCheck
@@ -22,8 +24,13 @@ type nodeMirror struct {
 	every  time.Duration
 	// peers is set for the embedded database, which only this node writes:
 	// it also gets the other nodes' rows, as the replicated registry knows
-	// them, so that it holds the whole table like a shared database would.
-	peers  bool
+	// them, and the history the ACTIVE node archived, so that it holds the
+	// whole tables like a shared database would.
+	peers bool
+	// copied lists the archived transfers (as the replicated state still
+	// holds them) already in the embedded history table.
+	copied map[uint64]bool
+	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -37,7 +44,8 @@ func openMirror(cfg *config.Config, log *slog.Logger) (*nodeMirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nodeMirror{store: store, writer: mirror.NewWriter(store, log.With("component", "mirror")),
+	log = log.With("component", "mirror")
+	return &nodeMirror{store: store, writer: mirror.NewWriter(store, log), log: log,
 		every: cfg.Controller.HeartbeatCheck, peers: d.Type != "postgresql"}, nil
 }
 
@@ -55,6 +63,9 @@ func (m *nodeMirror) run(node *cluster.Node, row mirror.Row) {
 		defer t.Stop()
 		for {
 			m.submit(node)
+			if m.peers {
+				m.copyHistory(node.State())
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -81,6 +92,30 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 				Status: p.Status, Licensed: p.Licensed, StartedAt: p.Started, LastUpdate: p.LastUpdate, LastActiveDate: p.LastActive})
 		}
 	}
+}
+
+// copyHistory writes into the embedded history table the transfers that
+// the ACTIVE node archived into its own: every node's table then holds the
+// whole history, whichever node was ACTIVE. The replicated state keeps the
+// last fsm.RecentWindow archived transfers, read here every HeartbeatCheck
+// (by the refresh loop only).
+func (m *nodeMirror) copyHistory(st fsm.State) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	copied := make(map[uint64]bool, len(m.copied))
+	for id, t := range st.Transfers {
+		if !t.Archived {
+			continue
+		}
+		if !m.copied[id] {
+			if err := m.store.AddHistory(ctx, transfer.HistoryEntry(t)); err != nil {
+				m.log.Warn("history not copied; retrying later", "id", id, "err", err)
+				continue
+			}
+		}
+		copied[id] = true
+	}
+	m.copied = copied
 }
 
 // close writes the node's last row (OFFLINE: it is shutting down), waiting
