@@ -7,9 +7,12 @@ import (
 
 // writeBehindWindow is how much of an upload may sit in the page cache,
 // unwritten, per file (twice this at most). Without a bound, a file
-// arriving at network speed piles up gigabytes of dirty pages that the
-// kernel later writes back in one burst, and every fsync on the same disk
-// (Raft's, the lease renewals among them) waits behind that burst.
+// arriving at network speed piles up dirty pages that the fsync at close
+// (or the kernel, later) writes back in one burst, and Raft's fsyncs on the
+// same disk, the lease renewals among them, wait behind it: with the fsync
+// at close alone, renewals took up to 1.5 s during 1 GiB uploads; with
+// write-behind, at most 0.25 s in 19 rounds of 20 (make bench, -only=lease;
+// 2 MiB windows did no better than 8).
 const writeBehindWindow = 8 << 20
 
 // writeBehind starts the writeback of an upload's gap-free prefix one
