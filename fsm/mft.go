@@ -83,8 +83,11 @@ type Partner struct {
 	// HostKey is the partner's SSH host key (authorized_keys form) that
 	// it must present (required for sftp partners).
 	HostKey string `json:"hostKey,omitempty"`
-	// TLS makes FTP sessions use explicit TLS.
+	// TLS makes FTP sessions use explicit TLS (FTPS, data channel too).
 	TLS bool `json:"tls,omitempty"`
+	// TLSCert (PEM) is the certificate an FTPS partner must present, or
+	// the CA it must chain to; empty: the system's CAs and the host name.
+	TLSCert string `json:"tlsCert,omitempty"`
 }
 
 // RemoteAccount is the gateway's login at a partner; Password and

@@ -11,6 +11,7 @@ import (
 
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
+	"github.com/udmg/gateway/transfer"
 )
 
 type partnerInput struct {
@@ -18,10 +19,12 @@ type partnerInput struct {
 	Protocol *string `json:"protocol"`
 	Address  *string `json:"address"`
 	HostKey  *string `json:"hostKey"`
+	TLS      *bool   `json:"tls"`
+	TLSCert  *string `json:"tlsCert"`
 }
 
 func partnerView(p fsm.Partner) wire.Partner {
-	return wire.Partner{Name: p.Name, Protocol: p.Protocol, Address: p.Address, HostKey: p.HostKey}
+	return wire.Partner{Name: p.Name, Protocol: p.Protocol, Address: p.Address, HostKey: p.HostKey, TLS: p.TLS, TLSCert: p.TLSCert}
 }
 
 func (a *API) listPartners(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -90,6 +93,8 @@ func fillPartner(w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
 	set(&p.Protocol, in.Protocol)
 	set(&p.Address, in.Address)
 	set(&p.HostKey, in.HostKey)
+	set(&p.TLS, in.TLS)
+	set(&p.TLSCert, in.TLSCert)
 	err := validName("name", p.Name)
 	if err == nil {
 		err = validProtocol("protocol", p.Protocol)
@@ -106,6 +111,14 @@ func fillPartner(w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
 		err = fmt.Errorf("hostKey: required for an sftp partner: its SSH host key in authorized_keys form (ssh-keyscan prints it), so that the gateway never sends files to whoever answers at its address")
 	case p.HostKey != "" && p.Protocol != fsm.ProtoSFTP:
 		err = fmt.Errorf("hostKey: only sftp partners have one")
+	case p.TLS && p.Protocol != fsm.ProtoFTP:
+		err = fmt.Errorf("tls: explicit TLS is for ftp partners; sftp is encrypted already")
+	case p.TLSCert != "" && !p.TLS:
+		err = fmt.Errorf("tlsCert: only for a partner with tls")
+	case p.TLSCert != "":
+		if _, cerr := transfer.PartnerCerts(p.TLSCert); cerr != nil {
+			err = fmt.Errorf("tlsCert: %v", cerr)
+		}
 	case p.HostKey != "":
 		if _, _, _, _, kerr := ssh.ParseAuthorizedKey([]byte(p.HostKey)); kerr != nil {
 			err = fmt.Errorf("hostKey: not an SSH public key in authorized_keys form: %v", kerr)

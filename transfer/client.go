@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jlaffaye/ftp"
@@ -174,9 +176,29 @@ type ftpSession struct {
 
 func dialFTP(ctx context.Context, p fsm.Partner, login, password string) (*ftpSession, error) {
 	s := &ftpSession{}
-	c, err := ftp.Dial(p.Address,
-		ftp.DialWithDialFunc(func(_, addr string) (net.Conn, error) { return s.conns.dial(ctx, addr) }),
-		ftp.DialWithDisabledEPSV(false))
+	var cfg *tls.Config
+	if p.TLS {
+		var err error
+		if cfg, err = partnerTLS(p); err != nil {
+			return nil, err
+		}
+	}
+	// The library upgrades the control connection itself (AUTH TLS) but
+	// leaves the data connections of a custom dialer in clear: every dial
+	// after the first is a data connection, protected here (PROT P).
+	var dials atomic.Int32
+	dial := func(_, addr string) (net.Conn, error) {
+		conn, err := s.conns.dial(ctx, addr)
+		if err != nil || cfg == nil || dials.Add(1) == 1 {
+			return conn, err
+		}
+		return tls.Client(conn, cfg), nil
+	}
+	opts := []ftp.DialOption{ftp.DialWithDialFunc(dial), ftp.DialWithDisabledEPSV(false)}
+	if cfg != nil {
+		opts = append(opts, ftp.DialWithExplicitTLS(cfg))
+	}
+	c, err := ftp.Dial(p.Address, opts...)
 	if err != nil {
 		s.conns.closeAll()
 		return nil, fmt.Errorf("ftp to partner %s: %w", p.Name, err)

@@ -537,7 +537,7 @@ func TestClientModeWithFTPPartner(t *testing.T) {
 	// interface, where other tests' nodes may hold the default range.
 	passive := 33000 + int(time.Now().UnixNano()%2000)
 	p.Admin().Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-p", "protocol": "ftp", "port": ftpPort, "root": "p",
-		"passiveMin": passive, "passiveMax": passive + 9})
+		"passiveMin": passive, "passiveMax": passive + 9, "tls": true})
 	p.Admin().Must(t, 201, "POST", "/api/servers/ftp-p/accounts", map[string]any{"login": "bob", "password": accountPassword})
 	if err := os.MkdirAll(filepath.Join(partner.Home, "p", "bob", "drop"), 0o755); err != nil {
 		t.Fatal(err)
@@ -551,24 +551,59 @@ func TestClientModeWithFTPPartner(t *testing.T) {
 	const size = 64<<20 + 3
 	sum := ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "f.bin"), size)
 
-	run := func(rule string) {
+	start := func(rule, partner string) ts.Transfer {
 		t.Helper()
 		var tr ts.Transfer
-		body := map[string]any{"rule": rule, "partner": "ftp-remote", "account": "bob", "file": "f.bin"}
+		body := map[string]any{"rule": rule, "partner": partner, "account": "bob", "file": "f.bin", "maxAttempts": 1}
 		if err := api.Must(t, 201, "POST", "/api/transfers", body).Decode(&tr); err != nil {
 			t.Fatal(err)
 		}
-		tr = api.WaitTransfer(t, tr.ID, 2*time.Minute, rule+" DONE", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
-		if tr.Status != "DONE" || tr.Progress != size || tr.Filesize != size {
-			t.Fatalf("%s ended %+v", rule, tr)
+		return api.WaitTransfer(t, tr.ID, 2*time.Minute, rule+" ended", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
+	}
+	run := func(rule, partner string) {
+		t.Helper()
+		if tr := start(rule, partner); tr.Status != "DONE" || tr.Progress != size || tr.Filesize != size {
+			t.Fatalf("%s to %s ended %+v", rule, partner, tr)
 		}
 	}
-	run("push")
-	if got := ts.FileSHA256(t, filepath.Join(partner.Home, "p", "bob", "drop", "f.bin")); got != sum {
+	pushed := filepath.Join(partner.Home, "p", "bob", "drop", "f.bin")
+	run("push", "ftp-remote")
+	if got := ts.FileSHA256(t, pushed); got != sum {
 		t.Fatal("the FTP partner's copy differs from the source")
 	}
-	run("pull")
+	run("pull", "ftp-remote")
 	if got := ts.FileSHA256(t, filepath.Join(c.Home, "in", "f.bin")); got != sum {
 		t.Fatal("the file pulled over FTP differs from the partner's")
 	}
+
+	// FTPS: the partner pinned to the server's self-signed certificate
+	// (as GET /api/servers shows it) gets the file over explicit TLS; one
+	// pinned to another certificate is refused before it logs in.
+	var srv wire.Server
+	if err := p.Admin().Must(t, 200, "GET", "/api/servers/ftp-p", nil).Decode(&srv); err != nil || srv.TLSCert == "" {
+		t.Fatalf("server ftp-p has no certificate: %v %+v", err, srv)
+	}
+	api.Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-other", "protocol": "ftp", "port": ftpPort + 1, "root": "o", "tls": true, "enabled": false})
+	var other wire.Server
+	if err := api.Must(t, 200, "GET", "/api/servers/ftp-other", nil).Decode(&other); err != nil {
+		t.Fatal(err)
+	}
+	for name, cert := range map[string]string{"ftps-remote": srv.TLSCert, "ftps-wrong": other.TLSCert} {
+		api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": name, "protocol": "ftp", "address": fmt.Sprintf("%s:%d", p.IP, ftpPort),
+			"tls": true, "tlsCert": cert})
+		api.Must(t, 201, "POST", "/api/partners/"+name+"/accounts", map[string]any{"login": "bob", "password": accountPassword})
+	}
+	if err := os.Remove(pushed); err != nil {
+		t.Fatal(err)
+	}
+	run("push", "ftps-remote")
+	if got := ts.FileSHA256(t, pushed); got != sum {
+		t.Fatal("the FTPS partner's copy differs from the source")
+	}
+	if tr := start("push", "ftps-wrong"); tr.Status != "ERROR" || !strings.Contains(tr.ErrorDetails, "certificate") {
+		t.Fatalf("push to a partner with another certificate ended %+v", tr)
+	}
+	api.Must(t, 400, "POST", "/api/partners", map[string]any{"name": "bad", "protocol": "ftp", "address": "h:21", "tls": true, "tlsCert": "not a certificate"})
+	_, pub := userKey(t)
+	api.Must(t, 400, "POST", "/api/partners", map[string]any{"name": "bad", "protocol": "sftp", "address": "h:22", "hostKey": pub, "tls": true})
 }

@@ -38,7 +38,7 @@ func (c *cli) mftCommands() map[string]map[string]func([]string) error {
 			"enable": c.putter("servers enable", "/api/servers/%s/enable", "NAME"), "disable": c.putter("servers disable", "/api/servers/%s/disable", "NAME")},
 		"accounts": {"list": c.lister("accounts list", "/api/servers/%s/accounts", "accounts", []string{"login", "hasPassword", "publicKeys"}, "SERVER"),
 			"add": c.accountsAdd("accounts add", "/api/servers/%s/accounts", "key-file", "publicKeys"), "delete": c.deleter("accounts delete", "/api/servers/%s/accounts/%s", "SERVER", "LOGIN")},
-		"partners": {"list": c.lister("partners list", "/api/partners", "partners", []string{"name", "protocol", "address", "hostKey"}),
+		"partners": {"list": c.lister("partners list", "/api/partners", "partners", []string{"name", "protocol", "address", "tls", "hostKey"}),
 			"add": c.partnersAdd, "delete": c.deleter("partners delete", "/api/partners/%s", "NAME")},
 		"remote-accounts": {"list": c.lister("remote-accounts list", "/api/partners/%s/accounts", "accounts", []string{"login", "hasPassword", "hasPrivateKey"}, "PARTNER"),
 			"add": c.accountsAdd("remote-accounts add", "/api/partners/%s/accounts", "key-file", "privateKey"), "delete": c.deleter("remote-accounts delete", "/api/partners/%s/accounts/%s", "PARTNER", "LOGIN")},
@@ -231,11 +231,21 @@ func (c *cli) partnersAdd(args []string) error {
 	protocol := fs.String("protocol", "", "sftp or ftp")
 	address := fs.String("address", "", "host:port")
 	hostKey := fs.String("host-key", "", "the partner's SSH host key (authorized_keys form)")
+	useTLS := fs.Bool("tls", false, "ftp partner: explicit TLS (FTPS)")
+	certFile := fs.String("tls-cert-file", "", "ftp partner with --tls: PEM certificate it must present, or its CA (default: system CAs)")
 	pos, err := c.args("partners add", args, fs, "NAME")
 	if err != nil {
 		return err
 	}
-	return c.create("/api/partners", map[string]any{"name": pos[0], "protocol": *protocol, "address": *address, "hostKey": *hostKey}, "partner "+pos[0])
+	body := map[string]any{"name": pos[0], "protocol": *protocol, "address": *address, "hostKey": *hostKey, "tls": *useTLS}
+	if *certFile != "" {
+		cert, err := os.ReadFile(*certFile)
+		if err != nil {
+			return err
+		}
+		body["tlsCert"] = string(cert)
+	}
+	return c.create("/api/partners", body, "partner "+pos[0])
 }
 
 func (c *cli) rulesAdd(args []string) error {

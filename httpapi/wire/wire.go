@@ -147,6 +147,8 @@ type Partner struct {
 	Protocol string `json:"protocol"`
 	Address  string `json:"address"`
 	HostKey  string `json:"hostKey,omitempty"`
+	TLS      bool   `json:"tls"`
+	TLSCert  string `json:"tlsCert,omitempty"`
 }
 
 // RemoteAccount is the gateway's login at a partner as the API shows it:
