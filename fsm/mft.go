@@ -63,7 +63,9 @@ type Server struct {
 	TLS     bool   `json:"tls,omitempty"`
 	TLSCert string `json:"tlsCert,omitempty"`
 	TLSKey  string `json:"tlsKey,omitempty"`
-	Enabled bool   `json:"enabled"`
+	// TLSRequired refuses logins and transfers in clear (with TLS).
+	TLSRequired bool `json:"tlsRequired,omitempty"`
+	Enabled     bool `json:"enabled"`
 }
 
 // LocalAccount is a login on a local server.

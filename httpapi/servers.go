@@ -32,14 +32,15 @@ type serverInput struct {
 	TLS        *bool   `json:"tls"`
 	// TLSCert and TLSKey (PEM) are the FTPS certificate; with tls and
 	// neither given, a self-signed one is made.
-	TLSCert *string `json:"tlsCert"`
-	TLSKey  *string `json:"tlsKey"`
-	Enabled *bool   `json:"enabled"`
+	TLSCert     *string `json:"tlsCert"`
+	TLSKey      *string `json:"tlsKey"`
+	TLSRequired *bool   `json:"tlsRequired"`
+	Enabled     *bool   `json:"enabled"`
 }
 
 func serverView(s fsm.Server) wire.Server {
 	return wire.Server{Name: s.Name, Protocol: s.Protocol, Port: s.Port, Root: s.Root, PassiveMin: s.PassiveMin, PassiveMax: s.PassiveMax,
-		PublicHost: s.PublicHost, TLS: s.TLS, TLSCert: s.TLSCert, Enabled: s.Enabled}
+		PublicHost: s.PublicHost, TLS: s.TLS, TLSCert: s.TLSCert, TLSRequired: s.TLSRequired, Enabled: s.Enabled}
 }
 
 func (a *API) listServers(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -116,6 +117,7 @@ func (a *API) fillServer(w http.ResponseWriter, s *fsm.Server, in serverInput) b
 	set(&s.PassiveMax, in.PassiveMax)
 	set(&s.PublicHost, in.PublicHost)
 	set(&s.TLS, in.TLS)
+	set(&s.TLSRequired, in.TLSRequired)
 	set(&s.Enabled, in.Enabled)
 	err := validName("name", s.Name)
 	if err == nil {
@@ -134,6 +136,9 @@ func (a *API) fillServer(w http.ResponseWriter, s *fsm.Server, in serverInput) b
 	}
 	if err == nil && s.TLS && s.Protocol != fsm.ProtoFTP {
 		err = fmt.Errorf("tls: explicit TLS is for ftp servers; sftp is encrypted already")
+	}
+	if err == nil && s.TLSRequired && !s.TLS {
+		err = fmt.Errorf("tlsRequired: only for a server with tls")
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

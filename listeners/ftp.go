@@ -33,6 +33,9 @@ func (r *run) newFTPServer(ln net.Listener) (*ftpserver.FtpServer, error) {
 		DefaultTransferType: ftpserver.TransferTypeBinary,
 		TLSRequired:         ftpserver.ClearOrEncrypted,
 	}
+	if r.cfg.FTPTLS != nil && r.cfg.FTPTLSRequired {
+		d.settings.TLSRequired = ftpserver.MandatoryEncryption
+	}
 	if r.cfg.PassiveMin > 0 && r.cfg.PassiveMax >= r.cfg.PassiveMin {
 		d.settings.PassiveTransferPortRange = ftpserver.PortRange{Start: r.cfg.PassiveMin, End: r.cfg.PassiveMax}
 	}

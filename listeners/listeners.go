@@ -74,8 +74,10 @@ type Config struct {
 
 	// AuthenticateKey, when set, enables SSH public-key login for SFTP.
 	AuthenticateKey func(login string, key ssh.PublicKey) bool
-	// FTPTLS, when set, enables explicit FTPS (AUTH TLS) on the FTP port.
-	FTPTLS *tls.Config
+	// FTPTLS, when set, enables explicit FTPS (AUTH TLS) on the FTP port;
+	// FTPTLSRequired then refuses logins and transfers in clear.
+	FTPTLS         *tls.Config
+	FTPTLSRequired bool
 	// StopTimeout bounds Stop (0 = DefaultStopTimeout).
 	StopTimeout time.Duration
 	// Recorder, when set, records every file a client downloads or

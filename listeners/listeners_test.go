@@ -1139,7 +1139,10 @@ func TestStopTimeout(t *testing.T) {
 	}
 }
 
-func TestExplicitFTPS(t *testing.T) {
+// serverTLS is an FTPS server configuration with a fresh self-signed
+// certificate for 127.0.0.1.
+func serverTLS(t *testing.T) *tls.Config {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -1155,9 +1158,25 @@ func TestExplicitFTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, func(c *Config) {
-		c.FTPTLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}}
-	})
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}}
+}
+
+// TestFTPSRequired: with FTPTLSRequired a client in clear cannot log in;
+// one that says AUTH TLS first can.
+func TestFTPSRequired(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.FTPTLS, c.FTPTLSRequired = serverTLS(t), true })
+	if c, err := h.dialFTP(user, password); err == nil {
+		c.Quit()
+		t.Fatal("a login in clear was accepted on a server that requires TLS")
+	}
+	c := h.mustFTP(ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}))
+	if err := c.Stor("tls.bin", bytes.NewReader([]byte("over TLS"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExplicitFTPS(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.FTPTLS = serverTLS(t) })
 	c := h.mustFTP(ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}))
 	data := randomBytes(t, 300<<10)
 	if err := c.Stor("tls.bin", bytes.NewReader(data)); err != nil {

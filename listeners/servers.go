@@ -218,6 +218,7 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 			if c.FTPTLS, err = m.tlsConfig(srv); err != nil {
 				return nil, err
 			}
+			c.FTPTLSRequired = srv.TLSRequired
 		}
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)

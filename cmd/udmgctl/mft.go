@@ -14,11 +14,12 @@ import (
 
 const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
   servers add NAME --protocol sftp|ftp --port N [--root DIR] [--passive 30000-30009]
-              [--public-host H] [--tls]       local servers the ACTIVE node opens
+              [--public-host H] [--tls [--tls-required]]   local servers the ACTIVE node opens
   accounts list SERVER | delete SERVER LOGIN
   accounts add SERVER LOGIN [--password PW] [--key-file id.pub]
   partners list | delete NAME
   partners add NAME --protocol sftp|ftp --address HOST:PORT [--host-key "ssh-ed25519 AAAA…"]
+              [--tls [--tls-cert-file PEM]]  (FTPS partner; PEM: its certificate or CA)
   remote-accounts list PARTNER | delete PARTNER LOGIN
   remote-accounts add PARTNER LOGIN [--password PW] [--key-file id_ed25519]
                                      (sealed with the AES passphrase before they are stored)
@@ -177,11 +178,12 @@ func (c *cli) serversAdd(args []string) error {
 	passive := fs.String("passive", "", "FTP passive ports A-B")
 	public := fs.String("public-host", "", "address for FTP passive replies")
 	tls := fs.Bool("tls", false, "offer explicit FTPS")
+	tlsRequired := fs.Bool("tls-required", false, "with --tls: refuse logins in clear")
 	pos, err := c.args("servers add", args, fs, "NAME")
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"name": pos[0], "protocol": *protocol, "port": *port, "root": *root, "publicHost": *public, "tls": *tls}
+	body := map[string]any{"name": pos[0], "protocol": *protocol, "port": *port, "root": *root, "publicHost": *public, "tls": *tls, "tlsRequired": *tlsRequired}
 	if *passive != "" {
 		a, b, ok := strings.Cut(*passive, "-")
 		lo, err1 := strconv.Atoi(a)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udmg/gateway/httpapi/wire"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -33,19 +34,38 @@ func TestMFTObjects(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 
-	mustRun(t, addr, "servers", "add", "in-ftp", "--protocol", "ftp", "--port", "2124", "--passive", "32000-32004", "--tls")
+	code, _, errOut := udmgctl(addr, "servers", "add", "clear-ftp", "--protocol", "ftp", "--port", "2125", "--tls-required")
+	if code == 0 || !strings.Contains(errOut, "tlsRequired: only for a server with tls") {
+		t.Fatalf("--tls-required without --tls: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "servers", "add", "in-ftp", "--protocol", "ftp", "--port", "2124", "--passive", "32000-32004", "--tls", "--tls-required")
 	mustRun(t, addr, "accounts", "add", "in-ftp", "carol", "--password", "carol-password")
 	mustRun(t, addr, "accounts", "add", "sftp", "dave", "--key-file", key+".pub")
 	hostKey, err := os.ReadFile(key + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := udmgctl(addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22")
+	code, _, errOut = udmgctl(addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22")
 	if code == 0 || !strings.Contains(errOut, "hostKey: required") {
 		t.Fatalf("an sftp partner without its host key: exit %d, %q", code, errOut)
 	}
 	mustRun(t, addr, "partners", "add", "bank", "--protocol", "sftp", "--address", "bank.example:22", "--host-key", strings.TrimSpace(string(hostKey)))
 	mustRun(t, addr, "remote-accounts", "add", "bank", "gw", "--password", "remote-secret-pw", "--key-file", key)
+	// An FTPS partner pinned to a certificate (here in-ftp's own), and one
+	// given a file that holds no certificate.
+	var srv wire.Server
+	if err := active.Admin().Must(t, 200, "GET", "/api/servers/in-ftp", nil).Decode(&srv); err != nil || !srv.TLSRequired {
+		t.Fatalf("in-ftp: %v %+v", err, srv)
+	}
+	certFile := filepath.Join(dir, "shop.pem")
+	if err := os.WriteFile(certFile, []byte(srv.TLSCert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, addr, "partners", "add", "shop", "--protocol", "ftp", "--address", "shop.example:21", "--tls", "--tls-cert-file", certFile)
+	code, _, errOut = udmgctl(addr, "partners", "add", "shop2", "--protocol", "ftp", "--address", "shop.example:21", "--tls", "--tls-cert-file", key+".pub")
+	if code == 0 || !strings.Contains(errOut, "tlsCert: no PEM certificate") {
+		t.Fatalf("an FTPS partner pinned to no certificate: exit %d, %q", code, errOut)
+	}
 	mustRun(t, addr, "rules", "add", "statements", "--direction", "receive", "--path", "/outgoing", "--local-dir", "statements")
 	out := mustRun(t, addr, "transfers", "add", "--rule", "statements", "--partner", "bank", "--account", "gw", "--file", "may.csv")
 	if !strings.Contains(out, "planned") {
@@ -59,7 +79,7 @@ func TestMFTObjects(t *testing.T) {
 		{[]string{"servers", "list"}, []string{"in-ftp", "2124", "true", "sftp", "2222"}},
 		{[]string{"accounts", "list", "in-ftp"}, []string{"carol", "true"}},
 		{[]string{"accounts", "list", "sftp"}, []string{"dave", "admin"}},
-		{[]string{"partners", "list"}, []string{"bank", "bank.example:22"}},
+		{[]string{"partners", "list"}, []string{"bank", "bank.example:22", "shop", "shop.example:21", "true"}},
 		{[]string{"remote-accounts", "list", "bank"}, []string{"gw", "true"}},
 		{[]string{"rules", "list"}, []string{"statements", "receive", "/outgoing"}},
 		{[]string{"transfers", "list"}, []string{"statements", "bank", "/outgoing/may.csv"}},

@@ -130,7 +130,9 @@ type Server struct {
 	PublicHost string `json:"publicHost,omitempty"`
 	TLS        bool   `json:"tls"`
 	TLSCert    string `json:"tlsCert,omitempty"`
-	Enabled    bool   `json:"enabled"`
+	// TLSRequired: clients must use AUTH TLS before they log in.
+	TLSRequired bool `json:"tlsRequired"`
+	Enabled     bool `json:"enabled"`
 }
 
 // Account is a local account as the API shows it: no hash.
