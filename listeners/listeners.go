@@ -105,10 +105,13 @@ type FileTransfer struct {
 // data written without a gap from the start of the file (what a client can
 // resume from). End is called once, at close, with the file's size and,
 // when the transfer was cut (client gone, lease lost, session closed), why;
-// a cut upload has been truncated to its gap-free part.
+// a cut upload has been truncated to its gap-free part. An error from End
+// for a complete upload fails the client's close: an upload is
+// acknowledged only once the cluster has recorded it done, so that the
+// next ACTIVE node never takes an acknowledged file for a cut one.
 type Record interface {
 	Progress(p int64)
-	End(size int64, cut error)
+	End(size int64, cut error) error
 }
 
 // Service owns the MFT listeners of one node.

@@ -517,7 +517,9 @@ func (g *guardedFile) Close() error {
 			if cut == nil && g.closeErr != nil {
 				cut = g.closeErr
 			}
-			g.rec.End(size, cut)
+			if err := g.rec.End(size, cut); err != nil && cut == nil && g.upload {
+				g.closeErr = fmt.Errorf("upload not recorded: %w", err)
+			}
 		}
 		g.s.release()
 	})

@@ -75,13 +75,13 @@ func (r *record) Progress(p int64) {
 	r.e.cfg.Meter.add(!r.upload, int(p-r.moved.Swap(p)))
 }
 
-func (r *record) End(size int64, cut error) {
+func (r *record) End(size int64, cut error) error {
 	e := r.e
 	e.recMu.Lock()
 	delete(e.records, r.id)
 	e.recMu.Unlock()
 	if !e.cfg.Node.LeaseValid() {
-		return // the next ACTIVE node marks it INTERRUPTED
+		return ErrNotActive // the next ACTIVE node marks it INTERRUPTED
 	}
 	moved := r.moved.Load()
 	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone, Step: fsm.StepFinalization,
@@ -94,7 +94,9 @@ func (r *record) End(size int64, cut error) {
 	}
 	if err := e.update(ch); err != nil {
 		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
+		return err
 	}
+	return nil
 }
 
 // recordProgress commits the progress of open server-mode transfers.
