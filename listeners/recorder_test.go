@@ -28,7 +28,9 @@ type fakeRecord struct {
 	path string
 }
 
-func (r *fakeRecorder) Begin(f FileTransfer) (Record, error) { return &fakeRecord{r: r, path: f.Path}, nil }
+func (r *fakeRecorder) Begin(f FileTransfer) (Record, error) {
+	return &fakeRecord{r: r, path: f.Path}, nil
+}
 
 func (r *fakeRecorder) done() []fakeEnd {
 	r.mu.Lock()
