@@ -350,6 +350,17 @@ func (c *Cluster) ActiveNow(skip ...*Proc) (*Proc, bool) {
 	return nil, false
 }
 
+// Other returns the first node of c that is not p (nil for a one-node
+// cluster).
+func (c *Cluster) Other(p *Proc) *Proc {
+	for _, n := range c.Nodes {
+		if n != p {
+			return n
+		}
+	}
+	return nil
+}
+
 func isSkipped(p *Proc, skip []*Proc) bool {
 	for _, s := range skip {
 		if s == p {

@@ -332,16 +332,6 @@ func TestClientModeWithSSHDPartner(t *testing.T) {
 	}
 }
 
-// otherNode is a live node other than dead.
-func otherNode(c *ts.Cluster, dead *ts.Proc) *ts.Proc {
-	for _, p := range c.Nodes {
-		if p != dead {
-			return p
-		}
-	}
-	return nil
-}
-
 // pushRun is a three-node cluster pushing a bigFile to the sshd partner,
 // past its first checkpoint.
 type pushRun struct {
@@ -360,7 +350,7 @@ func startPush(t *testing.T) pushRun {
 	setupPartner(t, r.old.Admin(), sshd, r.remoteDir)
 	r.sum = ts.WriteRandomFile(t, filepath.Join(r.c.Home, "out", "big.bin"), bigFile)
 	// Planned through a PASSIVE node (forwarded to the leader).
-	r.id = startTransfer(t, otherNode(r.c, r.old).Admin(), "push", "big.bin", nil)
+	r.id = startTransfer(t, r.c.Other(r.old).Admin(), "push", "big.bin", nil)
 	r.before = r.old.Admin().WaitTransfer(t, r.id, 60*time.Second, "a committed checkpoint", func(tr ts.Transfer) bool {
 		return tr.Status == "RUNNING" && tr.Progress > 0
 	})

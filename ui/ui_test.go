@@ -124,13 +124,7 @@ func TestAdminPage(t *testing.T) {
 	ctx := browser(t)
 	c := ts.NewCluster(t, 3)
 	active := c.WaitOneActive(30*time.Second, "PASSIVE")
-	var passive *ts.Proc
-	for _, p := range c.Nodes {
-		if p != active {
-			passive = p
-			break
-		}
-	}
+	passive := c.Other(active)
 
 	// The assets need no credentials; everything they read does.
 	resp, err := http.Get(passive.AdminURL() + "/")

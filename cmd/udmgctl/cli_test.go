@@ -71,13 +71,7 @@ func TestAgainstCluster(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 3, "UDMG_LICENSE_FILE=")
 	active := c.WaitOneActive(30*time.Second, "UNLICENSED")
-	var follower *ts.Proc
-	for _, p := range c.Nodes {
-		if p != active {
-			follower = p
-			break
-		}
-	}
+	follower := c.Other(active)
 
 	// The follower learns the initial administrator from the leader, and
 	// its embedded table has every node's row with its uptime (peers'

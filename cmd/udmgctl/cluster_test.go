@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +20,7 @@ func TestClusterStatus(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 3)
 	active := c.WaitOneActive(60*time.Second, "PASSIVE")
-	follower := c.Nodes[(slices.Index(c.Nodes, active)+1)%len(c.Nodes)]
+	follower := c.Other(active)
 	activeID := fmt.Sprintf("%s:%d-mft-0", active.IP, ts.AdminPort)
 
 	out := mustRun(t, follower.AdminURL(), "cluster", "status")

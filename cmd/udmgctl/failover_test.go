@@ -21,13 +21,7 @@ func TestDuringFailover(t *testing.T) {
 	sshd := ts.StartSSHD(t)
 	c := ts.NewCluster(t, 3)
 	active := c.WaitOneActive(40*time.Second, "PASSIVE")
-	var follower *ts.Proc
-	for _, p := range c.Nodes {
-		if p != active {
-			follower = p
-			break
-		}
-	}
+	follower := c.Other(active)
 	remoteDir := t.TempDir()
 	active.Admin().AddSSHDPartner(t, sshd, remoteDir)
 	const size = 512 << 20

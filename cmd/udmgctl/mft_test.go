@@ -21,12 +21,7 @@ func TestMFTObjects(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 2)
 	active := c.WaitOneActive(40*time.Second, "PASSIVE")
-	var passive *ts.Proc
-	for _, p := range c.Nodes {
-		if p != active {
-			passive = p
-		}
-	}
+	passive := c.Other(active)
 	addr := passive.AdminURL()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "id")
