@@ -243,7 +243,7 @@ func (c *cli) partnersAdd(args []string) error {
 	if *certFile != "" {
 		cert, err := os.ReadFile(*certFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("partners add: --tls-cert-file: %w", err)
 		}
 		body["tlsCert"] = string(cert)
 	}
