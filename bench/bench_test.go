@@ -86,6 +86,7 @@ type bench struct {
 	active  *ts.Proc
 	sshd    *ts.SSHD
 	key     string // bob's private key file
+	pub     string // and his public key (authorized_keys form)
 	work    string
 	src     string // the large file
 	sum     string
@@ -105,8 +106,9 @@ func newBench(t *testing.T) *bench {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.pub = strings.TrimSpace(string(pub))
 	api := b.active.Admin()
-	api.Must(t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{strings.TrimSpace(string(pub))}})
+	api.Must(t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{b.pub}})
 	// An FTP server of its own with passive ports of its own:
 	// ftpserverlib listens on them on every interface, where other nodes
 	// on this machine may hold the default range.
@@ -519,12 +521,7 @@ func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 func (b *bench) leaseUnderUpload() []row {
 	c := ts.NewCluster(b.t, 3)
 	active := c.WaitOneActive(60*time.Second, "PASSIVE")
-	key := b.key + ".pub"
-	pub, err := os.ReadFile(key)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	active.Admin().Must(b.t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{strings.TrimSpace(string(pub))}})
+	active.Admin().Must(b.t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": login, "publicKeys": []string{b.pub}})
 	var rows []row
 	for r := range *rounds {
 		before := renewals(b.t, active)
