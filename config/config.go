@@ -80,7 +80,11 @@ type Cluster struct {
 	AdvertiseHost   string   // what peers dial; "" = first non-loopback address (resolved by the cluster package)
 	Join            []string // gossip addresses of peers; comma-separated in the ini
 	BootstrapExpect int      // nodes that must be seen before a new cluster bootstraps; default 1
-	GossipKey       string   // encrypts gossip when set
+	// JoinToken is the secret every node of one cluster shares; the
+	// nodes derive from it the cluster CA, their certificates, the gossip
+	// key and the key that seals the secrets key (cluster.DeriveKey).
+	JoinToken string
+	GossipKey string // encrypts gossip when set
 	TLSCert         string   // node certificate for Raft and forwarding (with TLSKey and TLSCA)
 	TLSKey          string   // key for TLSCert
 	TLSCA           string   // cluster CA that node certificates are checked against

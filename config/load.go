@@ -100,6 +100,7 @@ var settings = []setting{
 	{"cluster", "AdvertiseHost", text(func(c *Config) *string { return &c.Cluster.AdvertiseHost })},
 	{"cluster", "Join", func(c *Config, v string) error { c.Cluster.Join = splitList(v); return nil }},
 	{"cluster", "BootstrapExpect", count(func(c *Config) *int { return &c.Cluster.BootstrapExpect })},
+	{"cluster", "JoinToken", text(func(c *Config) *string { return &c.Cluster.JoinToken })},
 	{"cluster", "GossipKey", text(func(c *Config) *string { return &c.Cluster.GossipKey })},
 	{"cluster", "TLSCert", text(func(c *Config) *string { return &c.Cluster.TLSCert })},
 	{"cluster", "TLSKey", text(func(c *Config) *string { return &c.Cluster.TLSKey })},
