@@ -85,9 +85,9 @@ type Cluster struct {
 	// key and the key that seals the secrets key (cluster.DeriveKey).
 	JoinToken string
 	GossipKey string // encrypts gossip when set
-	TLSCert         string   // node certificate for Raft and forwarding (with TLSKey and TLSCA)
-	TLSKey          string   // key for TLSCert
-	TLSCA           string   // cluster CA that node certificates are checked against
+	TLSCert   string // node certificate for Raft and forwarding (with TLSKey and TLSCA)
+	TLSKey    string // key for TLSCert
+	TLSCA     string // cluster CA that node certificates are checked against
 }
 
 // Listeners configures the SFTP and FTP servers opened by the ACTIVE node ([listeners]).
