@@ -92,6 +92,8 @@ type Command struct {
 	Transfer      *Transfer       `json:"transfer,omitempty"`
 	Change        *TransferChange `json:"change,omitempty"`
 	Seed          *SeedArgs       `json:"seed,omitempty"`
+	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
+	Secrets *SecretsArgs `json:"secrets,omitempty"`
 }
 
 // LeaseArgs is the body of the three lease commands.
@@ -151,6 +153,8 @@ func Decode(data []byte) (Command, error) {
 		missing = len(c.License) == 0
 	case OpSlots:
 		missing = false
+	case OpSecretsKey, OpSecretsRotate:
+		missing = decodeSecrets(c)
 	case OpNodeRemove, OpUserDelete, OpTokenDelete:
 		missing = c.Name == ""
 	default:

@@ -157,6 +157,8 @@ func (m *Machine) apply(c Command) error {
 			n.Licensed = licensed[id]
 			s.Nodes[id] = n
 		}
+	case OpSecretsKey, OpSecretsRotate:
+		return m.applySecrets(c)
 	default:
 		return m.applyMFT(c)
 	}

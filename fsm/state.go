@@ -18,6 +18,10 @@ type State struct {
 	// passphrase by the server), so that clients see the same key
 	// whichever node is ACTIVE.
 	HostKey []byte `json:"hostKey,omitempty"`
+	// Secrets is the data key that seals the state's secrets, itself
+	// sealed with the key-encryption key (fsm/secrets.go); nil before
+	// bootstrap and in clusters from before it moved into the state.
+	Secrets *SecretsKeys `json:"secrets,omitempty"`
 
 	// The MFT objects (mft.go), keyed by name, AccountKey or RuleKey.
 	Servers        map[string]Server        `json:"servers"`
