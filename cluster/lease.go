@@ -32,21 +32,30 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 	return r
 }
 
-// arrivalLog wraps the Raft log store to note when lease entries reach this
-// node. Followers learn that an entry is committed only with the next
-// replicated entry (hashicorp/raft heartbeats carry no commit index), so
-// they apply a renewal up to one Heartbeat after it arrived; counting from
-// arrival, which is also after the holder proposed it, keeps the wait
-// safe and a Heartbeat shorter.
+// arrivalLog wraps the Raft log store to note when lease entries of other
+// holders reach this node. Followers learn that an entry is committed only
+// with the next replicated entry (hashicorp/raft heartbeats carry no commit
+// index), so they apply a renewal up to one Heartbeat after it arrived;
+// counting from arrival, which is also after the holder proposed it, keeps
+// the wait safe and a Heartbeat shorter. An entry that Raft replaces (a
+// conflicting suffix truncated, then another entry stored at the same
+// index) gets the later arrival: keeping the first would date the new
+// entry before it was proposed.
 type arrivalLog struct {
 	raft.LogStore
 	n *Node
 }
 
+// arrival is when the entry of one term at one index reached this node.
+type arrival struct {
+	term uint64
+	at   time.Duration
+}
+
 func (s arrivalLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s arrivalLog) StoreLogs(logs []*raft.Log) error {
-	now := time.Now()
+	now := bootClock()
 	for _, l := range logs {
 		if l.Type != raft.LogCommand || !bytes.Contains(l.Data, []byte(`"op":"lease.`)) {
 			continue
@@ -56,12 +65,26 @@ func (s arrivalLog) StoreLogs(logs []*raft.Log) error {
 			continue
 		}
 		s.n.leaseMu.Lock()
-		if _, seen := s.n.arrivals[l.Index]; !seen {
-			s.n.arrivals[l.Index] = now
+		if a, seen := s.n.arrivals[l.Index]; !seen || a.term != l.Term {
+			s.n.arrivals[l.Index] = arrival{term: l.Term, at: now}
 		}
 		s.n.leaseMu.Unlock()
 	}
 	return s.LogStore.StoreLogs(logs)
+}
+
+// DeleteRange forgets the arrivals of the entries Raft removes: a truncated
+// suffix's entries never apply, and what later fills their indexes arrives
+// anew.
+func (s arrivalLog) DeleteRange(lo, hi uint64) error {
+	s.n.leaseMu.Lock()
+	for i := range s.n.arrivals {
+		if i >= lo && i <= hi {
+			delete(s.n.arrivals, i)
+		}
+	}
+	s.n.leaseMu.Unlock()
+	return s.LogStore.DeleteRange(lo, hi)
 }
 
 func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
@@ -98,62 +121,30 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (snapshot) Release() {}
 
-func (n *Node) mine(l fsm.Lease) bool {
-	return l.Holder == n.cfg.NodeID && l.Session == n.session
-}
-
-// observeLease records when the entry at index, which left lease l, was
-// first seen: at its arrival when known, else now (replayed at start-up or
-// restored from a snapshot).
+// observeLease tells the lease machine of the entry at index, which left
+// lease l, dated by its arrival when known, else now (replayed at start-up
+// or restored from a snapshot: later than it arrived, so the wait only
+// grows).
 func (n *Node) observeLease(l fsm.Lease, index uint64) {
 	n.leaseMu.Lock()
 	defer n.leaseMu.Unlock()
-	seen, ok := n.arrivals[index]
-	if !ok {
-		seen = time.Now()
+	at := bootClock()
+	if a, ok := n.arrivals[index]; ok {
+		at = a.at
 	}
 	for i := range n.arrivals {
 		if i <= index {
 			delete(n.arrivals, i)
 		}
 	}
-	if l.Held() && !n.mine(l) && seen.After(n.otherSeen) {
-		n.otherSeen = seen
-	}
+	n.lease.observe(l, at)
 }
 
-// safeStart is when this node may start serving after acquiring the lease:
-// once every other holder's lease has surely expired. A holder's lease ends
-// D after it proposed its last committed renewal; that renewal is in this
-// leader's log (it was committed) and reached it no earlier than it was
-// proposed, so T + D·(1+ε) is past the holder's expiry.
-func (n *Node) safeStart(cur fsm.Lease, won time.Time) time.Time {
-	if !cur.Held() || n.mine(cur) {
-		return time.Time{}
-	}
-	n.leaseMu.Lock()
-	t := n.otherSeen
-	n.leaseMu.Unlock()
-	if t.IsZero() {
-		t = won
-	}
-	d := max(cur.Duration, n.cfg.Deadline)
-	return t.Add(time.Duration(float64(d) * (1 + clockSkew)))
-}
-
-func (n *Node) setLease(epoch uint64, expiry time.Time) {
+// leaseDo runs one transition of the lease machine under leaseMu.
+func leaseDo[T any](n *Node, f func(m *leaseMachine) T) T {
 	n.leaseMu.Lock()
 	defer n.leaseMu.Unlock()
-	if epoch == n.leaseEpoch && expiry.Before(n.leaseExpiry) {
-		return
-	}
-	n.leaseEpoch, n.leaseExpiry = epoch, expiry
-}
-
-func (n *Node) clearLease() {
-	n.leaseMu.Lock()
-	n.leaseExpiry = time.Time{}
-	n.leaseMu.Unlock()
+	return f(n.lease)
 }
 
 // monitorLeadership runs one leaderLoop per term of leadership, as Consul
@@ -187,7 +178,7 @@ type leaderTerm struct {
 func (n *Node) startTerm() *leaderTerm {
 	ctx, cancel := context.WithCancel(n.ctx)
 	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
-	won := time.Now()
+	won := bootClock()
 	go func() {
 		defer close(t.done)
 		n.leaderLoop(ctx, won)
@@ -205,7 +196,7 @@ func (t *leaderTerm) stop() {
 
 // leaderLoop holds the lease for as long as this node leads, taking a new
 // epoch whenever the previous one was lost without losing leadership.
-func (n *Node) leaderLoop(ctx context.Context, won time.Time) {
+func (n *Node) leaderLoop(ctx context.Context, won time.Duration) {
 	n.log.Info("won leadership")
 	reconcileDone := make(chan struct{})
 	go func() {
@@ -234,12 +225,17 @@ func (n *Node) leaderLoop(ctx context.Context, won time.Time) {
 	}
 }
 
-var errLeaseExpired = errors.New("lease expired before renewal committed")
+var (
+	errLeaseExpired = errors.New("lease expired before renewal committed")
+	errLeaseEnded   = errors.New("lease ended by shutdown")
+)
 
-// holdLease acquires the lease, waits until it is safe, runs the services and
-// fences them when the lease ends. The waiting and fencing happen on this
-// goroutine, which never calls into raft; renewals run on their own.
-func (n *Node) holdLease(ctx context.Context, won time.Time) error {
+// holdLease acquires the lease and drives the lease machine through one
+// epoch: it waits until no earlier holder can be serving, runs the
+// services, and fences them when the lease ends. The waiting and fencing
+// happen on this goroutine, which never blocks on raft once the lease is
+// acquired; renewals run on their own.
+func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 	if err := n.raft.Barrier(n.cfg.Deadline).Error(); err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
@@ -249,17 +245,17 @@ func (n *Node) holdLease(ctx context.Context, won time.Time) error {
 		return errNotEligible
 	}
 	cur := n.machine.Lease()
-	waitUntil := n.safeStart(cur, won)
+	waitUntil := leaseDo(n, func(m *leaseMachine) time.Duration { return m.acquireWait(cur, won) })
 	epoch := cur.Epoch + 1
-	proposed := time.Now()
+	proposed := bootClock()
 	err := n.apply(fsm.Command{Op: fsm.OpLeaseAcquire, At: time.Now(),
 		Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch, Duration: n.cfg.Deadline}})
 	if err != nil {
 		return fmt.Errorf("acquire epoch %d: %w", epoch, err)
 	}
-	n.setLease(epoch, proposed.Add(n.cfg.Deadline))
-	defer n.clearLease()
-	n.log.Info("lease acquired", "epoch", epoch, "previous_holder", cur.Holder, "wait", max(0, time.Until(waitUntil)).Round(time.Millisecond))
+	leaseDo(n, func(m *leaseMachine) any { m.acquired(epoch, proposed, waitUntil); return nil })
+	n.log.Info("lease acquired", "epoch", epoch, "previous_holder", cur.Holder, "previous_released", cur.Released,
+		"previous_clean", cur.Clean, "wait", max(0, waitUntil-bootClock()).Round(time.Millisecond))
 	if cur.Held() && cur.Holder != n.cfg.NodeID {
 		// The holder this node replaces is dead or cut off: it is
 		// OFFLINE for the node table at once, not after gossip notices.
@@ -277,83 +273,72 @@ func (n *Node) holdLease(ctx context.Context, won time.Time) error {
 	}()
 	defer func() { stopRenew(); <-renewDone }()
 
-	if !waitUntil.IsZero() {
-		if err := n.waitLease(ctx, waitUntil, lost); err != nil {
-			return err
-		}
-	}
-	if err := n.initCluster(epoch); err != nil {
-		return err
-	}
-	if err := n.activate(); err != nil {
-		return err
-	}
-	reason := "lease lost"
-	defer func() { n.fence(reason) }()
-	err = n.waitLease(ctx, time.Time{}, lost)
-	switch {
-	case errors.Is(err, errLeaseExpired):
-		reason = "lease expired"
-	case errors.Is(err, errNotEligible):
-		// A licensed node can serve again: hand over as on shutdown.
-		reason = "license slot needed by a licensed node"
-		n.fence(reason)
-		stopRenew()
-		<-renewDone
-		if rerr := n.releaseEpoch(epoch); rerr != nil {
-			n.log.Warn("lease release failed", "err", rerr)
-		}
-		n.handOver()
-	case ctx.Err() != nil:
-		reason = "leadership lost"
-	}
-	return err
-}
-
-// waitLease returns nil at until (or never, when until is zero) and an error
-// as soon as the lease expires, renewal is refused or leadership ends.
-func (n *Node) waitLease(ctx context.Context, until time.Time, lost <-chan error) error {
 	for {
-		n.leaseMu.Lock()
-		expiry := n.leaseExpiry
-		n.leaseMu.Unlock()
-		now := time.Now()
-		if !now.Before(expiry) {
+		var act leaseAction
+		var wake time.Duration
+		var phase leasePhase
+		leaseDo(n, func(m *leaseMachine) any {
+			act = m.step(bootClock())
+			wake, phase = m.next(), m.phase
+			return nil
+		})
+		serving := phase == phaseActive
+		switch act {
+		case actLost:
 			return errLeaseExpired
-		}
-		next := expiry
-		if !until.IsZero() {
-			if !now.Before(until) {
-				return nil
+		case actFence:
+			n.fence("lease expired")
+			return errLeaseExpired
+		case actActivate:
+			if err := n.initCluster(epoch); err != nil {
+				n.fence("initialisation failed")
+				return err
 			}
-			next = minTime(next, until)
+			if err := n.activate(); err != nil {
+				n.fence("services failed to start")
+				return err
+			}
+			continue
 		}
-		if until.IsZero() {
+		if phase != phaseAcquired && !serving {
+			// Fenced by shutdown, or released: this epoch is over.
+			return errLeaseEnded
+		}
+		d := wake - bootClock()
+		if serving {
 			// While serving, look again every HeartbeatCheck whether
 			// the license still lets this node be ACTIVE.
-			next = minTime(next, now.Add(n.cfg.HeartbeatCheck))
-			if !n.eligible() {
-				return errNotEligible
-			}
+			d = min(d, n.cfg.HeartbeatCheck)
 		}
-		t := time.NewTimer(time.Until(next))
+		t := time.NewTimer(max(d, time.Millisecond))
 		select {
 		case <-t.C:
+			if serving && !n.eligible() {
+				// A licensed node can serve again: hand over as on shutdown.
+				leaseDo(n, (*leaseMachine).stopServing)
+				n.fence("license slot needed by a licensed node")
+				stopRenew()
+				<-renewDone
+				if err := n.release(); err != nil {
+					n.log.Warn("lease release failed", "err", err)
+				}
+				n.handOver()
+				return errNotEligible
+			}
 		case err := <-lost:
 			t.Stop()
+			if leaseDo(n, (*leaseMachine).lost) == actFence {
+				n.fence("lease lost")
+			}
 			return err
 		case <-ctx.Done():
 			t.Stop()
+			if leaseDo(n, (*leaseMachine).lost) == actFence {
+				n.fence("leadership lost")
+			}
 			return ctx.Err()
 		}
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // renewLoop renews the lease every Heartbeat. A renewal extends the lease
@@ -367,14 +352,14 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 			return
 		case <-t.C:
 		}
-		proposed := time.Now()
-		err := n.apply(fsm.Command{Op: fsm.OpLeaseRenew, At: proposed,
+		proposed := bootClock()
+		err := n.apply(fsm.Command{Op: fsm.OpLeaseRenew, At: time.Now(),
 			Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
 		switch {
 		case err == nil:
-			n.setLease(epoch, proposed.Add(n.cfg.Deadline))
+			leaseDo(n, func(m *leaseMachine) any { m.renewed(epoch, proposed, bootClock()); return nil })
 			if n.cfg.OnRenewal != nil {
-				n.cfg.OnRenewal(time.Since(proposed))
+				n.cfg.OnRenewal(bootClock() - proposed)
 			}
 		case errors.Is(err, fsm.ErrStaleEpoch), errors.Is(err, fsm.ErrNotHolder), errors.Is(err, fsm.ErrReleased),
 			errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
@@ -386,16 +371,16 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 	}
 }
 
-// activate starts the services; the caller has waited out older leases.
+// activate starts the services; the lease machine has found the wait over.
 func (n *Node) activate() error {
 	n.activeMu.Lock()
 	defer n.activeMu.Unlock()
-	if n.active.Load() || n.shuttingDown.Load() {
+	if n.active.Load() || n.shuttingDown.Load() || !n.LeaseValid() {
 		return nil
 	}
 	if n.cfg.Services != nil {
 		if err := n.cfg.Services.Start(n.machine.State()); err != nil {
-			n.cfg.Services.Stop()
+			n.stopServices("services failed to start")
 			return fmt.Errorf("start services: %w", err)
 		}
 	}
@@ -404,24 +389,42 @@ func (n *Node) activate() error {
 	return nil
 }
 
-// fence stops serving. If the services cannot be stopped within fenceBound
-// the process exits: a node that cannot stop must not keep running.
+// fence stops serving: the lease machine must already have left Active
+// (step, lost, stopServing or shutdown). Fence or die: if the services
+// cannot be stopped, or not within fenceBound, the process exits non-zero
+// and never releases, so that its successor waits the full lease.
 func (n *Node) fence(reason string) {
 	n.activeMu.Lock()
 	defer n.activeMu.Unlock()
-	if !n.active.Load() {
-		return
-	}
-	n.active.Store(false)
-	watchdog := time.AfterFunc(fenceBound, func() {
-		n.log.Error("fencing did not finish in time; exiting", "bound", fenceBound, "reason", reason)
-		n.fenceExit(3)
-	})
-	if n.cfg.Services != nil {
-		if err := n.cfg.Services.Stop(); err != nil {
-			n.log.Warn("stopping services", "err", err)
+	if n.active.Load() {
+		n.active.Store(false)
+		if !n.stopServices(reason) {
+			return
 		}
 	}
-	watchdog.Stop()
+	leaseDo(n, func(m *leaseMachine) any { m.fenced(); return nil })
 	n.publishMode(reason)
+}
+
+// stopServices stops the services within fenceBound or ends the process;
+// false means the process is exiting (fenceExit returned, in tests).
+func (n *Node) stopServices(reason string) bool {
+	if n.cfg.Services == nil {
+		return true
+	}
+	die := func(why string) {
+		n.log.Error("fencing did not finish; exiting without releasing the lease", "why", why, "bound", fenceBound, "reason", reason)
+		n.fenceExit(3)
+	}
+	watchdog := time.AfterFunc(fenceBound, func() { die("timed out") })
+	err := n.cfg.Services.Stop()
+	if !watchdog.Stop() {
+		// The watchdog fired: the process is exiting.
+		return false
+	}
+	if err != nil {
+		die(err.Error())
+		return false
+	}
+	return true
 }

@@ -114,12 +114,11 @@ type Node struct {
 
 	modes broker
 
-	// Lease timing, on this process's monotonic clock.
-	leaseMu     sync.Mutex
-	leaseEpoch  uint64
-	leaseExpiry time.Time            // zero: no lease held by this node
-	otherSeen   time.Time            // when the latest applied lease entry of another holder was first seen
-	arrivals    map[uint64]time.Time // arrival of other holders' lease entries not yet applied, by index
+	// The lease (leasemachine.go), on the lease clock (CLOCK_BOOTTIME),
+	// and when other holders' lease entries not yet applied arrived.
+	leaseMu  sync.Mutex
+	lease    *leaseMachine
+	arrivals map[uint64]arrival
 
 	reconcileMu sync.Mutex
 
@@ -152,8 +151,9 @@ func Start(cfg Config) (*Node, error) {
 		machine:   fsm.New(),
 		notifyCh:  make(chan bool, 16),
 		fenceExit: os.Exit,
-		arrivals:  map[uint64]time.Time{},
+		arrivals:  map[uint64]arrival{},
 	}
+	n.lease = newLeaseMachine(cfg.NodeID, n.session, cfg.Deadline, clockSkew)
 	n.modes.last = Offline
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
@@ -305,9 +305,8 @@ func (n *Node) Mode() Mode {
 // LeaseValid reports whether this node holds a lease that has not expired on
 // its own monotonic clock. Listeners call it before every accept and write.
 func (n *Node) LeaseValid() bool {
-	n.leaseMu.Lock()
-	defer n.leaseMu.Unlock()
-	return !n.leaseExpiry.IsZero() && time.Now().Before(n.leaseExpiry)
+	now := bootClock()
+	return leaseDo(n, func(m *leaseMachine) bool { return m.serving(now) })
 }
 
 // LeaseRemaining is the time left on this node's lease (0 when none), with
@@ -315,10 +314,7 @@ func (n *Node) LeaseValid() bool {
 func (n *Node) LeaseRemaining() (uint64, time.Duration) {
 	n.leaseMu.Lock()
 	defer n.leaseMu.Unlock()
-	if n.leaseExpiry.IsZero() {
-		return n.leaseEpoch, 0
-	}
-	return n.leaseEpoch, max(0, time.Until(n.leaseExpiry))
+	return n.lease.remaining(bootClock())
 }
 
 // Authenticate checks an administrator's password against the replicated
@@ -389,6 +385,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	n.publishMode("shutting down")
+	leaseDo(n, (*leaseMachine).shutdown)
 	n.fence("shutting down")
 	if n.raft.State() == raft.Leader {
 		if err := n.release(); err != nil {
@@ -425,25 +422,27 @@ func (n *Node) voters() int {
 	return len(f.Configuration().Servers)
 }
 
-// release gives the lease back so that the next leader need not wait for it
-// to expire. Services must already be stopped.
+// release gives the lease back so that the next leader need not wait for
+// it to expire, when the lease machine allows it: never while serving or
+// fencing, and clean (cancelling the successor's wait) only after this
+// process waited out the earlier holders and then fenced.
 func (n *Node) release() error {
-	n.leaseMu.Lock()
-	epoch, held := n.leaseEpoch, !n.leaseExpiry.IsZero()
-	n.leaseMu.Unlock()
-	if !held {
+	epoch, clean, ok := n.releaseArgs()
+	if !ok {
 		return nil
 	}
-	return n.releaseEpoch(epoch)
-}
-
-func (n *Node) releaseEpoch(epoch uint64) error {
-	err := n.apply(fsm.Command{Op: fsm.OpLeaseRelease, At: time.Now(), Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
-	n.clearLease()
+	err := n.apply(fsm.Command{Op: fsm.OpLeaseRelease, At: time.Now(),
+		Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch, Clean: clean}})
 	if err == nil {
-		n.log.Info("lease released", "epoch", epoch)
+		n.log.Info("lease released", "epoch", epoch, "clean", clean)
 	}
 	return err
+}
+
+func (n *Node) releaseArgs() (epoch uint64, clean, ok bool) {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	return n.lease.release()
 }
 
 // ErrNotLeader is returned by Apply on a node that does not lead; the

@@ -104,6 +104,10 @@ type LeaseArgs struct {
 	Session  string        `json:"session"`
 	Epoch    uint64        `json:"epoch"`
 	Duration time.Duration `json:"duration,omitempty"`
+	// Clean, on a release, says that the holder completed its safe wait
+	// for this epoch and has fenced: nobody can be serving, so the next
+	// holder need not wait. A release without it cancels no wait.
+	Clean bool `json:"clean,omitempty"`
 }
 
 // StatusArgs reports a node's mode into the registry.

@@ -85,7 +85,7 @@ func (m *Machine) apply(c Command) error {
 			return fmt.Errorf("%s epoch %d: %w", c.Op, a.Epoch, ErrReleased)
 		}
 		if c.Op == OpLeaseRelease {
-			s.Lease.Released = true
+			s.Lease.Released, s.Lease.Clean = true, a.Clean
 		} else {
 			s.Lease.RenewedAt = c.At
 		}

@@ -44,6 +44,10 @@ type Lease struct {
 	Epoch    uint64        `json:"epoch"`
 	Duration time.Duration `json:"duration"`
 	Released bool          `json:"released"`
+	// Clean is set by a release whose holder had waited out every earlier
+	// holder and then fenced: only such a release lets the next holder
+	// start at once (ARCHITECTURE.md, lease point 4).
+	Clean bool `json:"clean,omitempty"`
 	// AcquiredAt and RenewedAt are the proposer's wall clock: shown to
 	// operators, never used to decide who may serve.
 	AcquiredAt time.Time `json:"acquiredAt"`
