@@ -54,6 +54,10 @@ type leaseMachine struct {
 	self, session string        // whose entries are this process's own
 	deadline      time.Duration // D: how long a lease lasts after its proposal
 	skew          float64       // ε: how much two clocks may disagree on a length
+	// grace is how long a holder's effects may outlast its lease (the
+	// service address the kernel drops by itself, at its own granularity):
+	// successors wait that much longer.
+	grace time.Duration
 
 	// oldRelease switches the bug of issue 11 back on (a released lease,
 	// or this process's own, owes no wait): only the simulation's mutant
@@ -82,7 +86,7 @@ func newLeaseMachine(self, session string, deadline time.Duration, skew float64)
 // stretch is a length measured on another node's clock, as this node's
 // clock may measure it at most.
 func (m *leaseMachine) stretch(d time.Duration) time.Duration {
-	return time.Duration(float64(max(d, m.deadline)) * (1 + m.skew))
+	return time.Duration(float64(max(d, m.deadline))*(1+m.skew)) + m.grace
 }
 
 func (m *leaseMachine) mine(l fsm.Lease) bool {

@@ -74,6 +74,10 @@ type Config struct {
 	// renewal took from proposal to commit: how close the node runs to
 	// Deadline. It runs on the renewal goroutine and must return at once.
 	OnRenewal func(time.Duration)
+	// LeaseGrace is how long this node's effects may outlast its lease on
+	// its own clock (a service address with a kernel lifetime); every
+	// successor waits that much longer. Zero when nothing outlasts it.
+	LeaseGrace time.Duration
 
 	// Services is what only the ACTIVE node runs.
 	Services Services
@@ -154,6 +158,7 @@ func Start(cfg Config) (*Node, error) {
 		arrivals:  map[uint64]arrival{},
 	}
 	n.lease = newLeaseMachine(cfg.NodeID, n.session, cfg.Deadline, clockSkew)
+	n.lease.grace = cfg.LeaseGrace
 	n.modes.last = Offline
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
