@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -82,7 +85,13 @@ func (n *Node) startGossip() error {
 	mc.AdvertiseAddr, mc.AdvertisePort = n.cfg.AdvertiseHost, port
 	n.gossipAddr = net.JoinHostPort(n.cfg.AdvertiseHost, portStr)
 	mc.Delegate = (*gossipDelegate)(n)
-	mc.SecretKey = n.cfg.GossipKey
+	keys := n.cfg.Identity.GossipKeys
+	ring, err := memberlist.NewKeyring(keys, keys[0])
+	if err != nil {
+		return fmt.Errorf("gossip keys: %w", err)
+	}
+	mc.Keyring = ring
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Logger = newStdLogger(n.log, "memberlist")
 	// Status, not fencing, depends on these: probe about as often as
 	// nodes refresh their status.
@@ -120,6 +129,7 @@ func (n *Node) joinLoop() {
 	}
 	retry := 200 * time.Millisecond
 	joined := false
+	lastRefusal := ""
 	for {
 		alive := map[string]bool{}
 		for _, m := range n.gossip.Members() {
@@ -139,6 +149,11 @@ func (n *Node) joinLoop() {
 					n.log.Info("joined gossip", "contacted", c)
 				}
 				joined = true
+			} else if err != nil && isKeyError(err) {
+				if reason := err.Error(); reason != lastRefusal {
+					n.log.Warn("refused by gossip peers: gossip keys differ (wrong [cluster] JoinToken or GossipKey?)", "peers", missing, "reason", reason)
+					lastRefusal = reason
+				}
 			} else if !joined {
 				n.log.Debug("join failed, retrying", "peers", missing, "err", err)
 			}
@@ -172,7 +187,7 @@ func (n *Node) bootstrapLoop() {
 			n.log.Info("a peer already has cluster state; waiting to be added")
 			return
 		}
-		if len(ms) == expect {
+		if len(ms) == expect && !slices.ContainsFunc(ms, func(m meta) bool { return !n.proven(m) }) {
 			var cfg raft.Configuration
 			for _, m := range ms {
 				cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr)})
@@ -283,6 +298,9 @@ func (n *Node) reconcileMembers() {
 	registry := n.machine.State().Nodes
 	for _, m := range n.members() {
 		if addr, ok := voters[raft.ServerID(m.ID)]; !ok || string(addr) != m.RaftAddr {
+			if !n.proven(m) {
+				continue
+			}
 			if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, n.cfg.Deadline).Error(); err != nil {
 				n.log.Warn("add voter", "id", m.ID, "err", err)
 				continue
@@ -307,4 +325,113 @@ func (n *Node) adminAddr() string {
 		host = n.cfg.AdvertiseHost
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n.cfg.AdminPort))
+}
+
+// proofRetry is how soon a member that failed to prove its identity is
+// tried again.
+const proofRetry = 5 * time.Second
+
+// proofs remembers which members proved their identity at which Raft
+// address, and which were refused (logged once per member and reason).
+type proofs struct {
+	mu      sync.Mutex
+	proven  map[string]string // node ID -> Raft address it proved itself at
+	refused map[string]refusal
+}
+
+type refusal struct {
+	reason string
+	at     time.Time
+}
+
+// proven says whether member m has shown, in a TLS handshake to its
+// advertised Raft address, a certificate from the cluster CA that names its
+// node ID. Only then may it become a voter.
+func (n *Node) proven(m meta) bool {
+	if m.ID == n.cfg.NodeID {
+		return true
+	}
+	p := &n.proofs
+	p.mu.Lock()
+	if p.proven == nil {
+		p.proven, p.refused = map[string]string{}, map[string]refusal{}
+	}
+	if p.proven[m.ID] == m.RaftAddr {
+		p.mu.Unlock()
+		return true
+	}
+	if r, ok := p.refused[m.ID]; ok && time.Since(r.at) < proofRetry {
+		p.mu.Unlock()
+		return false
+	}
+	p.mu.Unlock()
+
+	err := n.stream.probe(m.RaftAddr, m.ID)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.proven[m.ID] = m.RaftAddr
+		delete(p.refused, m.ID)
+		return true
+	}
+	prev, seen := p.refused[m.ID]
+	p.refused[m.ID] = refusal{reason: err.Error(), at: time.Now()}
+	if !seen || prev.reason != err.Error() {
+		n.log.Warn("gossip member not added as a voter: it did not prove its identity", "id", m.ID, "raft", m.RaftAddr, "reason", err.Error())
+	}
+	return false
+}
+
+// ErrUnknownNode is returned by RemoveNode for an ID that is neither a
+// Raft server nor in the node table.
+var ErrUnknownNode = errors.New("no such node")
+
+// RemoveNode takes a node out of the Raft configuration and the node table,
+// on the operator's request (udmgctl nodes remove). Only the leader can; a
+// node still alive in gossip is added again once it proves its identity,
+// so it should be stopped first.
+func (n *Node) RemoveNode(id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if id == n.cfg.NodeID {
+		return fmt.Errorf("node %s leads the cluster: stop it and remove it from another node", id)
+	}
+	n.reconcileMu.Lock()
+	defer n.reconcileMu.Unlock()
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	inRaft := slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == id })
+	_, inTable := n.machine.State().Nodes[id]
+	if !inRaft && !inTable {
+		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	if inRaft {
+		if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.Deadline).Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return fmt.Errorf("%w: %v", ErrNotLeader, err)
+			}
+			return fmt.Errorf("remove %s from raft: %w", id, err)
+		}
+		n.log.Info("removed voter", "id", id)
+	}
+	n.proofs.mu.Lock()
+	delete(n.proofs.proven, id)
+	n.proofs.mu.Unlock()
+	if inTable {
+		if err := n.apply(fsm.Command{Op: fsm.OpNodeRemove, At: time.Now(), Name: id}); err != nil {
+			return fmt.Errorf("remove %s from the node table: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// isKeyError says whether a gossip error comes from encryption: the peer
+// uses other keys, or none.
+func isKeyError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "decrypt") || strings.Contains(s, "encryption") || strings.Contains(s, "keyring")
 }

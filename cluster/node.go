@@ -43,7 +43,9 @@ type Config struct {
 	// BootstrapExpect is how many fresh nodes must see each other before
 	// they bootstrap a new cluster together.
 	BootstrapExpect int
-	GossipKey       []byte
+	// Identity authenticates this node to its peers (mutual TLS on the
+	// Raft port) and holds the gossip keys; see LoadIdentity.
+	Identity *Identity
 
 	Heartbeat      time.Duration // lease renewal period h
 	Deadline       time.Duration // lease duration D
@@ -110,6 +112,8 @@ type Node struct {
 	raft       *raft.Raft
 	store      *raftboltdb.BoltStore
 	trans      *raft.NetworkTransport
+	stream     *streamLayer
+	proofs     proofs
 	gossip     *memberlist.Memberlist
 	notifyCh   chan bool
 	hasState   atomic.Bool
@@ -143,6 +147,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Identity == nil {
+		return nil, errors.New("cluster: no node identity (LoadIdentity)")
+	}
 	sess := make([]byte, 8)
 	if _, err := rand.Read(sess); err != nil {
 		return nil, fmt.Errorf("session id: %w", err)
@@ -170,7 +177,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossip.LocalNode().Address(), "existing_state", n.hasState.Load())
+	n.log.Info("node started", "identity", cfg.Identity.Source, "raft", n.raftAddr, "gossip", n.gossip.LocalNode().Address(), "existing_state", n.hasState.Load())
 	n.spawn(n.monitorLeadership)
 	n.spawn(n.watchMode)
 	n.spawn(n.joinLoop)
@@ -240,10 +247,14 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft advertise address %q: %w", n.raftAddr, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftBind, adv, 3, 5*time.Second, newHCLogger(n.log, "raft-net"))
+	stream, err := newStreamLayer(n.cfg.RaftBind, adv, n.cfg.Identity, n.log)
 	if err != nil {
 		return fmt.Errorf("listen raft %s: %w", n.cfg.RaftBind, err)
 	}
+	n.stream = stream
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: newHCLogger(n.log, "raft-net"),
+	})
 	n.trans = trans
 	r, err := raft.NewRaft(rc, (*raftFSM)(n), arrivalLog{store, n}, store, snaps, trans)
 	if err != nil {

@@ -165,6 +165,7 @@ PassivePorts = 40000-40009
 		"UDMG_ADMIN_PORT=9100",
 		"UDMG_CONTROLLER_HEARTBEAT=250ms",
 		"UDMG_CLUSTER_JOIN= a:7946, ,b:7946 ,",
+		"UDMG_CLUSTER_JOINTOKEN=t",
 		"UDMG_PATHS_GATEWAYHOME=/from/env",
 		"UDMG_LISTENERS_PASSIVEPORTS=50000-50004",
 		"UDMG_ADMIN_INITIALPASSWORD=",
@@ -237,11 +238,11 @@ func TestJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
-			fromFile, err := Load(writeINI(t, "[cluster]\nJoin = "+tt.value+"\n"), nil)
+			fromFile, err := Load(writeINI(t, "[cluster]\nJoinToken = t\nJoin = "+tt.value+"\n"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fromEnv, err := Load("", []string{"UDMG_CLUSTER_JOIN=" + tt.value})
+			fromEnv, err := Load("", []string{"UDMG_CLUSTER_JOIN=" + tt.value, "UDMG_CLUSTER_JOINTOKEN=t"})
 			if err != nil {
 				t.Fatal(err)
 			}

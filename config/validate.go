@@ -153,6 +153,16 @@ func (c *Config) checkCluster() error {
 			}
 		}
 	}
+	// Only members change the cluster: a node that forms or joins a
+	// multi-node cluster needs an identity its peers can check.
+	if (len(k.Join) > 0 || k.BootstrapExpect > 1) && set == "" && strings.Trim(k.JoinToken, " ,") == "" {
+		what := "joins [cluster] Join"
+		if len(k.Join) == 0 {
+			what = fmt.Sprintf("forms a cluster of [cluster] BootstrapExpect = %d", k.BootstrapExpect)
+		}
+		return c.crossError("this node "+what+" but has no node identity: set [cluster] JoinToken (udmgctl cluster token prints one) or [cluster] TLSCert/TLSKey/TLSCA",
+			"cluster.Join", "cluster.BootstrapExpect")
+	}
 	return nil
 }
 

@@ -269,6 +269,7 @@ func StartCluster(t *testing.T) *Cluster {
 		"POSTGRES_IMAGE="+vars["POSTGRES_IMAGE"],
 		"HAPROXY_IMAGE="+vars["HAPROXY_IMAGE"],
 		"UDMG_ADMIN_PASSWORD="+adminPassword,
+		"UDMG_JOIN_TOKEN="+testsupport.NewJoinToken(),
 		"UDMG_HEARTBEAT="+c.timing.Heartbeat.String(),
 		"UDMG_DEADLINE="+c.timing.Deadline.String(),
 		"UDMG_HEARTBEATCHECK="+c.timing.HeartbeatCheck.String(),

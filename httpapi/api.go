@@ -143,6 +143,7 @@ func New(o Options) *API {
 	anyone := rule{}
 	a.handle("GET", "/api/sb_healthcheck", anyone, a.healthcheck)
 	a.handle("GET", "/api/sb_mgmt_nodes", rule{domain: DomainAdministration, need: permRead}, a.mgmtNodes)
+	a.handle("DELETE", "/api/nodes/{id}", rule{domain: DomainAdministration, need: permWrite}, a.removeNode)
 
 	a.handle("POST", "/api/tokens", anyone, a.createToken)
 	a.handle("DELETE", "/api/tokens/current", anyone, a.revokeToken)

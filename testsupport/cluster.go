@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -102,6 +104,16 @@ type Cluster struct {
 	Dir   string
 	Home  string
 	Nodes []*Proc
+	// Token is the cluster's [cluster] JoinToken, random per cluster.
+	Token string
+}
+
+// NewJoinToken is a fresh random join token, as udmgctl cluster token
+// prints.
+func NewJoinToken() string {
+	b := make([]byte, 32)
+	crand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Proc is one udmg-server process and what it needs to be restarted.
@@ -129,7 +141,7 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home")}
+	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home"), Token: NewJoinToken()}
 	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
 	license := filepath.Join(dir, "license.json")
 	WriteLicense(t, license, n)
@@ -156,6 +168,7 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 			"UDMG_CLUSTER_ADVERTISEHOST=" + ip,
 			"UDMG_LISTENERS_HOST=" + ip,
 			"UDMG_LICENSE_FILE=" + license,
+			"UDMG_CLUSTER_JOINTOKEN=" + c.Token,
 		}, extraEnv...)
 		if n > 1 {
 			p.env = append(p.env, "UDMG_CLUSTER_JOIN="+strings.Join(join, ","), fmt.Sprintf("UDMG_CLUSTER_BOOTSTRAPEXPECT=%d", n))
@@ -182,6 +195,54 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 		}
 	}
 	return c
+}
+
+// SetEnv adds UDMG_* settings for the process's next Start (a later
+// setting of the same variable wins).
+func (p *Proc) SetEnv(kv ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.env = append(p.env, kv...)
+}
+
+// AddNode prepares (without starting) one more node on the cluster's
+// subnet that joins the others, with extraEnv on top (e.g. another
+// UDMG_CLUSTER_JOINTOKEN for a stranger). It is killed with the cluster.
+func (c *Cluster) AddNode(extraEnv ...string) *Proc {
+	c.t.Helper()
+	first := c.Nodes[0]
+	i := len(c.Nodes) + 1
+	subnet := first.IP[:strings.LastIndexByte(first.IP, '.')+1]
+	ip := fmt.Sprintf("%s%d", subnet, i)
+	p := &Proc{
+		Name:    fmt.Sprintf("node%d", i),
+		IP:      ip,
+		DataDir: filepath.Join(c.Dir, fmt.Sprintf("node%d", i)),
+		LogPath: filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i)),
+		bin:     first.bin,
+	}
+	for _, kv := range first.env {
+		switch {
+		case strings.HasPrefix(kv, "UDMG_ADMIN_HOST="), strings.HasPrefix(kv, "UDMG_CLUSTER_DATADIR="),
+			strings.HasPrefix(kv, "UDMG_CLUSTER_RAFTADDRESS="), strings.HasPrefix(kv, "UDMG_CLUSTER_GOSSIPADDRESS="),
+			strings.HasPrefix(kv, "UDMG_CLUSTER_ADVERTISEHOST="), strings.HasPrefix(kv, "UDMG_LISTENERS_HOST="),
+			strings.HasPrefix(kv, "UDMG_CLUSTER_BOOTSTRAPEXPECT="):
+			continue
+		}
+		p.env = append(p.env, kv)
+	}
+	p.env = append(p.env,
+		"UDMG_ADMIN_HOST="+ip,
+		"UDMG_CLUSTER_DATADIR="+p.DataDir,
+		fmt.Sprintf("UDMG_CLUSTER_RAFTADDRESS=%s:%d", ip, RaftPort),
+		fmt.Sprintf("UDMG_CLUSTER_GOSSIPADDRESS=%s:%d", ip, GossipPort),
+		"UDMG_CLUSTER_ADVERTISEHOST="+ip,
+		"UDMG_LISTENERS_HOST="+ip,
+		fmt.Sprintf("UDMG_CLUSTER_JOIN=%s:%d", first.IP, GossipPort),
+	)
+	p.env = append(p.env, extraEnv...)
+	c.Nodes = append(c.Nodes, p)
+	return p
 }
 
 // Start runs the process (again), appending to its log.

@@ -56,6 +56,14 @@ func run(path string, env []string) error {
 		where = "settings"
 	}
 
+	if cluster.LoneNode(cfg.Cluster.Join, cfg.Cluster.BootstrapExpect, cfg.Cluster.JoinToken, cfg.Cluster.TLSCert) {
+		raftBind, gossipBind := cluster.LoneBinds(cfg.Cluster.RaftAddress, cfg.Cluster.GossipAddress)
+		if raftBind != cfg.Cluster.RaftAddress || gossipBind != cfg.Cluster.GossipAddress {
+			log.Info("lone node without [cluster] Join, JoinToken or TLSCert: Raft and gossip bound to loopback", "raft", raftBind, "gossip", gossipBind)
+		}
+		cfg.Cluster.RaftAddress, cfg.Cluster.GossipAddress = raftBind, gossipBind
+	}
+
 	// Everything that can be refused is checked before DataDir is touched.
 	adminAddr := net.JoinHostPort(cfg.Admin.Host, strconv.Itoa(cfg.Admin.Port))
 	adminLn, err := net.Listen("tcp", adminAddr)
@@ -66,12 +74,13 @@ func run(path string, env []string) error {
 	if err := checkFree(where, cfg); err != nil {
 		return err
 	}
-	var gossipKey []byte
-	if cfg.Cluster.GossipKey != "" {
-		gossipKey, err = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey)
-		if err != nil || (len(gossipKey) != 16 && len(gossipKey) != 24 && len(gossipKey) != 32) {
-			return fmt.Errorf("%s: [cluster] GossipKey: must be 16, 24 or 32 bytes in base64", where)
+	var gossipKeys [][]byte
+	for _, k := range cluster.ParseTokens(cfg.Cluster.GossipKey) {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+			return fmt.Errorf("%s: [cluster] GossipKey: must be 16, 24 or 32 bytes in base64 (several comma-separated, the first used to send)", where)
 		}
+		gossipKeys = append(gossipKeys, key)
 	}
 	advertise, err := cluster.ResolveAdvertise(cfg.Cluster.AdvertiseHost, cfg.Cluster.RaftAddress)
 	if err != nil {
@@ -87,6 +96,14 @@ func run(path string, env []string) error {
 		if err := cluster.SaveNodeID(cfg.Cluster.DataDir, id); err != nil {
 			return err
 		}
+	}
+
+	identity, err := cluster.LoadIdentity(cluster.IdentityConfig{
+		NodeID: id, Name: cfg.Global.GatewayName, Tokens: cluster.ParseTokens(cfg.Cluster.JoinToken),
+		CertFile: cfg.Cluster.TLSCert, KeyFile: cfg.Cluster.TLSKey, CAFile: cfg.Cluster.TLSCA, GossipKeys: gossipKeys,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
 	}
 
 	licenseFile, licenseRefused := loadLicense(cfg, log)
@@ -114,7 +131,7 @@ func run(path string, env []string) error {
 		AdvertiseHost:   advertise,
 		Join:            cfg.Cluster.Join,
 		BootstrapExpect: cfg.Cluster.BootstrapExpect,
-		GossipKey:       gossipKey,
+		Identity:        identity,
 		Heartbeat:       cfg.Controller.Heartbeat,
 		Deadline:        cfg.Controller.Deadline,
 		HeartbeatCheck:  cfg.Controller.HeartbeatCheck,

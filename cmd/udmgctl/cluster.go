@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -66,4 +69,49 @@ func (c *cli) clusterStatus(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.NodeID, n.Status, or(n.AdminAddr, "-"), or(strings.Join(role, ", "), "-"))
 	}
 	return tw.Flush()
+}
+
+// clusterToken prints a fresh [cluster] JoinToken: 32 random bytes in
+// base64url. It needs no server: the token is a secret the operator puts in
+// every node's configuration.
+func (c *cli) clusterToken(args []string) error {
+	fs := newFlagSet("cluster token")
+	c.globalFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := positional("cluster token", pos); err != nil {
+		return err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("cluster token: %w", err)
+	}
+	t := base64.RawURLEncoding.EncodeToString(b)
+	if c.json {
+		return c.encodeJSON(map[string]string{"token": t})
+	}
+	fmt.Fprintln(c.stdout, t)
+	return nil
+}
+
+// nodesRemove removes a node from the Raft configuration and the node
+// table; the node must be stopped first, or it is added again when it
+// next proves its identity.
+func (c *cli) nodesRemove(args []string) error {
+	fs := newFlagSet("nodes remove")
+	c.globalFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("nodes remove: give one node ID (see udmgctl nodes list)")
+	}
+	if _, err := c.call("DELETE", "/api/nodes/"+url.PathEscape(pos[0]), nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "node %s removed\n", pos[0])
+	return nil
 }

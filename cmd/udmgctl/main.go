@@ -29,7 +29,9 @@ Usage: udmgctl [global flags] COMMAND [flags] [args]
 
 Commands:
   nodes list                         the cluster's nodes and their modes
+  nodes remove ID                    remove a node from the cluster (Raft voters and node table)
   cluster status                     who is ACTIVE, the lease epoch, time until the lease expires
+  cluster token                      print a fresh random [cluster] JoinToken (offline)
   users list                         users and their permissions
   users add NAME --password PW [--perms transfers=rw-,users=r--]
                                      (here --password is the new user's; give yours
@@ -146,11 +148,11 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 	}
 	type command func(args []string) error
 	commands := map[string]map[string]command{
-		"nodes":   {"list": c.nodesList},
+		"nodes":   {"list": c.nodesList, "remove": c.nodesRemove},
 		"users":   {"list": c.usersList, "add": c.usersAdd, "delete": c.usersDelete},
 		"token":   {"create": c.tokenCreate, "revoke": c.tokenRevoke},
 		"license": {"show": c.licenseShow, "install": c.licenseInstall, "keygen": c.licenseKeygen, "sign": c.licenseSign},
-		"cluster": {"status": c.clusterStatus},
+		"cluster": {"status": c.clusterStatus, "token": c.clusterToken},
 	}
 	for g, subs := range c.mftCommands() {
 		commands[g] = map[string]command{}
@@ -165,7 +167,7 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 	cmd, ok := subs[sub]
 	if !ok {
 		var names []string
-		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "enable", "disable", "pause", "resume", "cancel", "retry"} {
+		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "token", "remove", "enable", "disable", "pause", "resume", "cancel", "retry"} {
 			if subs[n] != nil {
 				names = append(names, n)
 			}
