@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"maps"
+	"net"
 	"slices"
 	"time"
 
@@ -46,15 +48,40 @@ func (n *Node) aliveIDs() map[string]bool {
 	return alive
 }
 
+// reachable tells whether a peer's Raft port answers now. Gossip takes
+// seconds to declare a killed node dead; a refused or silent port says so
+// at once, so that the license rule and hand-overs never wait on a dead
+// node (a leader handing leadership to one only times out, again and again).
+func reachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, probeTimeout)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// probeTimeout bounds the liveness probe of a peer's Raft port.
+const probeTimeout = 300 * time.Millisecond
+
 // eligible applies the seed's rule: a licensed node may be ACTIVE; an
-// unlicensed one only on a one-node license with no licensed node alive.
+// unlicensed one only on a one-node license with no licensed node alive
+// (in gossip and answering on its Raft port).
 func (n *Node) eligible() bool {
 	if n.cfg.LicenseRefused {
 		return false // its operator installed a license that is not valid
 	}
 	st := n.machine.State()
 	now := time.Now()
-	return licensing.MayBeActive(n.license(st, now), now, n.cfg.NodeID, slotsOf(st), n.aliveIDs())
+	slots := slotsOf(st)
+	if slots[n.cfg.NodeID] {
+		return true
+	}
+	alive := map[string]bool{}
+	for _, m := range n.members() {
+		alive[m.ID] = m.ID == n.cfg.NodeID || !slots[m.ID] || reachable(m.RaftAddr)
+	}
+	return licensing.MayBeActive(n.license(st, now), now, n.cfg.NodeID, slots, alive)
 }
 
 func slotsOf(st fsm.State) map[string]bool {
@@ -67,22 +94,27 @@ func slotsOf(st fsm.State) map[string]bool {
 	return slots
 }
 
-// handOver moves leadership to a licensed, alive voter, if there is one.
+// handOver moves leadership to a licensed voter that is alive and answers,
+// if there is one: the one registered first.
 func (n *Node) handOver() {
 	st := n.machine.State()
 	alive := n.aliveIDs()
-	var best *fsm.Node
+	var candidates []fsm.Node
 	for _, node := range st.Nodes {
-		if node.ID != n.cfg.NodeID && node.Licensed && alive[node.ID] && (best == nil || node.Seq < best.Seq) {
-			best = &node
+		if alive[node.ID] && node.ID != n.cfg.NodeID && node.Licensed {
+			candidates = append(candidates, node)
 		}
 	}
-	if best == nil {
+	slices.SortFunc(candidates, func(a, b fsm.Node) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, best := range candidates {
+		if !reachable(best.RaftAddr) {
+			continue
+		}
+		n.log.Info("handing leadership to a licensed node", "to", best.ID)
+		if err := n.raft.LeadershipTransferToServer(raft.ServerID(best.ID), raft.ServerAddress(best.RaftAddr)).Error(); err != nil {
+			n.log.Warn("leadership transfer", "to", best.ID, "err", err)
+		}
 		return
-	}
-	n.log.Info("handing leadership to a licensed node", "to", best.ID)
-	if err := n.raft.LeadershipTransferToServer(raft.ServerID(best.ID), raft.ServerAddress(best.RaftAddr)).Error(); err != nil {
-		n.log.Warn("leadership transfer", "to", best.ID, "err", err)
 	}
 }
 

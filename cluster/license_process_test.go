@@ -44,9 +44,22 @@ func TestEvaluationLicensesOneNode(t *testing.T) {
 
 	// The seed's rule: with a one-node license and no licensed node left,
 	// an unlicensed node takes over.
+	before := map[*ts.Proc]int{}
+	for _, p := range c.Nodes {
+		before[p] = p.CountLog("handing leadership to a licensed node")
+	}
+	killed := time.Now()
 	active.Kill()
 	rest := &ts.Cluster{Nodes: slices.DeleteFunc(slices.Clone(c.Nodes), func(p *ts.Proc) bool { return p == active })}
 	modes = waitModes(t, rest, 30*time.Second, "ACTIVE", "UNLICENSED")
+	t.Logf("evaluation cluster: a new ACTIVE %v after kill -9 of the ACTIVE", time.Since(killed).Round(10*time.Millisecond))
+	// A leader hands leadership only to a live node: never to the one
+	// just killed, which gossip still reports alive for seconds.
+	for _, p := range rest.Nodes {
+		if n := p.CountLog("handing leadership to a licensed node") - before[p]; n > 0 {
+			t.Errorf("%s tried %d times to hand leadership to a licensed node after the only licensed one was killed", p.Name, n)
+		}
+	}
 	// After Deadline the dead node's slot goes to the new ACTIVE node.
 	successor := nodeWithMode(t, rest, modes, "ACTIVE")
 	if !ts.Eventually(15*time.Second, func() bool { return successor.CountLog("license slots assigned") > 0 || slotHolder(rest, successor) }) {
