@@ -21,6 +21,7 @@ type Config struct {
 	Database   Database
 	Controller Controller
 	Cluster    Cluster
+	VIP        VIP
 	Listeners  Listeners
 	License    License
 	Log        Log

@@ -366,7 +366,7 @@ func TestLoadErrors(t *testing.T) {
 		{"section names are case-sensitive", "[Admin]\nPort = 1\n", nil,
 			`FILE: [Admin]: unknown section (did you mean [admin]?)`},
 		{"unknown section", "[colours]\nsky = blue\n", nil,
-			`FILE: [colours]: unknown section (sections are [global], [paths], [admin], [database], [controller], [cluster], [listeners], [license], [log], [transfer])`},
+			`FILE: [colours]: unknown section (sections are [global], [paths], [admin], [database], [controller], [cluster], [vip], [listeners], [license], [log], [transfer])`},
 		{"key outside any section", "Port = 9000\n[admin]\n", nil,
 			`FILE: Port: key outside any section (put it under [admin])`},
 		{"key set twice", "[admin]\nPort = 9000\n; a comment\nPort = 9001\n", nil,

@@ -65,7 +65,7 @@ type setting struct {
 }
 
 // sectionNames lists the sections in the order of ARCHITECTURE.md.
-var sectionNames = []string{"global", "paths", "admin", "database", "controller", "cluster", "listeners", "license", "log", "transfer"}
+var sectionNames = []string{"global", "paths", "admin", "database", "controller", "cluster", "vip", "listeners", "license", "log", "transfer"}
 
 // settings is every key server.ini accepts; nothing else is.
 var settings = []setting{
@@ -105,6 +105,10 @@ var settings = []setting{
 	{"cluster", "TLSCert", text(func(c *Config) *string { return &c.Cluster.TLSCert })},
 	{"cluster", "TLSKey", text(func(c *Config) *string { return &c.Cluster.TLSKey })},
 	{"cluster", "TLSCA", text(func(c *Config) *string { return &c.Cluster.TLSCA })},
+
+	{"vip", "Address", text(func(c *Config) *string { return &c.VIP.Address })},
+	{"vip", "Interface", text(func(c *Config) *string { return &c.VIP.Interface })},
+	{"vip", "SourceAddress", boolean(func(c *Config) *bool { return &c.VIP.SourceAddress })},
 
 	{"listeners", "Host", text(func(c *Config) *string { return &c.Listeners.Host })},
 	{"listeners", "SFTPPort", port(func(c *Config) *int { return &c.Listeners.SFTPPort })},

@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 		c.checkDatabase,
 		c.checkController,
 		c.checkCluster,
+		c.checkVIP,
 		c.checkListeners,
 		c.checkLog,
 		c.checkPortClashes,
