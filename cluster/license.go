@@ -36,9 +36,7 @@ func (n *Node) license(st fsm.State, now time.Time) licensing.License {
 
 // Licensed reports whether the registry gives this node a license slot.
 func (n *Node) Licensed() bool {
-	var licensed bool
-	n.machine.Read(func(s *fsm.State) { licensed = s.Nodes[n.cfg.NodeID].Licensed })
-	return licensed
+	return n.machine.State().Nodes[n.cfg.NodeID].Licensed
 }
 
 // aliveIDs are the members gossip reports alive, this node included.

@@ -100,6 +100,10 @@ type Listeners struct {
 	PassiveMin   int    // first passive port, filled from PassivePorts by Load; default 30000
 	PassiveMax   int    // last passive port, filled from PassivePorts by Load; default 30009
 	PublicHost   string // address announced in FTP passive replies (behind a load balancer); "" = local address
+	// WriteAudit, when set, is a file where the node appends one JSON line
+	// per write, rename and delete it makes on GatewayHome, with the lease
+	// epoch it was checked under (for fault campaigns); "" = off (default).
+	WriteAudit string
 }
 
 // License points at the signed license file ([license]).

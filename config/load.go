@@ -115,6 +115,7 @@ var settings = []setting{
 	{"listeners", "FTPPort", port(func(c *Config) *int { return &c.Listeners.FTPPort })},
 	{"listeners", "PassivePorts", setPassivePorts},
 	{"listeners", "PublicHost", text(func(c *Config) *string { return &c.Listeners.PublicHost })},
+	{"listeners", "WriteAudit", text(func(c *Config) *string { return &c.Listeners.WriteAudit })},
 
 	{"license", "File", text(func(c *Config) *string { return &c.License.File })},
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +184,30 @@ func (c *Config) checkListeners() error {
 	}
 	if l.PassiveMin > l.PassiveMax {
 		return c.keyError("listeners", "PassivePorts", "%d-%d ends before it starts (write the lower port first)", l.PassiveMin, l.PassiveMax)
+	}
+	return c.checkWriteAudit()
+}
+
+// checkWriteAudit: the audit file's directory exists, the file is not a
+// directory, and it is not among the users' files (a client could read or
+// remove it, and its own writes would be audited).
+func (c *Config) checkWriteAudit() error {
+	p := c.Listeners.WriteAudit
+	if p == "" {
+		return nil
+	}
+	abs, err1 := filepath.Abs(p)
+	home, err2 := filepath.Abs(c.Paths.GatewayHome)
+	if err1 == nil && err2 == nil {
+		if rel, err := filepath.Rel(home, abs); err == nil && filepath.IsLocal(rel) {
+			return c.keyError("listeners", "WriteAudit", "%s is inside GatewayHome %s (put it outside the users' files)", p, home)
+		}
+	}
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return c.keyError("listeners", "WriteAudit", "%s is a directory (give a file to append to)", p)
+	}
+	if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
+		return c.keyError("listeners", "WriteAudit", "%s: directory %s does not exist", p, filepath.Dir(p))
 	}
 	return nil
 }

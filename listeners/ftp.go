@@ -248,8 +248,16 @@ func (f *ftpFS) Open(name string) (afero.File, error) {
 	return f.OpenFile(name, os.O_RDONLY, 0)
 }
 
+// OpenFile opens name; with write flags it is an upload (staging file,
+// renamed into place at Close), as from GetHandle.
 func (f *ftpFS) OpenFile(name string, flag int, _ os.FileMode) (afero.File, error) {
-	g, err := f.s.openFile(name, flag, false)
+	var g *guardedFile
+	var err error
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
+		g, err = f.s.openTransfer(name, flag, false, true)
+	} else {
+		g, err = f.s.openFile(name, flag)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -275,8 +283,9 @@ func (f *ftpFS) ReadDir(name string) ([]os.FileInfo, error) {
 		}
 		defer d.Close()
 		infos, err = d.Readdir(-1)
+		infos = visible(infos)
 		return err
-	})
+	}, name)
 	if err != nil {
 		return nil, err
 	}
@@ -285,15 +294,21 @@ func (f *ftpFS) ReadDir(name string) ([]os.FileInfo, error) {
 }
 
 func (f *ftpFS) Mkdir(name string, _ os.FileMode) error {
-	return f.s.do(func(root *os.Root) error { return root.Mkdir(relPath(name), homePerm) })
+	return f.s.do(func(root *os.Root) error { return root.Mkdir(relPath(name), homePerm) }, name)
 }
 
 func (f *ftpFS) MkdirAll(name string, _ os.FileMode) error {
-	return f.s.do(func(root *os.Root) error { return root.MkdirAll(relPath(name), homePerm) })
+	return f.s.do(func(root *os.Root) error { return root.MkdirAll(relPath(name), homePerm) }, name)
 }
 
 func (f *ftpFS) Remove(name string) error {
-	return f.s.do(func(root *os.Root) error { return root.Remove(relPath(name)) })
+	return f.s.do(func(root *os.Root) error {
+		if err := root.Remove(relPath(name)); err != nil {
+			return err
+		}
+		f.s.logChange("delete", name, 0, 0)
+		return nil
+	}, name)
 }
 
 func (f *ftpFS) RemoveDir(name string) error {
@@ -307,7 +322,7 @@ func (f *ftpFS) RemoveDir(name string) error {
 			return fmt.Errorf("%s: not a directory", name)
 		}
 		return root.Remove(p)
-	})
+	}, name)
 }
 
 func (f *ftpFS) RemoveAll(name string) error {
@@ -316,21 +331,33 @@ func (f *ftpFS) RemoveAll(name string) error {
 		if p == "." {
 			return errNotPermitted
 		}
-		return root.RemoveAll(p)
-	})
+		if err := root.RemoveAll(p); err != nil {
+			return err
+		}
+		f.s.logChange("delete", name, 0, 0)
+		return nil
+	}, name)
 }
 
 func (f *ftpFS) Rename(oldname, newname string) error {
-	return f.s.do(func(root *os.Root) error { return root.Rename(relPath(oldname), relPath(newname)) })
+	return f.s.do(func(root *os.Root) error {
+		if err := root.Rename(relPath(oldname), relPath(newname)); err != nil {
+			return err
+		}
+		f.s.logRename(oldname, newname)
+		return nil
+	}, oldname, newname)
 }
 
+// Stat answers SIZE and MDTM too: for a file not there yet, the committed
+// part of the client's cut upload of it (see session.stat).
 func (f *ftpFS) Stat(name string) (os.FileInfo, error) {
 	var fi os.FileInfo
 	err := f.s.do(func(root *os.Root) error {
 		var err error
-		fi, err = root.Stat(relPath(name))
+		fi, err = f.s.stat(root, name, false)
 		return err
-	})
+	}, name)
 	if err != nil {
 		return nil, err
 	}
@@ -338,13 +365,13 @@ func (f *ftpFS) Stat(name string) (os.FileInfo, error) {
 }
 
 func (f *ftpFS) Chmod(name string, mode os.FileMode) error {
-	return f.s.do(func(root *os.Root) error { return root.Chmod(relPath(name), mode.Perm()) })
+	return f.s.do(func(root *os.Root) error { return root.Chmod(relPath(name), mode.Perm()) }, name)
 }
 
 func (f *ftpFS) Chown(string, int, int) error { return errNotPermitted }
 
 func (f *ftpFS) Chtimes(name string, atime, mtime time.Time) error {
-	return f.s.do(func(root *os.Root) error { return root.Chtimes(relPath(name), atime, mtime) })
+	return f.s.do(func(root *os.Root) error { return root.Chtimes(relPath(name), atime, mtime) }, name)
 }
 
 // quietHandler lowers a library's informational records to debug level.

@@ -83,6 +83,9 @@ type Config struct {
 	// Recorder, when set, records every file a client downloads or
 	// uploads as a server-mode transfer.
 	Recorder Recorder
+	// Audit, when set, records every change this service makes to
+	// storage ([listeners] WriteAudit).
+	Audit *Audit
 }
 
 // Recorder records the files clients move. Begin runs before the file is
@@ -90,6 +93,16 @@ type Config struct {
 // the close.
 type Recorder interface {
 	Begin(f FileTransfer) (Record, error)
+	// Pending lists the cut uploads of f.Path by f.Login that the client
+	// may continue (reput, REST+STOR), newest first: their staging files
+	// hold at least Checkpoint committed bytes.
+	Pending(f FileTransfer) []Pending
+}
+
+// Pending is a cut upload a client may continue.
+type Pending struct {
+	ID         uint64 // the transfer, as in its StagingName
+	Checkpoint int64  // bytes committed
 }
 
 // FileTransfer is one file opened by a client.
@@ -112,6 +125,8 @@ type FileTransfer struct {
 type Record interface {
 	Progress(p int64)
 	End(size int64, cut error) error
+	// Staging names an upload's staging file: StagingName(id, epoch).
+	Staging() (id, epoch uint64)
 }
 
 // Service owns the MFT listeners of one node.

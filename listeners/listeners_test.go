@@ -250,6 +250,22 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
+// stagedWith is the path of a staging file in dir whose contents satisfy
+// ok, or "".
+func stagedWith(dir string, ok func([]byte) bool) string {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !IsStaging(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if b, err := os.ReadFile(p); err == nil && ok(b) {
+			return p
+		}
+	}
+	return ""
+}
+
 func refused(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -824,8 +840,7 @@ func TestStopClosesSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 5*time.Second, "in-flight FTP upload reaches the disk", func() bool {
-			fi, err := os.Stat(filepath.Join(h.home, "inflight.bin"))
-			return err == nil && fi.Size() == 64<<10
+			return stagedWith(h.home, func(b []byte) bool { return len(b) == 64<<10 }) != ""
 		})
 		if n := h.svc.Sessions(); n != 3 {
 			t.Fatalf("Sessions() = %d, want 3", n)
@@ -889,8 +904,13 @@ func TestStopClosesSessions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SFTP after restart: %v", err)
 		}
-		if b, err := readSFTP(c, "/open.bin"); err != nil || string(b) != "first" {
-			t.Fatalf("after restart: %q %v", b, err)
+		// The upload Stop cut is not in place: it waits in its staging
+		// file for the client to resume it.
+		if b, err := readSFTP(c, "/open.bin"); err == nil {
+			t.Fatalf("after restart: an upload cut by Stop is in place (%q)", b)
+		}
+		if stagedWith(h.home, func(b []byte) bool { return string(b) == "first" }) == "" {
+			t.Fatal("after restart: the cut upload's staging file does not hold its data")
 		}
 		f, err := h.dialFTP(user, password)
 		if err != nil {
@@ -938,10 +958,15 @@ func TestLeaseLost(t *testing.T) {
 	if _, err := pw.Write(make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
+	var ftpStaged string
 	eventually(t, 5*time.Second, "in-flight FTP upload reaches the disk", func() bool {
-		fi, err := os.Stat(filepath.Join(h.home, "ftp-inflight.bin"))
-		return err == nil && fi.Size() == 64<<10
+		ftpStaged = stagedWith(h.home, func(b []byte) bool { return len(b) == 64<<10 })
+		return ftpStaged != ""
 	})
+	sftpStaged := stagedWith(h.home, func(b []byte) bool { return string(b) == "before" })
+	if sftpStaged == "" {
+		t.Fatal("the SFTP upload's staging file does not hold its first write")
+	}
 
 	h.allowed.Store(false)
 
@@ -966,11 +991,16 @@ func TestLeaseLost(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("FTP upload did not fail after the lease was lost")
 	}
-	if b, _ := os.ReadFile(filepath.Join(h.home, "sftp-inflight.bin")); string(b) != "before" {
-		t.Errorf("SFTP file after lease loss: %q", b)
+	if b, _ := os.ReadFile(sftpStaged); string(b) != "before" {
+		t.Errorf("SFTP staging file after lease loss: %q", b)
 	}
-	if fi, _ := os.Stat(filepath.Join(h.home, "ftp-inflight.bin")); fi.Size() != 64<<10 {
-		t.Errorf("FTP file grew after lease loss: %d", fi.Size())
+	if fi, _ := os.Stat(ftpStaged); fi.Size() != 64<<10 {
+		t.Errorf("FTP staging file grew after lease loss: %d", fi.Size())
+	}
+	for _, name := range []string{"sftp-inflight.bin", "ftp-inflight.bin"} {
+		if _, err := os.Stat(filepath.Join(h.home, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is in place after the lease was lost (%v)", name, err)
+		}
 	}
 
 	// New connections are closed without serving: no banner, no 220.
@@ -1048,8 +1078,7 @@ func TestStopDuringHandshakeAndPassiveWait(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "STOR opened its file and waits for the data connection", func() bool {
-		_, err := os.Stat(filepath.Join(h.home, "waiting.bin"))
-		return err == nil
+		return stagedWith(h.home, func([]byte) bool { return true }) != ""
 	})
 	eventually(t, 5*time.Second, "3 sessions", func() bool { return h.svc.Sessions() == 3 })
 
@@ -1130,8 +1159,11 @@ func TestStopTimeout(t *testing.T) {
 	if err := <-writeErr; err == nil {
 		t.Fatal("write stuck across Stop succeeded")
 	}
-	if b, _ := os.ReadFile(filepath.Join(h.home, "slow.bin")); string(b) != "a" {
-		t.Fatalf("file = %q", b)
+	if b, _ := os.ReadFile(stagedWith(h.home, func([]byte) bool { return true })); string(b) != "a" {
+		t.Fatalf("staging file = %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(h.home, "slow.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an upload cut by Stop is in place (%v)", err)
 	}
 	allow.Store(true)
 	if err := h.svc.Start(); err != nil {

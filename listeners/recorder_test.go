@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -15,22 +16,53 @@ type fakeRecorder struct {
 	mu     sync.Mutex
 	ends   []fakeEnd
 	endErr error
+	epoch  uint64 // of the records begun
+	last   uint64 // last transfer ID
 }
 
 type fakeEnd struct {
-	path string
-	size int64
-	cut  error
+	id       uint64
+	path     string
+	size     int64
+	cut      error
+	progress int64
 }
 
 type fakeRecord struct {
-	r    *fakeRecorder
-	path string
+	r        *fakeRecorder
+	id       uint64
+	epoch    uint64
+	path     string
+	progress atomic.Int64
 }
 
 func (r *fakeRecorder) Begin(f FileTransfer) (Record, error) {
-	return &fakeRecord{r: r, path: f.Path}, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last++
+	return &fakeRecord{r: r, id: r.last, epoch: r.epoch, path: f.Path}, nil
 }
+
+// Pending: the cut uploads of the path, newest first, as the engine says
+// (no newer complete upload of it).
+func (r *fakeRecorder) Pending(f FileTransfer) []Pending {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Pending
+	for i := len(r.ends) - 1; i >= 0; i-- {
+		e := r.ends[i]
+		if e.path != f.Path {
+			continue
+		}
+		if e.cut == nil {
+			break
+		}
+		out = append(out, Pending{ID: e.id, Checkpoint: e.progress})
+	}
+	return out
+}
+
+func (x *fakeRecord) Staging() (uint64, uint64) { return x.id, x.epoch }
 
 func (r *fakeRecorder) done() []fakeEnd {
 	r.mu.Lock()
@@ -38,12 +70,12 @@ func (r *fakeRecorder) done() []fakeEnd {
 	return append([]fakeEnd(nil), r.ends...)
 }
 
-func (x *fakeRecord) Progress(int64) {}
+func (x *fakeRecord) Progress(p int64) { x.progress.Store(p) }
 
 func (x *fakeRecord) End(size int64, cut error) error {
 	x.r.mu.Lock()
 	defer x.r.mu.Unlock()
-	x.r.ends = append(x.r.ends, fakeEnd{path: x.path, size: size, cut: cut})
+	x.r.ends = append(x.r.ends, fakeEnd{id: x.id, path: x.path, size: size, cut: cut, progress: x.progress.Load()})
 	return x.r.endErr
 }
 

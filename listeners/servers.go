@@ -32,6 +32,8 @@ type ManagerConfig struct {
 	Unseal func(string) ([]byte, error)
 	// Recorder gives the recorder of a server's transfers (nil: none).
 	Recorder func(server fsm.Server) Recorder
+	// Audit records every change to storage (nil: no write audit).
+	Audit *Audit
 	// State, when set, is read at each login, so that an account created
 	// a moment ago can log in at once; else the state of the last Update.
 	State func() fsm.State
@@ -198,6 +200,7 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 		Root:        root,
 		HostKey:     m.cfg.HostKey,
 		Allowed:     m.cfg.Allowed,
+		Audit:       m.cfg.Audit,
 		Logger:      m.cfg.Logger.With("server", srv.Name),
 		StopTimeout: m.cfg.StopTimeout,
 		Authenticate: func(login, password string) bool {

@@ -3,13 +3,17 @@ package listeners
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unicode"
 )
 
@@ -171,9 +175,12 @@ func (s *session) afterFinish(f finish) {
 	s.r.removeSession(s)
 }
 
-// openFile opens name (a client path, jailed in the home) and keeps the
-// session busy until the file is closed.
-func (s *session) openFile(name string, flag int, appendOnly bool) (*guardedFile, error) {
+// openFile opens name (a client path, jailed in the home) for reading and
+// keeps the session busy until the file is closed.
+func (s *session) openFile(name string, flag int) (*guardedFile, error) {
+	if err := clientPath(name); err != nil {
+		return nil, err
+	}
 	root, err := s.acquire()
 	if err != nil {
 		return nil, err
@@ -183,38 +190,201 @@ func (s *session) openFile(name string, flag int, appendOnly bool) (*guardedFile
 		s.release()
 		return nil, err
 	}
-	g := &guardedFile{f: f, s: s, appendOnly: appendOnly}
-	if appendOnly {
-		if fi, err := f.Stat(); err == nil {
-			g.appendAt = fi.Size()
-		}
-	}
-	return g, nil
+	return &guardedFile{f: f, s: s}, nil
 }
 
-// openTransfer is openFile for a client's download or upload: the file is
-// recorded as a transfer when the service has a Recorder.
+// openTransfer opens a client's download or upload; with a Recorder the
+// file is recorded as a transfer.
 func (s *session) openTransfer(name string, flag int, appendOnly, upload bool) (*guardedFile, error) {
-	g, err := s.openFile(name, flag, appendOnly)
+	if upload {
+		return s.openUpload(name, flag, appendOnly)
+	}
+	g, err := s.openFile(name, flag)
 	if err != nil || s.r.cfg.Recorder == nil {
 		return g, err
 	}
-	rec, err := s.r.cfg.Recorder.Begin(FileTransfer{Protocol: s.proto, Login: s.loginName(), Path: "/" + relPathSlash(name), Upload: upload})
+	rec, err := s.r.cfg.Recorder.Begin(s.fileTransfer(name, false))
 	if err != nil {
 		g.Close()
 		s.log.Warn("transfer not recorded: refusing the file", "path", name, "err", err)
 		return nil, fmt.Errorf("record transfer: %w", err)
 	}
-	g.rec, g.upload = rec, upload
-	if upload {
-		g.wb = &writeBehind{f: g.f}
-		if flag&os.O_TRUNC == 0 {
-			if fi, err := g.f.Stat(); err == nil {
-				g.contig = fi.Size()
+	g.rec = rec
+	return g, nil
+}
+
+func (s *session) fileTransfer(name string, upload bool) FileTransfer {
+	return FileTransfer{Protocol: s.proto, Login: s.loginName(), Path: "/" + relPathSlash(name), Upload: upload}
+}
+
+// localStaging counts the staging files of unrecorded uploads.
+var localStaging atomic.Uint64
+
+// openUpload opens a client's upload of name as a staging file in the
+// directory of name (see StagingPrefix): empty when the client truncates;
+// else holding what the client continues, the committed checkpoint of its
+// cut upload of name when there is one and no file name yet, or a copy of
+// the file. Close renames it into place once the end is committed. The
+// staging file of a resumed upload is a new file (a deposed node's late
+// write into the old one cannot reach it), and the old one is removed.
+func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFile, error) {
+	if err := clientPath(name); err != nil {
+		return nil, err
+	}
+	root, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			s.release()
+		}
+	}()
+	rel := relPath(name)
+	if rel == "." {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+	}
+	dir := path.Dir(rel)
+	fi, err := root.Lstat(rel)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case exists && fi.IsDir():
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+	case exists && !fi.Mode().IsRegular():
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+	case exists && flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrExist}
+	}
+	ft := s.fileTransfer(name, true)
+	var pend Pending
+	var pendName string
+	if !exists && flag&os.O_TRUNC == 0 {
+		pend, pendName = s.pending(root, ft)
+	}
+	if !exists && pendName == "" && flag&os.O_CREATE == 0 {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	if _, err := root.Lstat(dir); err != nil {
+		return nil, err
+	}
+
+	var rec Record
+	var id, epoch uint64
+	if s.r.cfg.Recorder != nil {
+		rec, err = s.r.cfg.Recorder.Begin(ft)
+		if err != nil {
+			s.log.Warn("transfer not recorded: refusing the file", "path", name, "err", err)
+			return nil, fmt.Errorf("record transfer: %w", err)
+		}
+		id, epoch = rec.Staging()
+	} else {
+		id = uint64(time.Now().UnixNano()) + localStaging.Add(1)
+	}
+	g := &guardedFile{s: s, root: root, rec: rec, upload: true, appendOnly: appendOnly,
+		final: rel, staging: path.Join(dir, StagingName(id, epoch)), audit: s.r.cfg.Audit}
+	if g.audit != nil {
+		g.auditPath = filepath.Join(s.r.cfg.Root, s.loginName(), filepath.FromSlash(g.staging))
+	}
+	fail := func(err error) (*guardedFile, error) {
+		if g.f != nil {
+			_ = g.f.Close()
+			if s.r.allowed() && root.Remove(g.staging) == nil {
+				g.audit.Log("delete", g.auditPath, 0, 0)
 			}
 		}
+		if rec != nil {
+			_ = rec.End(-1, err)
+		}
+		return nil, err
 	}
+	if err := s.guard(); err != nil {
+		return fail(err)
+	}
+	if g.f, err = root.OpenFile(g.staging, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err != nil {
+		return fail(fmt.Errorf("staging file for %s: %w", name, err))
+	}
+	g.audit.Log("create", g.auditPath, 0, 0)
+	var base int64
+	switch {
+	case pendName != "":
+		base, err = g.copyFrom(pendName, pend.Checkpoint)
+		if err == nil {
+			if err = s.guard(); err == nil {
+				if rerr := root.Remove(pendName); rerr == nil {
+					g.audit.Log("delete", filepath.Join(filepath.Dir(g.auditPath), path.Base(pendName)), 0, 0)
+				}
+			}
+		}
+	case exists && flag&os.O_TRUNC == 0:
+		base, err = g.copyFrom(rel, fi.Size())
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.guard(); err != nil {
+		return fail(err)
+	}
+	if err := SyncDir(root, dir); err != nil {
+		return fail(err)
+	}
+	g.appendAt, g.contig, g.pos = base, base, 0
+	if flag&os.O_APPEND != 0 {
+		g.pos = base
+	}
+	if _, err := g.f.Seek(g.pos, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	g.wb = &writeBehind{f: g.f}
+	if rec != nil && base > 0 {
+		rec.Progress(base)
+	}
+	kept = true
 	return g, nil
+}
+
+// pending finds the cut upload a client continues: the newest one whose
+// staging file is still there.
+func (s *session) pending(root *os.Root, ft FileTransfer) (Pending, string) {
+	if s.r.cfg.Recorder == nil {
+		return Pending{}, ""
+	}
+	dir := path.Dir(relPath(ft.Path))
+	for _, p := range s.r.cfg.Recorder.Pending(ft) {
+		names, err := FindStaging(root, dir, p.ID)
+		if err == nil && len(names) > 0 {
+			return p, path.Join(dir, names[len(names)-1])
+		}
+	}
+	return Pending{}, ""
+}
+
+// stat is a client's stat (lstat) of name: the file, or, while there is no
+// file, the committed part of the client's cut upload of it (what reput
+// and REST continue from).
+func (s *session) stat(root *os.Root, name string, lstat bool) (os.FileInfo, error) {
+	p := relPath(name)
+	var fi os.FileInfo
+	var err error
+	if lstat {
+		fi, err = root.Lstat(p)
+	} else {
+		fi, err = root.Stat(p)
+	}
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || p == "." {
+		return fi, err
+	}
+	pend, staged := s.pending(root, s.fileTransfer(name, true))
+	if staged == "" {
+		return nil, err
+	}
+	sfi, serr := root.Stat(staged)
+	if serr != nil {
+		return nil, err
+	}
+	return namedInfo{FileInfo: sfi, name: path.Base(p), size: min(sfi.Size(), pend.Checkpoint)}, nil
 }
 
 func relPathSlash(name string) string {
@@ -224,14 +394,38 @@ func relPathSlash(name string) string {
 	return ""
 }
 
-// do runs one storage operation inside the home jail.
-func (s *session) do(fn func(root *os.Root) error) error {
+// do runs one storage operation inside the home jail, on the client
+// paths names (a staging file is not there for a client).
+func (s *session) do(fn func(root *os.Root) error, names ...string) error {
+	for _, n := range names {
+		if err := clientPath(n); err != nil {
+			return err
+		}
+	}
 	root, err := s.acquire()
 	if err != nil {
 		return err
 	}
 	defer s.release()
 	return fn(root)
+}
+
+// logChange records a client's change of name in the write audit.
+func (s *session) logChange(op, name string, off, n int64) {
+	if a := s.r.cfg.Audit; a != nil {
+		a.Log(op, s.auditPath(name), off, n)
+	}
+}
+
+// logRename records a client's rename of from to to in the write audit.
+func (s *session) logRename(from, to string) {
+	if a := s.r.cfg.Audit; a != nil {
+		a.LogRename(s.auditPath(from), s.auditPath(to))
+	}
+}
+
+func (s *session) auditPath(name string) string {
+	return filepath.Join(s.r.cfg.Root, s.loginName(), filepath.FromSlash(relPath(name)))
 }
 
 // openHome creates Root/<login> if needed and returns a jail on it.
@@ -304,11 +498,17 @@ type guardedFile struct {
 	closeOnce    sync.Once
 	closeErr     error
 
-	rec     Record // nil when not recorded
-	upload  bool
-	wb      *writeBehind // an upload's writeback pacing
-	xferMu  sync.Mutex
-	xferErr error // set by the protocol library when the transfer failed
+	rec    Record // nil when not recorded
+	upload bool
+	wb     *writeBehind // an upload's writeback pacing
+	// An upload is written to staging and renamed to final (both
+	// relative to root, the home) by Close.
+	root           *os.Root
+	staging, final string
+	audit          *Audit // nil: no write audit
+	auditPath      string // the staging file's path, for the audit
+	xferMu         sync.Mutex
+	xferErr        error // set by the protocol library when the transfer failed
 
 	// Progress of a recorded file, under pmu: bytes read; or, for an
 	// upload, contig, the end of the gap-free data, pending the ranges
@@ -334,7 +534,7 @@ func (g *guardedFile) moved(n int, err error) (int, error) {
 
 // wrote reports n bytes written at off (-1: appended) to the record.
 func (g *guardedFile) wrote(off int64, n int, err error) (int, error) {
-	if g.rec == nil || n <= 0 {
+	if n <= 0 {
 		return n, err
 	}
 	g.pmu.Lock()
@@ -361,11 +561,32 @@ func (g *guardedFile) wrote(off int64, n int, err error) (int, error) {
 	}
 	p := g.contig
 	g.pmu.Unlock()
-	g.rec.Progress(p)
+	if g.rec != nil {
+		g.rec.Progress(p)
+	}
 	if g.wb != nil {
 		g.wb.advance(p)
 	}
 	return n, err
+}
+
+// copyFrom fills the fresh staging file with the first n bytes of src (a
+// path in the home): what the client continues.
+func (g *guardedFile) copyFrom(src string, n int64) (int64, error) {
+	if err := g.s.guard(); err != nil {
+		return 0, err
+	}
+	in, err := g.root.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	copied, err := CopyPrefix(g.f, in, n)
+	g.audit.Log("write", g.auditPath, 0, copied)
+	if err != nil {
+		return copied, fmt.Errorf("continue %s: %w", g.final, err)
+	}
+	return copied, nil
 }
 
 func (g *guardedFile) Read(p []byte) (int, error) {
@@ -393,6 +614,9 @@ func (g *guardedFile) Write(p []byte) (int, error) {
 	g.pmu.Lock()
 	g.pos += int64(n)
 	g.pmu.Unlock()
+	if g.audit != nil && n > 0 {
+		g.audit.Log("write", g.auditPath, off, int64(n))
+	}
 	return g.wrote(off, n, err)
 }
 
@@ -423,6 +647,9 @@ func (g *guardedFile) WriteAt(p []byte, off int64) (int, error) {
 		off += g.appendShift
 	}
 	n, err := g.f.WriteAt(p, off)
+	if g.audit != nil && n > 0 {
+		g.audit.Log("write", g.auditPath, off, int64(n))
+	}
 	return g.wrote(off, n, err)
 }
 
@@ -444,7 +671,11 @@ func (g *guardedFile) Truncate(size int64) error {
 	if err := g.s.guard(); err != nil {
 		return err
 	}
-	return g.f.Truncate(size)
+	err := g.f.Truncate(size)
+	if err == nil {
+		g.audit.Log("truncate", g.auditPath, size, 0)
+	}
+	return err
 }
 
 func (g *guardedFile) Sync() error {
@@ -458,70 +689,131 @@ func (g *guardedFile) Stat() (os.FileInfo, error) {
 	if err := g.s.guard(); err != nil {
 		return nil, err
 	}
-	return g.f.Stat()
+	fi, err := g.f.Stat()
+	if err != nil || g.staging == "" {
+		return fi, err
+	}
+	return namedInfo{FileInfo: fi, name: path.Base(g.final), size: fi.Size()}, nil
 }
 
 func (g *guardedFile) Readdir(count int) ([]os.FileInfo, error) {
 	if err := g.s.guard(); err != nil {
 		return nil, err
 	}
-	return g.f.Readdir(count)
+	infos, err := g.f.Readdir(count)
+	return visible(infos), err
 }
 
 func (g *guardedFile) Readdirnames(n int) ([]string, error) {
 	if err := g.s.guard(); err != nil {
 		return nil, err
 	}
-	return g.f.Readdirnames(n)
+	names, err := g.f.Readdirnames(n)
+	out := names[:0]
+	for _, name := range names {
+		if !IsStaging(name) {
+			out = append(out, name)
+		}
+	}
+	return out, err
 }
 
-func (g *guardedFile) Name() string { return g.f.Name() }
+// Name is the client's name of the file (an upload's staging name is not
+// the client's business).
+func (g *guardedFile) Name() string {
+	if g.staging != "" {
+		return "/" + g.final
+	}
+	return g.f.Name()
+}
 
-// Close closes the file once and releases the session.
+// Close closes the file once and releases the session. A complete upload
+// is fsynced, its end committed (Record.End), then renamed into place under
+// the lease and its directory fsynced; only then does the client hear that
+// it is done. A cut upload stays in its staging file, cut back to its
+// gap-free part, for the client to resume.
 func (g *guardedFile) Close() error {
 	g.closeOnce.Do(func() {
-		var size int64 = -1
-		var cut error
-		if g.rec != nil {
-			g.xferMu.Lock()
-			cut = g.xferErr
-			g.xferMu.Unlock()
-			if cut == nil && g.s.killed.Load() {
-				cut = ErrSessionClosed
-			}
-			if fi, err := g.f.Stat(); err == nil {
-				size = fi.Size()
-			}
-			g.pmu.Lock()
-			contig := g.contig
-			g.pmu.Unlock()
-			// A cut upload may end with gaps (pipelined writes): keep
-			// what a client can resume from, while this node may write.
-			if cut != nil && g.upload && contig < size && g.s.r.allowed() && g.f.Truncate(contig) == nil {
-				size = contig
-			}
-			// A complete upload is on disk before the client hears
-			// that it is: an acknowledged file survives a crash of
-			// the host, not only of this process.
-			if cut == nil && g.upload {
-				if err := g.f.Sync(); err != nil {
-					cut = fmt.Errorf("sync %s: %w", g.f.Name(), err)
-					g.closeErr = cut
+		defer g.s.release()
+		if !g.upload {
+			var size int64 = -1
+			if g.rec != nil {
+				if fi, err := g.f.Stat(); err == nil {
+					size = fi.Size()
 				}
 			}
+			g.closeErr = g.f.Close()
+			if g.rec != nil {
+				g.xferMu.Lock()
+				cut := g.xferErr
+				g.xferMu.Unlock()
+				if cut == nil && g.s.killed.Load() {
+					cut = ErrSessionClosed
+				}
+				_ = g.rec.End(size, cut)
+			}
+			return
 		}
-		if err := g.f.Close(); g.closeErr == nil {
+		g.xferMu.Lock()
+		cut := g.xferErr
+		g.xferMu.Unlock()
+		if cut == nil && g.s.killed.Load() {
+			cut = ErrSessionClosed
+		}
+		var size int64 = -1
+		if fi, err := g.f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		g.pmu.Lock()
+		contig := g.contig
+		g.pmu.Unlock()
+		// A cut upload may end with gaps (pipelined writes): keep what a
+		// client can resume from, while this node may write.
+		if cut != nil && contig < size && g.s.r.allowed() && g.f.Truncate(contig) == nil {
+			g.audit.Log("truncate", g.auditPath, contig, 0)
+			size = contig
+		}
+		// A complete upload is on disk before the client hears that it
+		// is: an acknowledged file survives a crash of the host.
+		if cut == nil {
+			if !g.s.r.allowed() {
+				cut = ErrNotActive
+			} else if err := g.f.Sync(); err != nil {
+				cut = fmt.Errorf("sync %s: %w", g.final, err)
+			}
+			g.closeErr = cut
+		}
+		if err := g.f.Close(); g.closeErr == nil && err != nil {
 			g.closeErr = err
+			cut = err
 		}
 		if g.rec != nil {
-			if cut == nil && g.closeErr != nil {
-				cut = g.closeErr
-			}
-			if err := g.rec.End(size, cut); err != nil && cut == nil && g.upload {
+			if err := g.rec.End(size, cut); err != nil && cut == nil {
 				g.closeErr = fmt.Errorf("upload not recorded: %w", err)
+				return
 			}
 		}
-		g.s.release()
+		if cut == nil {
+			if err := g.promote(); err != nil {
+				g.closeErr = err
+			}
+		}
 	})
 	return g.closeErr
+}
+
+// promote renames a complete upload into place, under the lease, and
+// fsyncs its directory. When it fails after the end was committed, the
+// next ACTIVE node renames the staging file of the DONE transfer.
+func (g *guardedFile) promote() error {
+	if !g.s.r.allowed() {
+		return fmt.Errorf("upload %s not put in place: %w", g.final, ErrNotActive)
+	}
+	if err := g.root.Rename(g.staging, g.final); err != nil {
+		return fmt.Errorf("upload %s not put in place: %w", g.final, err)
+	}
+	if g.audit != nil {
+		g.audit.LogRename(g.auditPath, filepath.Join(filepath.Dir(g.auditPath), path.Base(g.final)))
+	}
+	return SyncDir(g.root, path.Dir(g.final))
 }

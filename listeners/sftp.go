@@ -260,17 +260,31 @@ func (h *sftpHandler) openWrite(r *sftp.Request) (*guardedFile, error) {
 }
 
 func (h *sftpHandler) Filecmd(r *sftp.Request) error {
+	names := []string{r.Filepath}
+	if r.Method == "Rename" {
+		names = append(names, r.Target)
+	}
 	return h.s.do(func(root *os.Root) error {
 		p := relPath(r.Filepath)
 		switch r.Method {
 		case "Setstat":
-			return setstat(root, p, r)
+			if err := setstat(root, p, r); err != nil {
+				return err
+			}
+			if r.AttrFlags().Size {
+				h.s.logChange("truncate", r.Filepath, int64(r.Attributes().Size), 0)
+			}
+			return nil
 		case "Rename":
 			t := relPath(r.Target)
 			if _, err := root.Lstat(t); err == nil {
 				return os.ErrExist
 			}
-			return root.Rename(p, t)
+			if err := root.Rename(p, t); err != nil {
+				return err
+			}
+			h.s.logRename(r.Filepath, r.Target)
+			return nil
 		case "Rmdir":
 			fi, err := root.Lstat(p)
 			if err != nil {
@@ -288,19 +302,27 @@ func (h *sftpHandler) Filecmd(r *sftp.Request) error {
 			if fi.IsDir() {
 				return fmt.Errorf("%s: is a directory", r.Filepath)
 			}
-			return root.Remove(p)
+			if err := root.Remove(p); err != nil {
+				return err
+			}
+			h.s.logChange("delete", r.Filepath, 0, 0)
+			return nil
 		case "Mkdir":
 			return root.Mkdir(p, homePerm)
 		}
 		// Symlink, Link and anything new: not offered.
 		return sftp.ErrSSHFxOpUnsupported
-	})
+	}, names...)
 }
 
 func (h *sftpHandler) PosixRename(r *sftp.Request) error {
 	return h.s.do(func(root *os.Root) error {
-		return root.Rename(relPath(r.Filepath), relPath(r.Target))
-	})
+		if err := root.Rename(relPath(r.Filepath), relPath(r.Target)); err != nil {
+			return err
+		}
+		h.s.logRename(r.Filepath, r.Target)
+		return nil
+	}, r.Filepath, r.Target)
 }
 
 func setstat(root *os.Root, p string, r *sftp.Request) error {
@@ -348,11 +370,12 @@ func (h *sftpHandler) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 			if err != nil {
 				return err
 			}
+			infos = visible(infos)
 			sort.Slice(infos, func(i, j int) bool { return infos[i].Name() < infos[j].Name() })
 			out = infos
 			return nil
 		case "Stat":
-			fi, err := root.Stat(p)
+			fi, err := h.s.stat(root, r.Filepath, false)
 			if err != nil {
 				return err
 			}
@@ -361,7 +384,7 @@ func (h *sftpHandler) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 		}
 		// Readlink is not offered: link targets are not the client's business.
 		return sftp.ErrSSHFxOpUnsupported
-	})
+	}, r.Filepath)
 	if err != nil {
 		return nil, err
 	}
@@ -371,13 +394,13 @@ func (h *sftpHandler) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 func (h *sftpHandler) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
 	var out listerAt
 	err := h.s.do(func(root *os.Root) error {
-		fi, err := root.Lstat(relPath(r.Filepath))
+		fi, err := h.s.stat(root, r.Filepath, true)
 		if err != nil {
 			return err
 		}
 		out = listerAt{fi}
 		return nil
-	})
+	}, r.Filepath)
 	if err != nil {
 		return nil, err
 	}

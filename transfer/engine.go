@@ -21,12 +21,14 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/listeners"
 	"github.com/udmg/gateway/mirror"
 )
 
@@ -69,6 +71,9 @@ type Config struct {
 	// Meter counts the bytes moved; it outlives the engine of one term
 	// (nil: not counted).
 	Meter *Meter
+	// Audit records every change the engine makes to storage (nil: no
+	// write audit).
+	Audit *listeners.Audit
 
 	// Concurrency bounds the client-mode transfers running at once.
 	Concurrency int
@@ -149,7 +154,9 @@ type result struct {
 	progress int64 // last committed checkpoint, or the final size when done
 	size     int64
 	err      error
-	stopped  error // why the worker was told to stop (pause, cancel), else nil
+	stopped  error  // why the worker was told to stop (pause, cancel), else nil
+	local    string // the transfer's LocalPath
+	receive  bool   // a pull: its staging file goes into place once DONE
 }
 
 // errStopping is the cause of workers stopped with the engine.
@@ -224,10 +231,8 @@ func (e *Engine) run(ctx context.Context) {
 }
 
 // takeover marks what older epochs left RUNNING as INTERRUPTED (the
-// client-mode ones are then resumed like planned ones) and truncates the
-// files of cut uploads by clients to their last checkpoint: pipelined
-// writes may have left gaps after it, and the client resumes (reput, REST)
-// from the file's size.
+// client-mode ones are then resumed like planned ones) and finishes what
+// they left on storage (see finishStaging).
 func (e *Engine) takeover(ctx context.Context) error {
 	before := e.cfg.Node.State()
 	for {
@@ -245,10 +250,34 @@ func (e *Engine) takeover(ctx context.Context) error {
 		case <-time.After(e.cfg.Poll):
 		}
 	}
+	if err := e.finishStaging(before); err != nil {
+		return err
+	}
+	return nil
+}
+
+// finishStaging finishes what older epochs left in staging files (see
+// listeners.StagingPrefix), before any listener opens: a DONE upload or
+// pull whose staging file is still there is renamed into place (the newest
+// DONE of each path); a client's cut upload keeps its staging file, cut
+// back to its committed checkpoint (pipelined writes may have left gaps
+// after it) for the client to resume (reput, REST); the staging files of
+// ended transfers (DONE and put in place by a newer one, ERROR,
+// CANCELLED, a cut upload that a newer DONE one replaced) are removed.
+// Every change is lease-checked first.
+func (e *Engine) finishStaging(st fsm.State) error {
+	ids := slices.Sorted(maps.Keys(st.Transfers))
+	newestDone := map[string]uint64{}
+	for _, id := range ids {
+		if t := st.Transfers[id]; !t.IsSend && t.Status == fsm.StatusDone {
+			newestDone[t.LocalPath] = id
+		}
+	}
 	var root *os.Root
-	for _, id := range slices.Sorted(maps.Keys(before.Transfers)) {
-		t := before.Transfers[id]
-		if !t.IsServer || t.IsSend || t.Status != fsm.StatusRunning || t.Epoch >= e.epoch {
+	dirs := map[string][]string{}
+	for _, id := range ids {
+		t := st.Transfers[id]
+		if t.IsSend || t.LocalPath == "" {
 			continue
 		}
 		if root == nil {
@@ -258,17 +287,78 @@ func (e *Engine) takeover(ctx context.Context) error {
 			}
 			defer root.Close()
 		}
-		fi, err := root.Stat(t.LocalPath)
-		if err != nil || fi.Size() <= t.Progress || !e.cfg.Node.LeaseValid() {
+		dir := filepath.Dir(t.LocalPath)
+		names, ok := dirs[dir]
+		if !ok {
+			d, err := root.Open(dir)
+			if err == nil {
+				names, _ = d.Readdirnames(-1)
+				d.Close()
+			}
+			dirs[dir] = names
+		}
+		staged := listeners.StagingOf(names, id)
+		if len(staged) == 0 {
 			continue
 		}
-		if err := truncateIn(root, t.LocalPath, t.Progress); err != nil {
-			e.log.Warn("cut upload not truncated to its checkpoint", "id", id, "path", t.LocalPath, "err", err)
-			continue
+		newest := filepath.Join(dir, staged[len(staged)-1])
+		older := staged[:len(staged)-1]
+		switch {
+		case t.Status == fsm.StatusDone && newestDone[t.LocalPath] == id:
+			if err := e.fence("rename", newest); err != nil {
+				return err
+			}
+			if err := root.Rename(newest, t.LocalPath); err != nil {
+				e.log.Warn("done transfer not put in place", "id", id, "path", t.LocalPath, "err", err)
+				continue
+			}
+			e.cfg.Audit.LogRename(filepath.Join(e.cfg.GatewayHome, newest), filepath.Join(e.cfg.GatewayHome, t.LocalPath))
+			if err := listeners.SyncDir(root, dir); err != nil {
+				e.log.Warn("done transfer put in place, directory not synced", "id", id, "err", err)
+			}
+			e.log.Info("done transfer put in place", "id", id, "path", t.LocalPath, "from", newest)
+		case t.Status == fsm.StatusDone, t.Status == fsm.StatusError, t.Status == fsm.StatusCancelled,
+			t.IsServer && newestDone[t.LocalPath] > id:
+			older = staged
+		case t.IsServer && t.Status == fsm.StatusRunning && t.Epoch < e.epoch:
+			fi, err := root.Stat(newest)
+			if err != nil || fi.Size() <= t.Progress {
+				break
+			}
+			if err := e.fence("truncate", newest); err != nil {
+				return err
+			}
+			if err := truncateIn(root, newest, t.Progress); err != nil {
+				e.log.Warn("cut upload not truncated to its checkpoint", "id", id, "path", newest, "err", err)
+				break
+			}
+			e.cfg.Audit.Log("truncate", filepath.Join(e.cfg.GatewayHome, newest), t.Progress, 0)
+			e.log.Info("cut upload truncated to its checkpoint", "id", id, "path", newest, "from", fi.Size(), "to", t.Progress)
 		}
-		e.log.Info("cut upload truncated to its checkpoint", "id", id, "path", t.LocalPath, "from", fi.Size(), "to", t.Progress)
+		for _, n := range older {
+			name := filepath.Join(dir, n)
+			if err := e.fence("delete", name); err != nil {
+				return err
+			}
+			if err := root.Remove(name); err == nil {
+				e.cfg.Audit.Log("delete", filepath.Join(e.cfg.GatewayHome, name), 0, 0)
+				e.log.Info("stale staging file removed", "id", id, "path", name, "status", t.Status)
+			}
+		}
 	}
 	return nil
+}
+
+// putInPlace renames the staging file of a pull that is DONE into place.
+func (e *Engine) putInPlace(id uint64, local string) {
+	root, err := os.OpenRoot(e.cfg.GatewayHome)
+	if err == nil {
+		defer root.Close()
+		err = e.promote(root, id, local, e.epoch)
+	}
+	if err != nil {
+		e.log.Warn("done transfer not put in place; the next ACTIVE node will", "id", id, "path", local, "err", err)
+	}
 }
 
 func (e *Engine) stopWorkers() {
@@ -363,6 +453,9 @@ func (e *Engine) finish(r result) {
 			return
 		}
 		e.log.Info("transfer done", "id", r.id, "size", r.size)
+		if r.receive {
+			e.putInPlace(r.id, r.local)
+		}
 		return
 	}
 	t, ok := e.cfg.Node.State().Transfers[r.id]

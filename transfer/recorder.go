@@ -1,8 +1,10 @@
 package transfer
 
 import (
+	"cmp"
 	"errors"
 	"path"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,6 +71,34 @@ func matchRule(rules map[string]fsm.Rule, file string, send bool) string {
 		}
 	}
 	return best
+}
+
+// Staging is (transfer ID, epoch): the upload's staging file is
+// listeners.StagingName of it.
+func (r *record) Staging() (uint64, uint64) { return r.id, r.e.epoch }
+
+// Pending lists the client's cut uploads of f.Path, newest first: those
+// INTERRUPTED (or RUNNING under an older epoch) that no newer DONE upload
+// of the same file replaced.
+func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
+	local := path.Join(r.srv.Root, f.Login, f.Path)
+	st := r.e.cfg.Node.State()
+	var out []listeners.Pending
+	var done uint64
+	for id, t := range st.Transfers {
+		if !t.IsServer || t.IsSend || t.LocalPath != local || t.Agent != r.srv.Name {
+			continue
+		}
+		switch {
+		case t.Status == fsm.StatusDone:
+			done = max(done, id)
+		case t.Status == fsm.StatusInterrupted, t.Status == fsm.StatusRunning && t.Epoch < r.e.epoch:
+			out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
+		}
+	}
+	out = slices.DeleteFunc(out, func(p listeners.Pending) bool { return p.ID < done })
+	slices.SortFunc(out, func(a, b listeners.Pending) int { return cmp.Compare(b.ID, a.ID) })
+	return out
 }
 
 func (r *record) Progress(p int64) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/listeners"
 )
 
 // ErrNotActive stops a worker whose node no longer holds the lease.
@@ -34,7 +35,7 @@ type partnerSession interface {
 
 // runTransfer moves one file, resuming from its last checkpoint.
 func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
-	r := result{progress: t.Progress, size: t.Filesize}
+	r := result{progress: t.Progress, size: t.Filesize, local: t.LocalPath, receive: !t.IsSend}
 	st := e.cfg.Node.State()
 	p, ok := st.Partners[t.Agent]
 	if !ok {
@@ -123,30 +124,20 @@ func (e *Engine) pull(ctx context.Context, root *os.Root, sess partnerSession, t
 	if err := e.setSize(t, size); err != nil {
 		return 0, size, err
 	}
-	if dir := filepath.Dir(t.LocalPath); dir != "." {
-		if err := root.MkdirAll(dir, 0o750); err != nil {
-			return 0, size, fmt.Errorf("local directory %s: %w", dir, err)
-		}
-	}
-	local, err := root.OpenFile(t.LocalPath, os.O_WRONLY|os.O_CREATE, 0o640)
+	local, off, err := e.openStaging(root, t, size)
 	if err != nil {
-		return 0, size, fmt.Errorf("local file %s: %w", t.LocalPath, err)
+		return 0, size, err
 	}
 	defer local.Close()
-	fi, err := local.Stat()
-	if err != nil {
-		return 0, size, err
+	cp.committed = off
+	cp.sync = func() error {
+		if err := e.fence("sync", t.LocalPath); err != nil {
+			return err
+		}
+		return local.Sync()
 	}
-	off := min(t.Progress, fi.Size(), size)
-	// Bytes past the checkpoint may be partial; drop them.
-	if err := local.Truncate(off); err != nil {
-		return 0, size, err
-	}
-	if _, err := local.Seek(off, io.SeekStart); err != nil {
-		return 0, size, err
-	}
-	cp.committed, cp.sync = off, local.Sync
-	dst := &leaseWriter{w: local, valid: e.cfg.Node.LeaseValid, meter: e.cfg.Meter}
+	dst := &leaseWriter{w: local, valid: e.cfg.Node.LeaseValid, meter: e.cfg.Meter,
+		audit: e.cfg.Audit, path: filepath.Join(e.cfg.GatewayHome, filepath.Dir(t.LocalPath), listeners.StagingName(t.ID, e.epoch)), off: off}
 	n, err := sess.pull(t.RemotePath, dst, off, cp)
 	if err != nil {
 		return n, size, err
@@ -154,13 +145,124 @@ func (e *Engine) pull(ctx context.Context, root *os.Root, sess partnerSession, t
 	if ctx.Err() != nil {
 		return n, size, context.Cause(ctx)
 	}
-	if err := local.Sync(); err != nil {
+	if err := cp.sync(); err != nil {
 		return n, size, err
 	}
 	if n != size {
 		return n, size, fmt.Errorf("%w: received %d bytes of %d", errBadSize, n, size)
 	}
+	// Renamed into place by finish, once DONE is committed.
 	return size, size, nil
+}
+
+// fence is the lease check before every change the engine makes to
+// storage (create, truncate, sync, rename, delete, mkdir): a deposed node
+// changes nothing, even after a partner dial of several seconds.
+func (e *Engine) fence(op, name string) error {
+	if !e.cfg.Node.LeaseValid() {
+		return fmt.Errorf("%s %s: %w", op, name, ErrNotActive)
+	}
+	return nil
+}
+
+// openStaging opens the staging file of a pull under this epoch
+// (listeners.StagingName, next to t.LocalPath), holding the transfer's
+// committed checkpoint: a staging file of an older epoch is continued by
+// copying its checkpoint into a new file (a deposed node's late write into
+// the old one cannot reach it), then removed. It returns the file,
+// positioned at the offset to continue from.
+func (e *Engine) openStaging(root *os.Root, t fsm.Transfer, size int64) (*os.File, int64, error) {
+	dir := filepath.Dir(t.LocalPath)
+	if dir != "." {
+		if err := e.fence("mkdir", dir); err != nil {
+			return nil, 0, err
+		}
+		if err := root.MkdirAll(dir, 0o750); err != nil {
+			return nil, 0, fmt.Errorf("local directory %s: %w", dir, err)
+		}
+	}
+	name := filepath.Join(dir, listeners.StagingName(t.ID, e.epoch))
+	staged, err := listeners.FindStaging(root, dir, t.ID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("local file %s: %w", t.LocalPath, err)
+	}
+	if err := e.fence("create", name); err != nil {
+		return nil, 0, err
+	}
+	local, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, 0, fmt.Errorf("local file %s: %w", t.LocalPath, err)
+	}
+	abs := filepath.Join(e.cfg.GatewayHome, name)
+	e.cfg.Audit.Log("create", abs, 0, 0)
+	fail := func(err error) (*os.File, int64, error) {
+		local.Close()
+		return nil, 0, err
+	}
+	fi, err := local.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	have := fi.Size()
+	for i := len(staged) - 1; i >= 0; i-- {
+		old := filepath.Join(dir, staged[i])
+		if old == name {
+			continue
+		}
+		if have == 0 && t.Progress > 0 {
+			if err := e.fence("write", name); err != nil {
+				return fail(err)
+			}
+			src, err := root.Open(old)
+			if err != nil {
+				return fail(fmt.Errorf("continue %s: %w", old, err))
+			}
+			have, err = listeners.CopyPrefix(local, src, min(t.Progress, size))
+			src.Close()
+			e.cfg.Audit.Log("write", abs, 0, have)
+			if err != nil {
+				return fail(fmt.Errorf("continue %s: %w", old, err))
+			}
+		}
+		if err := e.fence("delete", old); err != nil {
+			return fail(err)
+		}
+		if err := root.Remove(old); err == nil {
+			e.cfg.Audit.Log("delete", filepath.Join(e.cfg.GatewayHome, old), 0, 0)
+		}
+	}
+	off := min(t.Progress, have, size)
+	// Bytes past the checkpoint may be partial; drop them.
+	if err := e.fence("truncate", name); err != nil {
+		return fail(err)
+	}
+	if err := local.Truncate(off); err != nil {
+		return fail(err)
+	}
+	e.cfg.Audit.Log("truncate", abs, off, 0)
+	if err := listeners.SyncDir(root, dir); err != nil {
+		return fail(err)
+	}
+	if _, err := local.Seek(off, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	return local, off, nil
+}
+
+// promote renames the staging file of a DONE pull into place, under the
+// lease, and fsyncs its directory. When it cannot, the next ACTIVE node's
+// takeover does it.
+func (e *Engine) promote(root *os.Root, id uint64, final string, epoch uint64) error {
+	dir := filepath.Dir(final)
+	name := filepath.Join(dir, listeners.StagingName(id, epoch))
+	if err := e.fence("rename", name); err != nil {
+		return err
+	}
+	if err := root.Rename(name, final); err != nil {
+		return fmt.Errorf("put %s in place: %w", final, err)
+	}
+	e.cfg.Audit.LogRename(filepath.Join(e.cfg.GatewayHome, name), filepath.Join(e.cfg.GatewayHome, final))
+	return listeners.SyncDir(root, dir)
 }
 
 func (e *Engine) setSize(t fsm.Transfer, size int64) error {
@@ -229,6 +331,9 @@ type leaseWriter struct {
 	w     io.Writer
 	valid func() bool
 	meter *Meter
+	audit *listeners.Audit // nil: no write audit
+	path  string           // for the audit
+	off   int64            // offset of the next write, for the audit
 }
 
 func (l *leaseWriter) Write(p []byte) (int, error) {
@@ -237,6 +342,10 @@ func (l *leaseWriter) Write(p []byte) (int, error) {
 	}
 	n, err := l.w.Write(p)
 	l.meter.add(false, n)
+	if l.audit != nil && n > 0 {
+		l.audit.Log("write", l.path, l.off, int64(n))
+		l.off += int64(n)
+	}
 	return n, err
 }
 

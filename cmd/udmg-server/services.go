@@ -36,6 +36,7 @@ type mftServices struct {
 	// cluster package).
 	servers *listeners.Manager
 	engine  *transfer.Engine
+	audit   *listeners.Audit // [listeners] WriteAudit, nil when off
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -67,15 +68,23 @@ func (m *mftServices) Start(st fsm.State) error {
 	if err != nil {
 		return fmt.Errorf("cluster host key: %w", err)
 	}
+	var audit *listeners.Audit
+	if p := m.cfg.Listeners.WriteAudit; p != "" {
+		if audit, err = listeners.OpenAudit(p, node.ID(), func() uint64 { e, _ := node.LeaseRemaining(); return e }); err != nil {
+			return err
+		}
+	}
 	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
-		IDs: m.ids, Meter: &m.meter, Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes})
+		IDs: m.ids, Meter: &m.meter, Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
 	if err != nil {
+		_ = audit.Close()
 		return err
 	}
+	m.audit = audit
 	m.engine = engine
 	m.servers = listeners.NewManager(listeners.ManagerConfig{
 		Host: m.cfg.Listeners.Host, GatewayHome: m.home, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
-		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State,
+		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State, Audit: audit,
 	})
 	// Errors are logged by the manager; one bad server does not keep the
 	// others (or the node) from serving.
@@ -136,6 +145,9 @@ func (m *mftServices) Stop() error {
 	// Listeners first: their sessions' last records go through the engine.
 	err := m.servers.Stop()
 	m.engine.Stop()
-	m.servers, m.engine = nil, nil
+	if aerr := m.audit.Close(); aerr != nil {
+		m.log.Warn("write audit", "err", aerr)
+	}
+	m.servers, m.engine, m.audit = nil, nil, nil
 	return err
 }
