@@ -4,7 +4,7 @@ BIN     := bin/udmg-server
 CONFIG  ?=
 TRIALS  ?= 20
 
-.PHONY: all build run test test-short lint figures clean deps dev-license
+.PHONY: all build run test test-short lint figures clean deps dev-license sim
 
 all: build
 
@@ -60,7 +60,13 @@ deps:
 # engine answers.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) sim
 	$(MAKE) e2e
+
+# The lease simulation at full length (100,000 schedules; the race run
+# above does 5,000): the real lease machine and FSM under random faults.
+sim:
+	$(GO) test -count=1 -run 'TestLeaseSimulation' -v ./cluster -sim.schedules=100000
 
 test-short:
 	$(GO) test -short -count=1 ./...
@@ -96,7 +102,7 @@ E2E_TIMEOUT ?= 40m
 # PostgreSQL and HAProxy on a debootstrap Debian base; cached by input hash.
 # Writes the compose variables to bin/images.env.
 images:
-	deploy/build-images.sh
+	VENDOR_KEY="$(VENDOR_KEY)" deploy/build-images.sh
 
 # The chaos suite against the compose cluster (skipped, loudly, when no
 # Docker engine answers): about 25 min here, images built from scratch

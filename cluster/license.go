@@ -36,7 +36,9 @@ func (n *Node) license(st fsm.State, now time.Time) licensing.License {
 
 // Licensed reports whether the registry gives this node a license slot.
 func (n *Node) Licensed() bool {
-	return n.machine.State().Nodes[n.cfg.NodeID].Licensed
+	var licensed bool
+	n.machine.Read(func(s *fsm.State) { licensed = s.Nodes[n.cfg.NodeID].Licensed })
+	return licensed
 }
 
 // aliveIDs are the members gossip reports alive, this node included.

@@ -291,6 +291,10 @@ func (n *Node) LastActive() time.Time {
 // State is a copy of the replicated state as this node has applied it.
 func (n *Node) State() fsm.State { return n.machine.State() }
 
+// Read runs f on the replicated state without copying it (fsm.Machine.Read):
+// f must return quickly and keep nothing it reaches.
+func (n *Node) Read(f func(s *fsm.State)) { n.machine.Read(f) }
+
 // Subscribe delivers every mode change until the returned cancel is called.
 func (n *Node) Subscribe() (<-chan ModeChange, func()) { return n.modes.subscribe() }
 
@@ -496,7 +500,9 @@ func (n *Node) LeaderAPI() (string, bool) {
 	if id == "" {
 		return "", false
 	}
-	node, ok := n.machine.State().Nodes[string(id)]
+	var node fsm.Node
+	var ok bool
+	n.machine.Read(func(s *fsm.State) { node, ok = s.Nodes[string(id)] })
 	if !ok || node.AdminAddr == "" {
 		return "", false
 	}

@@ -38,6 +38,16 @@ func (m *Machine) State() State {
 	return m.s.clone()
 }
 
+// Read runs f on the current state under the read lock, without copying
+// it: lookups on hot paths (/ping, logins, the lease loop) then cost the
+// same however large the state grows. f must return quickly and must not
+// keep or change anything it reaches.
+func (m *Machine) Read(f func(s *State)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	f(&m.s)
+}
+
 // Lease returns the current lease.
 func (m *Machine) Lease() Lease {
 	m.mu.RLock()
