@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"slices"
 	"strconv"
@@ -92,7 +93,7 @@ func (n *Node) startGossip() error {
 	}
 	mc.Keyring = ring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-	mc.Logger = newStdLogger(n.log, "memberlist")
+	mc.Logger = log.New(gossipLog{logWriter{n.log, "memberlist"}, n.stream.refusals}, "", 0)
 	// Status, not fencing, depends on these: probe about as often as
 	// nodes refresh their status.
 	mc.ProbeInterval = n.cfg.HeartbeatCheck
@@ -154,6 +155,7 @@ func (n *Node) joinLoop() {
 					n.log.Warn("refused by gossip peers: gossip keys differ (wrong [cluster] JoinToken or GossipKey?)", "peers", missing, "reason", reason)
 					lastRefusal = reason
 				}
+				retry = 5 * time.Second
 			} else if !joined {
 				n.log.Debug("join failed, retrying", "peers", missing, "err", err)
 			}
@@ -434,4 +436,31 @@ func (n *Node) RemoveNode(id string) error {
 func isKeyError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "decrypt") || strings.Contains(s, "encryption") || strings.Contains(s, "keyring")
+}
+
+// gossipLog passes memberlist's log on, except that packets it cannot
+// decrypt (a stranger, or a node with another token) are logged as
+// refusals: with the sender, at most once per refusalInterval per host.
+type gossipLog struct {
+	inner    logWriter
+	refusals *refusals
+}
+
+func (g gossipLog) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if !isKeyError(errors.New(line)) {
+			g.inner.Write([]byte(line))
+			continue
+		}
+		from := "unknown"
+		if i := strings.Index(line, " from="); i >= 0 {
+			from = strings.Fields(line[i+len(" from="):] + " ")[0]
+			line = line[:i]
+		}
+		if i := strings.Index(line, "memberlist: "); i >= 0 {
+			line = line[i+len("memberlist: "):]
+		}
+		g.refusals.note("gossip", from, fmt.Errorf("gossip keys differ (wrong [cluster] JoinToken or GossipKey?): %s", line))
+	}
+	return len(p), nil
 }

@@ -120,6 +120,8 @@ func refusalReason(err error) string {
 		return "certificate not for this cluster's name: " + err.Error()
 	case errors.As(err, &ne) && ne.Timeout():
 		return fmt.Sprintf("no TLS handshake within %s", handshakeTimeout)
+	case strings.Contains(err.Error(), "remote error: tls: bad certificate"), strings.Contains(err.Error(), "remote error: tls: unknown certificate authority"):
+		return "the peer refused our certificate (it has another [cluster] JoinToken or TLSCA): " + err.Error()
 	case strings.Contains(err.Error(), "didn't provide a certificate"):
 		return "no client certificate"
 	case strings.Contains(err.Error(), "first record does not look like a TLS handshake"):

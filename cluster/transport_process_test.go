@@ -234,7 +234,7 @@ func TestWrongTokenNeverVoter(t *testing.T) {
 	if !ts.Eventually(20*time.Second, func() bool { return stranger.CountLog("gossip keys differ") > 0 }) {
 		t.Errorf("the stranger did not log why gossip refused it:\n%s", stranger.LogTail(15))
 	}
-	if !ts.Eventually(20*time.Second, func() bool { return c.Nodes[0].CountLog("No installed keys could decrypt") > 0 }) {
+	if !ts.Eventually(20*time.Second, func() bool { return c.Nodes[0].CountLog("gossip keys differ") > 0 }) {
 		t.Errorf("node1 did not log the stranger's undecryptable gossip:\n%s", c.Nodes[0].LogTail(15))
 	}
 	leaderLogs := func(s string) int {
@@ -256,6 +256,9 @@ func TestWrongTokenNeverVoter(t *testing.T) {
 	time.Sleep(8 * time.Second) // the retries being counted happen meanwhile; nothing to poll for
 	if n := leaderLogs(refusal); n != 1 {
 		t.Errorf("impostor refusal logged %d times, want once", n)
+	}
+	if n := c.Nodes[0].CountLog("gossip keys differ"); n > 2 {
+		t.Errorf("node1 logged the stranger's gossip %d times in 8 s, want it rate-limited", n)
 	}
 	for _, p := range c.Nodes[:3] {
 		if v, ok := metric(t, p, "udmg_raft_voters"); !ok || v != 3 {
