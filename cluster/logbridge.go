@@ -11,7 +11,9 @@ import (
 )
 
 // logWriter routes the text logs of raft (hclog) and memberlist (std log)
-// into the node's slog logger, keeping their level.
+// into the node's slog logger: their warnings and errors as such, their
+// chatter (info and below) at debug, so that the node's own lines tell the
+// story at info.
 type logWriter struct {
 	log       *slog.Logger
 	component string
@@ -27,6 +29,9 @@ func (w logWriter) Write(p []byte) (int, error) {
 				break
 			}
 		}
+		if level == slog.LevelInfo {
+			level = slog.LevelDebug
+		}
 		msg = strings.TrimPrefix(msg, w.component+": ")
 		w.log.Log(context.Background(), level, msg, "component", w.component)
 	}
@@ -34,7 +39,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 func newHCLogger(l *slog.Logger, component string) hclog.Logger {
-	level := hclog.Info
+	level := hclog.Warn
 	if l.Enabled(context.Background(), slog.LevelDebug) {
 		level = hclog.Debug
 	}

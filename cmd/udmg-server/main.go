@@ -22,6 +22,7 @@ import (
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/httpapi"
 	"github.com/udmg/gateway/licensing"
+	"github.com/udmg/gateway/logs"
 	"github.com/udmg/gateway/mirror"
 	"github.com/udmg/gateway/transfer"
 )
@@ -265,8 +266,13 @@ func newLogger(c config.Log) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(logs.Fold(h, logFoldWindow))
 }
+
+// logFoldWindow is how long a repeated log line stays folded before it is
+// written again with its count.
+const logFoldWindow = 10 * time.Second
