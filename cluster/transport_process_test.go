@@ -299,9 +299,10 @@ func TestMultiNodeWithoutIdentityRefused(t *testing.T) {
 	}
 }
 
-// TestTokenRotation rolls a three-node cluster from token A to token B by
-// two rounds of restarts ("B,A", then "B"), one node at a time, and checks
-// that one node is ACTIVE after every restart and the others stand by.
+// TestTokenRotation rolls a three-node cluster from token O to token T by
+// three rounds of restarts ("O,T", "T,O", then "T"), one node at a time,
+// as README says, and checks that one node is ACTIVE after every restart
+// and the others stand by.
 func TestTokenRotation(t *testing.T) {
 	c := ts.NewCluster(t, 3)
 	c.WaitOneActive(30*time.Second, "PASSIVE")
@@ -310,7 +311,7 @@ func TestTokenRotation(t *testing.T) {
 	defer prober.Stop()
 	start := time.Now()
 	var worst time.Duration
-	for _, value := range []string{next + "," + old, next} {
+	for _, value := range []string{old + "," + next, next + "," + old, next} {
 		for _, p := range c.Nodes {
 			p.Signal(syscall.SIGTERM)
 			if !p.Wait(20 * time.Second) {
@@ -332,7 +333,12 @@ func TestTokenRotation(t *testing.T) {
 	if overlap > 0 {
 		t.Errorf("two nodes served at once for %s (%s)", overlap, pair)
 	}
-	t.Logf("rolling token rotation: 6 restarts, longest time without an ACTIVE node %s", worst.Round(time.Millisecond))
+	// A handover (SIGTERM of the ACTIVE) is a release, not a lease expiry:
+	// the next node serves within about a heartbeat or two.
+	if worst > 4*time.Second {
+		t.Errorf("no ACTIVE node for %s during the rotation", worst)
+	}
+	t.Logf("rolling token rotation: 9 restarts, longest time without an ACTIVE node %s", worst.Round(time.Millisecond))
 	for _, p := range c.Nodes {
 		if v, ok := metric(t, p, "udmg_raft_voters"); !ok || v != 3 {
 			t.Errorf("%s: %v voters after rotation, want 3", p.Name, v)
