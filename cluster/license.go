@@ -41,6 +41,9 @@ func (n *Node) Licensed() bool {
 	return licensed
 }
 
+// AliveMembers are the node IDs gossip reports alive, this node included.
+func (n *Node) AliveMembers() map[string]bool { return n.aliveIDs() }
+
 // aliveIDs are the members gossip reports alive, this node included.
 func (n *Node) aliveIDs() map[string]bool {
 	alive := map[string]bool{}

@@ -2,11 +2,13 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/udmg/gateway/httpapi"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/mirror"
 	ts "github.com/udmg/gateway/testsupport"
 )
@@ -140,4 +142,41 @@ func nodesSource(t *testing.T, n *ts.Proc) string {
 		t.Fatalf("sb_mgmt_nodes on %s: %v %v", n.Name, r, err)
 	}
 	return r.Header.Get(httpapi.SourceHeader)
+}
+
+// With the embedded database every node keeps the node table itself: the
+// rows of its live peers, the ACTIVE one included, stay current (refreshed
+// every HeartbeatCheck), as rows in a shared PostgreSQL are.
+func TestEmbeddedNodeTableCurrent(t *testing.T) {
+	c := ts.NewCluster(t, 3)
+	active := c.WaitOneActive(30*time.Second, "PASSIVE")
+	passive := c.Other(active)
+	lastUpdate := func() time.Time {
+		r, err := passive.Admin().Do("GET", "/api/sb_mgmt_nodes", nil)
+		if err != nil || r.Status != 200 {
+			t.Fatalf("sb_mgmt_nodes on %s: %v %v", passive.Name, r, err)
+		}
+		var list wire.NodeList
+		if err := json.Unmarshal(r.Body, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range list.Nodes {
+			if n.NodeIPAddress == active.IP {
+				at, err := time.Parse(time.RFC3339Nano, n.NodeLastUpdate)
+				if err != nil {
+					t.Fatalf("nodeLastUpdate %q: %v", n.NodeLastUpdate, err)
+				}
+				return at
+			}
+		}
+		t.Fatalf("no row for the ACTIVE %s in %s", active.IP, r.Body)
+		return time.Time{}
+	}
+	first := lastUpdate()
+	// Three HeartbeatChecks (1 s each at defaults) later the row is newer
+	// by at least two of them.
+	var last time.Time
+	if !ts.Eventually(10*time.Second, func() bool { last = lastUpdate(); return last.Sub(first) >= 2*time.Second }) {
+		t.Fatalf("%s's row of the ACTIVE %s stayed at %s (first read %s)", passive.Name, active.Name, last, first)
+	}
 }

@@ -86,12 +86,23 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 	if !m.peers {
 		return
 	}
-	for id, p := range node.State().Nodes {
-		if id != r.NodeID && p.Status != "" {
+	// A peer that gossip reports alive is current as of now: its row says
+	// so every HeartbeatCheck, as a PostgreSQL row it writes itself would.
+	alive := node.AliveMembers()
+	now := time.Now()
+	node.Read(func(st *fsm.State) {
+		for id, p := range st.Nodes {
+			if id == r.NodeID || p.Status == "" {
+				continue
+			}
+			last := p.LastUpdate
+			if alive[id] && p.Status != string(cluster.Offline) {
+				last = now
+			}
 			m.writer.Submit(mirror.Row{NodeID: id, Hostname: p.Hostname, IPAddress: p.IP, Port: p.AdminPort,
-				Status: p.Status, Licensed: p.Licensed, StartedAt: p.Started, LastUpdate: p.LastUpdate, LastActiveDate: p.LastActive})
+				Status: p.Status, Licensed: p.Licensed, StartedAt: p.Started, LastUpdate: last, LastActiveDate: p.LastActive})
 		}
-	}
+	})
 }
 
 // copyHistory writes into the embedded history table the transfers that
