@@ -777,6 +777,7 @@ func (g *guardedFile) Close() error {
 		// is: an acknowledged file survives a crash of the host.
 		if cut == nil {
 			if !g.s.r.allowed() {
+				_ = g.s.guard() // closes the session, as any refused operation
 				cut = ErrNotActive
 			} else if err := g.f.Sync(); err != nil {
 				cut = fmt.Errorf("sync %s: %w", g.final, err)
@@ -807,6 +808,7 @@ func (g *guardedFile) Close() error {
 // next ACTIVE node renames the staging file of the DONE transfer.
 func (g *guardedFile) promote() error {
 	if !g.s.r.allowed() {
+		_ = g.s.guard() // closes the session, as any refused operation
 		return fmt.Errorf("upload %s not put in place: %w", g.final, ErrNotActive)
 	}
 	if err := g.root.Rename(g.staging, g.final); err != nil {
