@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"maps"
-	"net"
 	"slices"
 	"time"
 
@@ -53,12 +52,14 @@ func (n *Node) aliveIDs() map[string]bool {
 	return alive
 }
 
-// reachable tells whether a peer's Raft port answers now. Gossip takes
-// seconds to declare a killed node dead; a refused or silent port says so
-// at once, so that the license rule and hand-overs never wait on a dead
-// node (a leader handing leadership to one only times out, again and again).
-func reachable(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, probeTimeout)
+// reachable tells whether a peer's Raft port answers now, with a probe
+// handshake (mutual TLS, so that the port does not log a stranger). Gossip
+// takes seconds to declare a killed node dead; a refused or silent port
+// says so at once, so that the license rule and hand-overs never wait on a
+// dead node (a leader handing leadership to one only times out, again and
+// again).
+func (n *Node) reachable(addr string) bool {
+	c, err := n.stream.dial(addr, alpnProbe, probeTimeout)
 	if err != nil {
 		return false
 	}
@@ -67,7 +68,7 @@ func reachable(addr string) bool {
 }
 
 // probeTimeout bounds the liveness probe of a peer's Raft port.
-const probeTimeout = 300 * time.Millisecond
+const probeTimeout = 500 * time.Millisecond
 
 // eligible applies the seed's rule: a licensed node may be ACTIVE; an
 // unlicensed one only on a one-node license with no licensed node alive
@@ -84,7 +85,7 @@ func (n *Node) eligible() bool {
 	}
 	alive := map[string]bool{}
 	for _, m := range n.members() {
-		alive[m.ID] = m.ID == n.cfg.NodeID || !slots[m.ID] || reachable(m.RaftAddr)
+		alive[m.ID] = m.ID == n.cfg.NodeID || !slots[m.ID] || n.reachable(m.RaftAddr)
 	}
 	return licensing.MayBeActive(n.license(st, now), now, n.cfg.NodeID, slots, alive)
 }
@@ -112,7 +113,7 @@ func (n *Node) handOver() {
 	}
 	slices.SortFunc(candidates, func(a, b fsm.Node) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, best := range candidates {
-		if !reachable(best.RaftAddr) {
+		if !n.reachable(best.RaftAddr) {
 			continue
 		}
 		n.log.Info("handing leadership to a licensed node", "to", best.ID)
