@@ -19,6 +19,10 @@ import (
 // initCluster creates, once per cluster, the first administrator and the SSH
 // host key, under the lease so that only one leader can do it.
 func (n *Node) initCluster(epoch uint64) error {
+	dataKey, err := n.secretsKey(epoch)
+	if err != nil {
+		return err
+	}
 	if n.machine.State().Initialized {
 		return nil
 	}
@@ -44,8 +48,8 @@ func (n *Node) initCluster(epoch uint64) error {
 		return fmt.Errorf("encode host key: %w", err)
 	}
 	hostKey := pem.EncodeToMemory(block)
-	if n.cfg.SealSecret != nil {
-		sealed, err := n.cfg.SealSecret(hostKey)
+	if n.cfg.Secrets != nil {
+		sealed, err := n.cfg.Secrets.SealWith(dataKey, hostKey)
 		if err != nil {
 			return fmt.Errorf("seal host key: %w", err)
 		}
@@ -69,4 +73,90 @@ func (n *Node) initCluster(epoch uint64) error {
 		n.log.Info("initial administrator created from [admin] InitialPassword", "user", user)
 	}
 	return nil
+}
+
+// SecretsKeeper holds this node's key-encryption key (KEK), which seals the
+// cluster's data key in the replicated state (transfer.Secrets implements
+// it). The KEK never enters the log.
+type SecretsKeeper interface {
+	// NewKey generates a data key, sealed with the KEK.
+	NewKey() (string, error)
+	// LegacyKey returns the previous release's key file
+	// (<GatewayHome>/passphrase.aes) sealed with the KEK, and its path;
+	// sealed is "" when there is no such file.
+	LegacyKey() (sealed, path string, err error)
+	// CheckKey says whether the KEK opens a sealed data key; its error
+	// names the setting to fix.
+	CheckKey(sealed string) error
+	// SealWith seals plain under a sealed data key.
+	SealWith(sealedKey string, plain []byte) (string, error)
+}
+
+// errSecretsKEK stops a node whose key-encryption key cannot open the
+// cluster's data key from becoming ACTIVE.
+var errSecretsKEK = errors.New("refusing to become ACTIVE")
+
+// secretsKey makes sure the cluster has a data key this node can open and
+// returns it (sealed). A brand-new cluster generates one; a cluster from
+// before the key moved into the state adopts its <GatewayHome>/passphrase.aes,
+// whose key sealed every value it has. It runs under the lease, on every
+// term, before the services start.
+func (n *Node) secretsKey(epoch uint64) (string, error) {
+	keeper := n.cfg.Secrets
+	if keeper == nil {
+		return "", nil
+	}
+	for attempt := 0; ; attempt++ {
+		st := n.machine.State()
+		if st.Secrets != nil {
+			if err := keeper.CheckKey(st.Secrets.Current); err != nil {
+				if !n.secretsRefused.Swap(true) {
+					n.log.Error("refusing to become ACTIVE: " + err.Error())
+				}
+				n.handOver()
+				return "", fmt.Errorf("%w: %v", errSecretsKEK, err)
+			}
+			n.secretsRefused.Store(false)
+			return st.Secrets.Current, nil
+		}
+		if attempt > 0 {
+			return "", errors.New("secrets key: set by another leader and not applied here")
+		}
+		key, from, err := n.newSecretsKey(st)
+		if err != nil {
+			return "", err
+		}
+		err = n.apply(fsm.Command{Op: fsm.OpSecretsKey, At: time.Now(), Epoch: epoch, Secrets: &fsm.SecretsArgs{Key: key}})
+		if errors.Is(err, fsm.ErrSecretsKeySet) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("store the secrets key: %w", err)
+		}
+		if from != "" {
+			n.log.Warn("the secrets key of "+from+" is now kept in the cluster state, sealed with the key-encryption key; the gateway no longer reads that file and no rule or transfer can reach it: delete it", "file", from)
+		} else {
+			n.log.Info("secrets key generated and kept in the cluster state, sealed with the key-encryption key")
+		}
+		return key, nil
+	}
+}
+
+// newSecretsKey is the data key for a cluster that has none: the previous
+// release's key file when there is one, else a new key. A state that holds
+// sealed values but no key and no file cannot be opened by anyone: that is
+// refused rather than replaced by a key that opens nothing.
+func (n *Node) newSecretsKey(st fsm.State) (key, from string, err error) {
+	key, path, err := n.cfg.Secrets.LegacyKey()
+	if err != nil {
+		return "", "", fmt.Errorf("secrets key: %w", err)
+	}
+	if key != "" {
+		return key, path, nil
+	}
+	if sealed := st.Sealed(); len(sealed) > 0 {
+		return "", "", fmt.Errorf("secrets key: the cluster state holds sealed values (%s, …) but no secrets key, and the previous release's key file %s does not exist", sealed[0].Ref, path)
+	}
+	key, err = n.cfg.Secrets.NewKey()
+	return key, "", err
 }

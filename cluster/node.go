@@ -68,10 +68,12 @@ type Config struct {
 	// OnOffline is told, on the leader, which nodes it has just marked
 	// OFFLINE (dead to gossip, or the ACTIVE node it replaced).
 	OnOffline func(ids []string, at time.Time)
-	// SealSecret encrypts the secrets the cluster creates for itself (the
-	// SSH host key) before they enter the replicated state, and so Raft's
-	// log and snapshots on disk; nil keeps them in clear (tests).
-	SealSecret func(plain []byte) (string, error)
+	// Secrets holds this node's key-encryption key: the cluster's data key
+	// is created with it at bootstrap (and the SSH host key sealed under
+	// it), moved in from a previous release's key file, and checked before
+	// this node becomes ACTIVE (init.go); nil keeps the host key in clear
+	// and the state without a data key (tests).
+	Secrets SecretsKeeper
 	// OnRenewal is told, on the holder, how long each committed lease
 	// renewal took from proposal to commit: how close the node runs to
 	// Deadline. It runs on the renewal goroutine and must return at once.
@@ -135,10 +137,13 @@ type Node struct {
 	lastActive atomic.Int64 // unix nanos of the last moment seen ACTIVE
 
 	shuttingDown atomic.Bool
-	ctx          context.Context
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
-	fenceExit    func(code int) // os.Exit, replaced in tests
+	// secretsRefused is set once this node has logged that its
+	// key-encryption key does not open the cluster's (init.go).
+	secretsRefused atomic.Bool
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+	fenceExit      func(code int) // os.Exit, replaced in tests
 }
 
 // Start opens the node's stores and sockets and joins or forms the cluster.

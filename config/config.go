@@ -56,14 +56,17 @@ type Admin struct {
 
 // Database configures the mirror and history store ([database]).
 type Database struct {
-	Type          string // "sqlite" (embedded, single node) or "postgresql" (clusters); default "sqlite"
-	Address       string // PostgreSQL host:port; default "localhost:5432"
-	Name          string // PostgreSQL database; default "udmg"
-	User          string // PostgreSQL user; default "udmg_user"
-	Password      string // PostgreSQL password
-	TLSCert       string // client certificate for PostgreSQL (with TLSKey)
-	TLSKey        string // key for TLSCert
-	AESPassphrase string // key file for secrets at rest; default <GatewayHome>/passphrase.aes
+	Type     string // "sqlite" (embedded, single node) or "postgresql" (clusters); default "sqlite"
+	Address  string // PostgreSQL host:port; default "localhost:5432"
+	Name     string // PostgreSQL database; default "udmg"
+	User     string // PostgreSQL user; default "udmg_user"
+	Password string // PostgreSQL password
+	TLSCert  string // client certificate for PostgreSQL (with TLSKey)
+	TLSKey   string // key for TLSCert
+	// AESPassphrase is the operator's key file whose contents seal the
+	// cluster's secrets key (instead of [cluster] JoinToken); empty by
+	// default; must lie outside GatewayHome.
+	AESPassphrase string
 }
 
 // Controller holds the lease timings ([controller]); see ARCHITECTURE "The lease".
@@ -138,11 +141,10 @@ func Default() *Config {
 			InitialUser: "admin",
 		},
 		Database: Database{
-			Type:          "sqlite",
-			Address:       "localhost:5432",
-			Name:          "udmg",
-			User:          "udmg_user",
-			AESPassphrase: defaultAESPassphrase(home),
+			Type:    "sqlite",
+			Address: "localhost:5432",
+			Name:    "udmg",
+			User:    "udmg_user",
 		},
 		Controller: Controller{
 			Heartbeat:      500 * time.Millisecond,
@@ -167,6 +169,20 @@ func Default() *Config {
 	}
 }
 
-func defaultAESPassphrase(home string) string {
-	return filepath.Join(home, "passphrase.aes")
+// LegacyKeyFile is where the previous release kept the secrets key,
+// among the users' files: read once to move it into the cluster state
+// (upgrade), and out of reach of every rule, transfer and account.
+func (c *Config) LegacyKeyFile() string {
+	return filepath.Join(c.Paths.GatewayHome, "passphrase.aes")
+}
+
+// Protected lists the paths no rule, transfer or account may read or
+// write: DataDir (raft log, node ID, a lone node's key-encryption key),
+// the operator's key file and the previous release's key file.
+func (c *Config) Protected() []string {
+	out := []string{c.Cluster.DataDir, c.LegacyKeyFile()}
+	if c.Database.AESPassphrase != "" {
+		out = append(out, c.Database.AESPassphrase)
+	}
+	return out
 }

@@ -35,7 +35,7 @@ func TestDefaultIsValidAndIsWhatLoadGivesWithoutInput(t *testing.T) {
 		Global:   Global{GatewayName: "mft"},
 		Paths:    Paths{GatewayHome: "./data/home"},
 		Admin:    Admin{Host: "127.0.0.1", Port: 8080, InitialUser: "admin"},
-		Database: Database{Type: "sqlite", Address: "localhost:5432", Name: "udmg", User: "udmg_user", AESPassphrase: filepath.Join("./data/home", "passphrase.aes")},
+		Database: Database{Type: "sqlite", Address: "localhost:5432", Name: "udmg", User: "udmg_user"},
 		Controller: Controller{
 			Heartbeat: 500 * time.Millisecond, Deadline: 2 * time.Second, HeartbeatCheck: time.Second,
 		},
@@ -184,7 +184,7 @@ PassivePorts = 40000-40009
 		{"Controller.Deadline (file only)", c.Controller.Deadline, 5 * time.Second},
 		{"Cluster.Join", c.Cluster.Join, []string{"a:7946", "b:7946"}},
 		{"Paths.GatewayHome", c.Paths.GatewayHome, "/from/env"},
-		{"Database.AESPassphrase follows the final GatewayHome", c.Database.AESPassphrase, "/from/env/passphrase.aes"},
+		{"Database.AESPassphrase stays empty", c.Database.AESPassphrase, ""},
 		{"Listeners.PassivePorts", c.Listeners.PassivePorts, "50000-50004"},
 		{"Listeners.PassiveMin", c.Listeners.PassiveMin, 50000},
 		{"Listeners.PassiveMax", c.Listeners.PassiveMax, 50004},
@@ -205,11 +205,11 @@ func TestAESPassphrase(t *testing.T) {
 		env       []string
 		want      string
 	}{
-		{"default home", "", nil, filepath.Join("data", "home", "passphrase.aes")},
-		{"home from file", "[paths]\nGatewayHome = /data/root\n", nil, "/data/root/passphrase.aes"},
-		{"home from env", "", []string{"UDMG_PATHS_GATEWAYHOME=/srv/home"}, "/srv/home/passphrase.aes"},
-		{"explicit wins", "[paths]\nGatewayHome = /data/root\n[database]\nAESPassphrase = /keys/p.aes\n", nil, "/keys/p.aes"},
-		{"explicit empty means default", "[paths]\nGatewayHome = /data/root\n[database]\nAESPassphrase =\n", nil, "/data/root/passphrase.aes"},
+		{"empty by default (the key is derived from JoinToken)", "", nil, ""},
+		{"home from file does not make one", "[paths]\nGatewayHome = /data/root\n", nil, ""},
+		{"explicit outside GatewayHome", "[paths]\nGatewayHome = /data/root\n[database]\nAESPassphrase = /keys/p.aes\n", nil, "/keys/p.aes"},
+		{"next to GatewayHome is outside", "[paths]\nGatewayHome = /data/root\n[database]\nAESPassphrase = /data/rootkey.aes\n", nil, "/data/rootkey.aes"},
+		{"explicit empty", "[paths]\nGatewayHome = /data/root\n[database]\nAESPassphrase =\n", nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -496,7 +496,8 @@ func TestValidateWithoutFile(t *testing.T) {
 			"[controller] Deadline (1s) must be at least 3 × Heartbeat (500ms)"},
 		{"passive range", func(c *Config) { c.Listeners.PassiveMin, c.Listeners.PassiveMax = 5, 4 },
 			"[listeners] PassivePorts: 5-4 ends before it starts (write the lower port first)"},
-		{"aes passphrase", func(c *Config) { c.Database.AESPassphrase = "" }, "[database] AESPassphrase: must not be empty"},
+		{"aes passphrase inside GatewayHome", func(c *Config) { c.Database.AESPassphrase = "data/home/keys/passphrase.aes" },
+			"[database] AESPassphrase: data/home/keys/passphrase.aes lies inside [paths] GatewayHome ./data/home, where rules and accounts read and write: move the key file out of it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -536,5 +537,53 @@ func TestLoadSeedStyleFileWithBOMAndCRLF(t *testing.T) {
 	if c.Global.GatewayName != "mft" || c.Database.Password != "udmg_password" ||
 		c.Controller.Deadline != 5*time.Minute || c.Controller.HeartbeatCheck != 20*time.Second {
 		t.Errorf("seed-style file read as %+v", public(c))
+	}
+}
+
+// TestAESPassphraseInsideGatewayHome checks that a key file that resolves
+// into GatewayHome is refused with one line naming the key, however the
+// path is written: relative, through "..", or through a symlink.
+func TestAESPassphraseInsideGatewayHome(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(home, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(dir, "keys")
+	tests := []struct {
+		name, key string
+		refused   bool
+	}{
+		{"in GatewayHome", filepath.Join(home, "passphrase.aes"), true},
+		{"through ..", filepath.Join(home, "sub", "..", "k.aes"), true},
+		{"through a symlink to GatewayHome", filepath.Join(dir, "link", "k.aes"), true},
+		{"a symlink out of GatewayHome is still outside", filepath.Join(keys, "k.aes"), false},
+		{"beside GatewayHome", filepath.Join(dir, "home.aes"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ini := "[paths]\nGatewayHome = " + home + "\n[database]\nAESPassphrase = " + tt.key + "\n"
+			_, err := Load(writeINI(t, ini), nil)
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Load accepted a key file inside GatewayHome")
+			}
+			if msg := err.Error(); !strings.Contains(msg, "[database] AESPassphrase") || !strings.Contains(msg, "GatewayHome") || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line naming [database] AESPassphrase and GatewayHome", msg)
+			}
+		})
+	}
+	// A relative GatewayHome, as in the default layout, is resolved too.
+	t.Chdir(dir)
+	if _, err := Load(writeINI(t, "[paths]\nGatewayHome = ./home\n[database]\nAESPassphrase = "+filepath.Join(home, "k")+"\n"), nil); err == nil {
+		t.Error("Load accepted an absolute key file inside a relative GatewayHome")
 	}
 }

@@ -20,11 +20,9 @@ const envPrefix = "UDMG_"
 //
 // Order: defaults, then the file, then the environment; the last one wins.
 // Relative paths are kept as written (relative to the working directory).
-// An empty AESPassphrase means <GatewayHome>/passphrase.aes, computed once
-// GatewayHome is final. Load only reads path; it creates nothing.
+// Load only reads path; it creates nothing.
 func Load(path string, env []string) (*Config, error) {
 	c := Default()
-	c.Database.AESPassphrase = ""
 	c.origins = map[string]string{}
 
 	if path != "" {
@@ -39,9 +37,6 @@ func Load(path string, env []string) (*Config, error) {
 	}
 	if err := c.applyEnv(env); err != nil {
 		return nil, err
-	}
-	if c.Database.AESPassphrase == "" {
-		c.Database.AESPassphrase = defaultAESPassphrase(c.Paths.GatewayHome)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

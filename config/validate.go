@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/udmg/gateway/confine"
 )
 
 // Validate checks cross-field rules; Load calls it.
@@ -88,8 +90,14 @@ func (c *Config) checkDatabase() error {
 	if err := c.checkTLSPair("database", d.TLSCert, d.TLSKey); err != nil {
 		return err
 	}
-	if d.AESPassphrase == "" {
-		return c.keyError("database", "AESPassphrase", "must not be empty")
+	if d.AESPassphrase != "" {
+		inside, err := confine.Within(c.Paths.GatewayHome, d.AESPassphrase)
+		if err != nil {
+			return c.keyError("database", "AESPassphrase", "%v", err)
+		}
+		if inside {
+			return c.keyError("database", "AESPassphrase", "%s lies inside [paths] GatewayHome %s, where rules and accounts read and write: move the key file out of it", d.AESPassphrase, c.Paths.GatewayHome)
+		}
 	}
 	return nil
 }

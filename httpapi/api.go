@@ -157,6 +157,7 @@ func New(o Options) *API {
 
 	a.handle("GET", "/api/license", anyone, a.getLicense)
 	a.handle("PUT", "/api/license", rule{domain: DomainAdministration, need: permWrite}, a.putLicense)
+	a.handle("POST", "/api/secrets/rotate", rule{domain: DomainAdministration, need: permWrite}, a.rotateSecrets)
 
 	a.handle("GET", "/metrics", rule{domain: DomainAdministration, need: permRead}, a.metrics(o.Metrics))
 	a.handle("GET", "/api/cluster", rule{domain: DomainAdministration, need: permRead}, a.clusterStatus)

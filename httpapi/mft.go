@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/mirror"
 	"github.com/udmg/gateway/transfer"
@@ -21,6 +22,11 @@ type MFT struct {
 	// Secrets seals remote passwords, private keys and FTPS keys before
 	// they are replicated; nil refuses them.
 	Secrets *transfer.Secrets
+	// Protected refuses rule directories, transfer files and account
+	// homes that reach DataDir or a key file (nil: none, in tests);
+	// GatewayHome is what their relative paths are relative to.
+	Protected   *confine.Guard
+	GatewayHome string
 	// IDs hands out transfer IDs (shared with the node's engine).
 	IDs *transfer.IDs
 	// History is the history table (mirror.Store); nil answers 503.
@@ -102,6 +108,26 @@ func validProtocol(field, p string) error {
 		return fmt.Errorf("%s: %q is not sftp or ftp", field, p)
 	}
 	return nil
+}
+
+// allowedPath answers 400 for a path relative to GatewayHome that reaches
+// a protected path (DataDir, a key file); tree also refuses one that
+// contains such a path (an account's home, roamed as a whole). what names
+// the object ("rule x: localDir").
+func (a *API) allowedPath(w http.ResponseWriter, what, rel string, tree bool) bool {
+	if a.mft.Protected == nil {
+		return true
+	}
+	abs := filepath.Join(a.mft.GatewayHome, filepath.FromSlash(rel))
+	check := a.mft.Protected.File
+	if tree {
+		check = a.mft.Protected.Tree
+	}
+	if err := check(abs); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q: %v", what, rel, err))
+		return false
+	}
+	return true
 }
 
 // validLocalDir checks a directory relative to GatewayHome.

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"path"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -289,6 +290,9 @@ func (a *API) createAccount(w http.ResponseWriter, r *http.Request, p *principal
 		return
 	}
 	acc := fsm.LocalAccount{Server: srv.Name, Login: *in.Login}
+	if !a.allowedPath(w, "account "+acc.Login+" of server "+srv.Name+": home", path.Join(srv.Root, acc.Login), true) {
+		return
+	}
 	if !fillAccount(w, &acc, in) || !a.apply(w, "create account", fsm.Command{Op: fsm.OpAccountPut, Account: &acc}) {
 		return
 	}

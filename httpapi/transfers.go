@@ -73,7 +73,7 @@ func (a *API) createRule(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	var ru fsm.Rule
-	if !fillRule(w, &ru, in) {
+	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) {
 		return
 	}
 	if _, exists := a.node.State().Rules[fsm.RuleKey(ru.Name, ru.Send)]; exists {
@@ -101,7 +101,7 @@ func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
 		writeError(w, http.StatusBadRequest, "name, direction: a rule cannot be renamed or turned around")
 		return
 	}
-	if !fillRule(w, &ru, in) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
+	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
 		return
 	}
 	a.log.Info("rule changed", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
@@ -278,6 +278,9 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	if t.MaxAttempts < 1 || t.MaxAttempts > 100 || t.RetryFactor < 1 || t.RetryFactor > 10 {
 		writeError(w, http.StatusBadRequest, "maxAttempts, retryFactor: want 1 to 100 attempts and a factor from 1 to 10")
+		return
+	}
+	if !a.allowedPath(w, "transfer of rule "+ru.Name+": local file", t.LocalPath, false) {
 		return
 	}
 	id, err := transfer.AddTransfer(a.mft.IDs, a.node.State, func(c fsm.Command) error { c.At = a.now(); return a.node.Apply(c) }, t, 0)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 )
 
@@ -37,6 +38,9 @@ type ManagerConfig struct {
 	// State, when set, is read at each login, so that an account created
 	// a moment ago can log in at once; else the state of the last Update.
 	State func() fsm.State
+	// Protected refuses a login whose home reaches or contains DataDir or
+	// a key file (nil: no check, in tests).
+	Protected *confine.Guard
 }
 
 // Manager runs one Service per enabled server of the replicated state:
@@ -204,7 +208,7 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 		Logger:      m.cfg.Logger.With("server", srv.Name),
 		StopTimeout: m.cfg.StopTimeout,
 		Authenticate: func(login, password string) bool {
-			return m.checkPassword(srv.Name, login, password)
+			return m.homeAllowed(srv.Name, root, login) && m.checkPassword(srv.Name, login, password)
 		},
 	}
 	if m.cfg.Recorder != nil {
@@ -213,7 +217,9 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 	switch srv.Protocol {
 	case fsm.ProtoSFTP:
 		c.SFTPPort = srv.Port
-		c.AuthenticateKey = func(login string, key ssh.PublicKey) bool { return m.checkKey(srv.Name, login, key) }
+		c.AuthenticateKey = func(login string, key ssh.PublicKey) bool {
+			return m.homeAllowed(srv.Name, root, login) && m.checkKey(srv.Name, login, key)
+		}
 	case fsm.ProtoFTP:
 		c.FTPPort = srv.Port
 		c.PassiveMin, c.PassiveMax, c.PublicHost = srv.PassiveMin, srv.PassiveMax, srv.PublicHost
@@ -231,6 +237,18 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 		return nil, err
 	}
 	return svc, nil
+}
+
+// homeAllowed refuses an account whose home would reach or contain a
+// protected path (DataDir inside GatewayHome, a key file): its session
+// could read or overwrite what the gateway must keep.
+func (m *Manager) homeAllowed(server, root, login string) bool {
+	home := filepath.Join(root, login)
+	if err := m.cfg.Protected.Tree(home); err != nil {
+		m.log.Error("login refused: account home is protected", "server", server, "account", login, "home", home, "err", err)
+		return false
+	}
+	return true
 }
 
 // homeRoot is GatewayHome/rel, refusing a rel that leaves GatewayHome.

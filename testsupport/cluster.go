@@ -205,6 +205,14 @@ func (p *Proc) SetEnv(kv ...string) {
 	p.env = append(p.env, kv...)
 }
 
+// UseBinary runs the process's next Start with another udmg-server binary
+// (an upgrade test starts on the previous release, then this one).
+func (p *Proc) UseBinary(bin string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bin = bin
+}
+
 // AddNode prepares (without starting) one more node on the cluster's
 // subnet that joins the others, with extraEnv on top (e.g. another
 // UDMG_CLUSTER_JOINTOKEN for a stranger). It is killed with the cluster.

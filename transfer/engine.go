@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,6 +72,9 @@ type Config struct {
 	// Meter counts the bytes moved; it outlives the engine of one term
 	// (nil: not counted).
 	Meter *Meter
+	// SourceAddr is the address connections to partners leave from ([vip]
+	// SourceAddress); nil: the kernel chooses.
+	SourceAddr net.IP
 	// Audit records every change the engine makes to storage (nil: no
 	// write audit).
 	Audit *listeners.Audit

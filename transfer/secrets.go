@@ -12,60 +12,133 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	"github.com/udmg/gateway/fsm"
 )
 
 // Secrets seals the secrets the cluster keeps at rest (remote account
-// passwords and private keys, FTPS keys) with AES-256-GCM under the key in
-// [database] AESPassphrase. The key file lives on shared storage next to
-// GatewayHome, so every node opens what any node sealed.
+// passwords and private keys, FTPS keys, the SSH host key) with AES-256-GCM
+// under the cluster's data key. The data key lives in the replicated state
+// (fsm.State.Secrets) sealed with this node's key-encryption key (KEK), which
+// never enters the log: a copied raft.db without the KEK opens nothing, and
+// no file among the users' files holds a key.
 type Secrets struct {
-	aead cipher.AEAD
+	kek    cipher.AEAD
+	source string // where the KEK comes from, for messages
+	legacy string // the previous release's key file, read only to move it in
+
+	mu     sync.Mutex
+	state  func() fsm.State
+	opened map[string]cipher.AEAD // data keys by their sealed form
 }
 
-// sealPrefix versions the sealed form: "aes1:" + base64(nonce | ciphertext).
+// KEK is this node's key-encryption key and where it comes from, so that an
+// error can name the setting an operator has to fix.
+type KEK struct {
+	Key    []byte
+	Source string
+}
+
+// sealPrefix versions the sealed form of a value: "aes1:" +
+// base64(nonce | ciphertext). The previous release wrote the same form under
+// the key of <GatewayHome>/passphrase.aes, so its values stay readable once
+// that key is moved into the state.
 const sealPrefix = "aes1:"
 
-// LoadSecrets reads the key file at path, creating it (32 random bytes, hex,
-// mode 0600) when it does not exist.
-func LoadSecrets(path string) (*Secrets, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, fmt.Errorf("generate AES passphrase: %w", err)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, fmt.Errorf("create AES passphrase %s: %w", path, err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			_, err = f.WriteString(hex.EncodeToString(key) + "\n")
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if errors.Is(err, os.ErrExist) {
-			return LoadSecrets(path) // another node created it first
-		}
-		if err != nil {
-			return nil, fmt.Errorf("create AES passphrase %s: %w", path, err)
-		}
-		return NewSecrets(key)
-	}
+// kekPrefix versions the sealed form of a data key.
+const kekPrefix = "kek1:"
+
+// kekAAD binds a sealed data key to its use.
+var kekAAD = []byte("udmg cluster secrets key")
+
+// NewSecrets keeps the data key in the state returned by Bind's function,
+// sealed with kek. legacyFile is the previous release's key file
+// (<GatewayHome>/passphrase.aes), read only by LegacyKey.
+func NewSecrets(kek KEK, legacyFile string) (*Secrets, error) {
+	aead, err := newAEAD(kek.Key)
 	if err != nil {
-		return nil, fmt.Errorf("read AES passphrase %s: %w", path, err)
+		return nil, fmt.Errorf("key-encryption key from %s: %w", kek.Source, err)
 	}
-	text := strings.TrimSpace(string(b))
-	key, err := hex.DecodeString(text)
-	if err != nil || len(key) != 32 {
-		// Any other content is a passphrase: derive the key from it.
-		return NewSecrets(passphraseKey(text))
-	}
-	return NewSecrets(key)
+	return &Secrets{kek: aead, source: kek.Source, legacy: legacyFile, opened: map[string]cipher.AEAD{}}, nil
 }
 
-// NewSecrets seals with a 32-byte key.
-func NewSecrets(key []byte) (*Secrets, error) {
+// Bind gives Seal and Open the replicated state whose data key they use.
+func (s *Secrets) Bind(state func() fsm.State) {
+	s.mu.Lock()
+	s.state = state
+	s.mu.Unlock()
+}
+
+// Source names what this node's KEK comes from ("[cluster] JoinToken", …).
+func (s *Secrets) Source() string { return s.source }
+
+// KEKFromFile reads an operator key file ([database] AESPassphrase): 32
+// bytes in hex, or any other text taken as a passphrase.
+func KEKFromFile(path string) (KEK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return KEK{}, fmt.Errorf("read key file: %w", err)
+	}
+	return KEK{Key: parseKeyFile(b), Source: "[database] AESPassphrase " + path}, nil
+}
+
+// KEKInDataDir is the KEK of a lone node configured with neither JoinToken
+// nor AESPassphrase: 32 random bytes generated once in DataDir (0600), out
+// of reach of every rule, transfer and account.
+func KEKInDataDir(dataDir string) (KEK, error) {
+	path := filepath.Join(dataDir, "secrets.kek")
+	source := "the generated key " + path + " (set [cluster] JoinToken or [database] AESPassphrase for a cluster)"
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) != 32 {
+			return KEK{}, fmt.Errorf("key-encryption key %s: not 32 bytes in hex", path)
+		}
+		return KEK{Key: key, Source: source}, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return KEK{}, fmt.Errorf("key-encryption key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return KEK{}, fmt.Errorf("generate key-encryption key: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return KEK{}, fmt.Errorf("key-encryption key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return KEK{}, fmt.Errorf("create key-encryption key: %w", err)
+	}
+	_, err = f.WriteString(hex.EncodeToString(key) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return KEK{}, fmt.Errorf("create key-encryption key %s: %w", path, err)
+	}
+	return KEK{Key: key, Source: source}, nil
+}
+
+// parseKeyFile reads the key files of this and the previous release: 32
+// bytes in hex, or a passphrase from which the key is derived.
+func parseKeyFile(b []byte) []byte {
+	text := strings.TrimSpace(string(b))
+	if key, err := hex.DecodeString(text); err == nil && len(key) == 32 {
+		return key
+	}
+	// A fixed derivation: a passphrase typed by an operator must give the
+	// same key on every node.
+	h := sha256.Sum256([]byte("udmg-aes-passphrase:" + text))
+	return h[:]
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("AES key: %d bytes, want 32", len(key))
 	}
@@ -73,48 +146,195 @@ func NewSecrets(key []byte) (*Secrets, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+// NewKey generates a data key and returns it sealed with the KEK, as it
+// enters the state.
+func (s *Secrets) NewKey() (string, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", fmt.Errorf("generate secrets key: %w", err)
+	}
+	return s.sealKey(key)
+}
+
+// LegacyKey reads the previous release's key file and returns its key
+// sealed with the KEK, to become the data key of a cluster upgraded from
+// that layout; "" when there is no such file.
+func (s *Secrets) LegacyKey() (sealed, path string, err error) {
+	if s.legacy == "" {
+		return "", "", nil
+	}
+	b, err := os.ReadFile(s.legacy)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", s.legacy, nil
+	}
+	if err != nil {
+		return "", s.legacy, fmt.Errorf("read the previous release's key file: %w", err)
+	}
+	sealed, err = s.sealKey(parseKeyFile(b))
+	return sealed, s.legacy, err
+}
+
+// CheckKey reports whether this node's KEK opens a sealed data key.
+func (s *Secrets) CheckKey(sealed string) error {
+	_, err := s.openKey(sealed)
+	return err
+}
+
+func (s *Secrets) sealKey(key []byte) (string, error) {
+	nonce := make([]byte, s.kek.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("seal secrets key: %w", err)
+	}
+	return kekPrefix + base64.StdEncoding.EncodeToString(s.kek.Seal(nonce, nonce, key, kekAAD)), nil
+}
+
+// openKey unseals a data key (cached: sealed keys never change meaning).
+func (s *Secrets) openKey(sealed string) (cipher.AEAD, error) {
+	s.mu.Lock()
+	aead, ok := s.opened[sealed]
+	s.mu.Unlock()
+	if ok {
+		return aead, nil
+	}
+	b64, ok := strings.CutPrefix(sealed, kekPrefix)
+	if !ok {
+		return nil, errors.New("the cluster's secrets key is in an unknown form")
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(b) < s.kek.NonceSize() {
+		return nil, errors.New("the cluster's secrets key is malformed")
+	}
+	key, err := s.kek.Open(nil, b[:s.kek.NonceSize()], b[s.kek.NonceSize():], kekAAD)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's secrets key does not open with this node's key-encryption key (from %s): set the same [cluster] JoinToken or [database] AESPassphrase as the other nodes", s.source)
+	}
+	aead, err = newAEAD(key)
 	if err != nil {
 		return nil, err
 	}
-	return &Secrets{aead: aead}, nil
+	s.mu.Lock()
+	s.opened[sealed] = aead
+	s.mu.Unlock()
+	return aead, nil
 }
 
-func passphraseKey(p string) []byte {
-	// A fixed derivation: a passphrase typed by an operator must give the
-	// same key on every node.
-	h := sha256.Sum256([]byte("udmg-aes-passphrase:" + p))
-	return h[:]
+// keys returns the state's data keys, current first.
+func (s *Secrets) keys() (*fsm.SecretsKeys, error) {
+	s.mu.Lock()
+	state := s.state
+	s.mu.Unlock()
+	if state == nil {
+		return nil, errors.New("secrets: not bound to the cluster state yet")
+	}
+	st := state()
+	if st.Secrets == nil {
+		return nil, errors.New("secrets: the cluster has no secrets key yet (it is created when a node first becomes ACTIVE)")
+	}
+	return st.Secrets, nil
 }
 
-// Seal encrypts plain; "" stays "".
+// Seal encrypts plain under the cluster's current data key; "" stays "".
 func (s *Secrets) Seal(plain []byte) (string, error) {
 	if len(plain) == 0 {
 		return "", nil
 	}
-	nonce := make([]byte, s.aead.NonceSize())
+	k, err := s.keys()
+	if err != nil {
+		return "", err
+	}
+	return s.SealWith(k.Current, plain)
+}
+
+// SealWith encrypts plain under the data key sealedKey (bootstrap seals the
+// host key before the key is in the state).
+func (s *Secrets) SealWith(sealedKey string, plain []byte) (string, error) {
+	if len(plain) == 0 {
+		return "", nil
+	}
+	aead, err := s.openKey(sealedKey)
+	if err != nil {
+		return "", err
+	}
+	return seal(aead, plain)
+}
+
+func seal(aead cipher.AEAD, plain []byte) (string, error) {
+	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("seal: %w", err)
 	}
-	return sealPrefix + base64.StdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, nil)), nil
+	return sealPrefix + base64.StdEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, nil)), nil
 }
 
-// Open decrypts what Seal produced; "" stays empty.
+// Open decrypts what Seal produced, under the current data key or the one
+// before the last rotation; "" stays empty.
 func (s *Secrets) Open(sealed string) ([]byte, error) {
 	if sealed == "" {
 		return nil, nil
 	}
+	k, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	return s.openWith(k, sealed)
+}
+
+func (s *Secrets) openWith(k *fsm.SecretsKeys, sealed string) ([]byte, error) {
 	b64, ok := strings.CutPrefix(sealed, sealPrefix)
 	if !ok {
 		return nil, errors.New("open secret: not sealed by this gateway")
 	}
 	b, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(b) < s.aead.NonceSize() {
+	if err != nil {
 		return nil, errors.New("open secret: malformed")
 	}
-	plain, err := s.aead.Open(nil, b[:s.aead.NonceSize()], b[s.aead.NonceSize():], nil)
-	if err != nil {
-		return nil, errors.New("open secret: wrong AES passphrase or damaged value")
+	for _, key := range []string{k.Current, k.Previous} {
+		if key == "" {
+			continue
+		}
+		aead, err := s.openKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("open secret: %w", err)
+		}
+		if len(b) < aead.NonceSize() {
+			return nil, errors.New("open secret: malformed")
+		}
+		if plain, err := aead.Open(nil, b[:aead.NonceSize()], b[aead.NonceSize():], nil); err == nil {
+			return plain, nil
+		}
 	}
-	return plain, nil
+	return nil, errors.New("open secret: not sealed with the cluster's secrets key, or damaged")
+}
+
+// Rotation computes a rotation of st: a new data key and every sealed value
+// of st resealed with it, for one OpSecretsRotate. The machine refuses it
+// (fsm.ErrSecretsChanged) if st changed meanwhile; the caller computes it
+// again from the newer state.
+func (s *Secrets) Rotation(st fsm.State) (*fsm.SecretsArgs, error) {
+	if st.Secrets == nil {
+		return nil, errors.New("rotate: the cluster has no secrets key yet")
+	}
+	newKey, err := s.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	aead, err := s.openKey(newKey)
+	if err != nil {
+		return nil, err
+	}
+	args := &fsm.SecretsArgs{Key: newKey, Old: st.Secrets.Current}
+	for _, v := range st.Sealed() {
+		plain, err := s.openWith(st.Secrets, v.Old)
+		if err != nil {
+			return nil, fmt.Errorf("rotate: %s: %w", v.Ref, err)
+		}
+		if v.New, err = seal(aead, plain); err != nil {
+			return nil, err
+		}
+		args.Values = append(args.Values, v)
+	}
+	return args, nil
 }

@@ -364,15 +364,16 @@ func (e *Engine) dial(ctx context.Context, p fsm.Partner, acc fsm.RemoteAccount)
 	}
 	switch p.Protocol {
 	case fsm.ProtoSFTP:
-		return dialSFTP(ctx, p, acc.Login, string(password), key)
+		return dialSFTP(ctx, e.localAddr(), p, acc.Login, string(password), key)
 	case fsm.ProtoFTP:
-		return dialFTP(ctx, p, acc.Login, string(password))
+		return dialFTP(ctx, e.localAddr(), p, acc.Login, string(password))
 	}
 	return nil, fmt.Errorf("partner %s: unknown protocol %q", p.Name, p.Protocol)
 }
 
 // conns closes every connection of a session at once, from any goroutine.
 type conns struct {
+	local  net.Addr // where connections leave from; nil: the kernel chooses
 	mu     sync.Mutex
 	list   []net.Conn
 	closed bool
@@ -400,7 +401,7 @@ func (c *conns) closeAll() {
 }
 
 func (c *conns) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second, LocalAddr: c.local}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

@@ -107,6 +107,11 @@ func run(path string, env []string) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 
+	addr, err := openVIP(where, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	licenseFile, licenseRefused := loadLicense(cfg, log)
 	mirrorDB, err := openMirror(cfg, log)
 	if err != nil {
@@ -117,6 +122,7 @@ func run(path string, env []string) error {
 	if err != nil {
 		log.Warn("lease renewal metrics not exported", "err", err)
 	}
+	onRenewal = addr.onRenewal(onRenewal)
 	secrets, err := transfer.LoadSecrets(cfg.Database.AESPassphrase)
 	if err != nil {
 		mirrorDB.close(nil)
@@ -124,6 +130,7 @@ func run(path string, env []string) error {
 	}
 	transferIDs := &transfer.IDs{}
 	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, transferIDs, mirrorDB.store)}
+	services.vip = addr
 	node, err := cluster.Start(cluster.Config{
 		NodeID:          id,
 		DataDir:         cfg.Cluster.DataDir,
@@ -145,6 +152,7 @@ func run(path string, env []string) error {
 		LicenseRefused:  licenseRefused,
 		OnOffline:       mirrorDB.writer.SubmitOffline,
 		OnRenewal:       onRenewal,
+		LeaseGrace:      addr.grace(),
 		SealSecret:      secrets.Seal,
 		Services:        services,
 		Logger:          log,

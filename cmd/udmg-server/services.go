@@ -31,6 +31,7 @@ type mftServices struct {
 	history transfer.History
 	meter   transfer.Meter // bytes moved, over every term
 	node    atomic.Pointer[cluster.Node]
+	vip     *serviceAddress // [vip]: held while ACTIVE; nil when not configured
 
 	// One ACTIVE term: set by Start, cleared by Stop (serialised by the
 	// cluster package).
@@ -49,11 +50,20 @@ func newMFTServices(cfg *config.Config, log *slog.Logger, secrets *transfer.Secr
 // pollEvery is how often the ACTIVE node looks for changed servers.
 const pollEvery = 100 * time.Millisecond
 
-func (m *mftServices) Start(st fsm.State) error {
+func (m *mftServices) Start(st fsm.State) (err error) {
 	node := m.node.Load()
 	if node == nil {
 		return errors.New("node not ready")
 	}
+	// The service address first: listeners may bind it ([listeners] Host).
+	if err := m.vip.hold(node); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.vip.drop())
+		}
+	}()
 	if !st.Seeded {
 		if err := m.seed(node, st); err != nil {
 			return err
@@ -75,7 +85,7 @@ func (m *mftServices) Start(st fsm.State) error {
 		}
 	}
 	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
-		IDs: m.ids, Meter: &m.meter, Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
+		IDs: m.ids, Meter: &m.meter, SourceAddr: m.vip.sourceIP(), Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
 	if err != nil {
 		_ = audit.Close()
 		return err
@@ -136,8 +146,11 @@ func (m *mftServices) seed(node *cluster.Node, st fsm.State) error {
 }
 
 func (m *mftServices) Stop() error {
+	// The service address first: no client or partner may reach this node
+	// from here on (fencing and handover both come through here).
+	verr := m.vip.drop()
 	if m.stop == nil {
-		return nil
+		return verr
 	}
 	close(m.stop)
 	m.wg.Wait()
@@ -149,5 +162,5 @@ func (m *mftServices) Stop() error {
 		m.log.Warn("write audit", "err", aerr)
 	}
 	m.servers, m.engine, m.audit = nil, nil, nil
-	return err
+	return errors.Join(verr, err)
 }

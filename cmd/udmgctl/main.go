@@ -42,6 +42,7 @@ Commands:
   license show [--file F [--pubkey P]]
                                      the cluster's license, or a license file checked locally
   license install FILE               install a license file in the cluster
+  secrets rotate                     a new secrets key; every sealed password and key resealed
   license keygen --out DIR           make a vendor key pair (vendor.key, vendor.pub)
   license sign --key vendor.key --licensee NAME --nodes N --expires 2027-12-31 [--out F]
 
@@ -153,6 +154,7 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 		"token":   {"create": c.tokenCreate, "revoke": c.tokenRevoke},
 		"license": {"show": c.licenseShow, "install": c.licenseInstall, "keygen": c.licenseKeygen, "sign": c.licenseSign},
 		"cluster": {"status": c.clusterStatus, "token": c.clusterToken},
+		"secrets": {"rotate": c.secretsRotate},
 	}
 	for g, subs := range c.mftCommands() {
 		commands[g] = map[string]command{}
@@ -162,12 +164,12 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 	}
 	subs, ok := commands[group]
 	if !ok {
-		return fmt.Errorf("unknown command %q (commands: nodes, cluster, users, token, license, servers, accounts, partners, remote-accounts, rules, transfers, history; see udmgctl help)", group)
+		return fmt.Errorf("unknown command %q (commands: nodes, cluster, users, token, license, secrets, servers, accounts, partners, remote-accounts, rules, transfers, history; see udmgctl help)", group)
 	}
 	cmd, ok := subs[sub]
 	if !ok {
 		var names []string
-		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "token", "remove", "enable", "disable", "pause", "resume", "cancel", "retry"} {
+		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "token", "remove", "rotate", "enable", "disable", "pause", "resume", "cancel", "retry"} {
 			if subs[n] != nil {
 				names = append(names, n)
 			}

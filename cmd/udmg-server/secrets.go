@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/udmg/gateway/cluster"
+	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/confine"
+	"github.com/udmg/gateway/transfer"
+)
+
+// openSecrets picks this node's key-encryption key: the operator's
+// [database] AESPassphrase file when set, else the key derived from
+// [cluster] JoinToken, else (a lone node of an evaluation) a key generated
+// once in DataDir. The cluster's data key itself is in the replicated state.
+func openSecrets(where string, cfg *config.Config) (*transfer.Secrets, error) {
+	var kek transfer.KEK
+	var err error
+	switch {
+	case cfg.Database.AESPassphrase != "":
+		kek, err = transfer.KEKFromFile(cfg.Database.AESPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [database] AESPassphrase %s: %w", where, cfg.Database.AESPassphrase, err)
+		}
+	case cfg.Cluster.JoinToken != "":
+		kek = transfer.KEK{Key: cluster.DeriveKey(cfg.Cluster.JoinToken, "secrets"), Source: "[cluster] JoinToken"}
+	default:
+		kek, err = transfer.KEKInDataDir(cfg.Cluster.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [cluster] DataDir: %w", where, err)
+		}
+	}
+	legacy, _ := filepath.Abs(cfg.LegacyKeyFile())
+	return transfer.NewSecrets(kek, legacy)
+}
+
+// protectedPaths is the guard every rule path, transfer file and account
+// home goes through: nothing under DataDir, no key file.
+func protectedPaths(where string, cfg *config.Config) (*confine.Guard, error) {
+	g, err := confine.New(cfg.Protected()...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return g, nil
+}

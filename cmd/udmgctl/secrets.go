@@ -1,0 +1,36 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/udmg/gateway/httpapi/wire"
+)
+
+// secretsRotate is `udmgctl secrets rotate`: a new data key for the
+// cluster, every sealed value resealed under it in one committed change.
+func (c *cli) secretsRotate(args []string) error {
+	fs := newFlagSet("secrets rotate")
+	c.globalFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := positional("secrets rotate", pos); err != nil {
+		return err
+	}
+	resp, err := c.call("POST", "/api/secrets/rotate", nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	var rot wire.SecretsRotation
+	if err := json.Unmarshal(resp.body, &rot); err != nil {
+		return fmt.Errorf("POST /api/secrets/rotate: unexpected answer: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "secrets key rotated: generation %d, %d sealed values resealed\n", rot.Generation, rot.Resealed)
+	return nil
+}
