@@ -3,12 +3,15 @@ package httpapi
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udmg/gateway/authguard"
 )
 
 // The permission domains, as written in a user's "perms".
@@ -118,27 +121,28 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 		return nil, false
 	}
 	ip := clientIP(r)
-	wait, ok := a.limiter.admit(ip, time.Now())
-	if !ok {
-		secs := int(wait.Round(time.Second) / time.Second)
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins from %s; retry in %s", ip, wait.Round(time.Second)))
+	if err := a.logins.Wait(r.Context(), ip, user); err != nil {
+		var te *authguard.ThrottledError
+		if errors.As(err, &te) {
+			secs := int(te.RetryAfter.Round(time.Second) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins from %s or for %s; retry in %s", ip, user, te.RetryAfter.Round(time.Second)))
+		}
+		return nil, false // else the client left; nobody reads an answer
+	}
+	ok, err := a.logins.Check(r.Context(), func() bool { return a.node.Authenticate(user, pass) })
+	if err != nil {
+		if errors.Is(err, authguard.ErrBusy) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many logins in progress on this node; retry")
+		}
 		return nil, false
 	}
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return nil, false // the client left; nobody reads an answer
-		}
-	}
-	if !a.node.Authenticate(user, pass) {
-		failures, delay := a.limiter.fail(ip, time.Now())
-		a.log.Warn("authentication failed", "remote", ip, "user", user, "failures", failures, "path", r.URL.Path)
-		if delay > 0 {
-			a.log.Warn("slowing down logins from this address", "remote", ip, "failures", failures, "next_delay", delay)
+	if !ok {
+		f := a.logins.Failed(ip, user)
+		a.log.Warn("authentication failed", "remote", ip, "user", user, "failures", f.AddrFailures, "user_failures", f.AccountFailures, "path", r.URL.Path)
+		if f.NextDelay > 0 {
+			a.log.Warn("slowing down logins from this address", "remote", ip, "user", user, "failures", f.AddrFailures, "user_failures", f.AccountFailures, "next_delay", f.NextDelay)
 		}
 		unauthorized(w, r, "Basic", "invalid user name or password")
 		return nil, false

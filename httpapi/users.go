@@ -11,8 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
 )
@@ -27,11 +26,9 @@ type userInput struct {
 
 var userNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 
-// Password length bounds: bcrypt reads at most 72 bytes.
-const (
-	minPassword = 8
-	maxPassword = 72
-)
+// minPassword is the shortest password accepted; the longest is
+// authguard.MaxPasswordBytes (bcrypt reads no further).
+const minPassword = 8
 
 func validateUserName(name string) error {
 	if !userNamePattern.MatchString(name) {
@@ -41,13 +38,7 @@ func validateUserName(name string) error {
 }
 
 func validatePassword(pw string) error {
-	switch {
-	case len(pw) < minPassword:
-		return fmt.Errorf("password too short: at least %d characters", minPassword)
-	case len(pw) > maxPassword:
-		return fmt.Errorf("password too long: at most %d bytes", maxPassword)
-	}
-	return nil
+	return authguard.ValidatePassword("password", pw, minPassword)
 }
 
 // userView shows u with every domain, "---" where it holds nothing.
@@ -223,9 +214,9 @@ func hashPassword(w http.ResponseWriter, pw string) ([]byte, bool) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return nil, false
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	hash, err := authguard.Hash("password", pw)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "hash password: "+err.Error())
+		writeError(w, http.StatusInternalServerError, err.Error())
 		return nil, false
 	}
 	return hash, true

@@ -32,7 +32,7 @@ type sftpSession struct {
 	client *sftp.Client
 }
 
-func dialSFTP(ctx context.Context, p fsm.Partner, login, password string, key []byte) (*sftpSession, error) {
+func dialSFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, password string, key []byte) (*sftpSession, error) {
 	// A partner is only trusted with its known host key: never connect to
 	// whoever answers at its address.
 	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.HostKey))
@@ -56,7 +56,7 @@ func dialSFTP(ctx context.Context, p fsm.Partner, login, password string, key []
 	if password != "" {
 		auth = append(auth, ssh.Password(password))
 	}
-	s := &sftpSession{}
+	s := &sftpSession{conns: conns{local: local}}
 	raw, err := s.conns.dial(ctx, p.Address)
 	if err != nil {
 		return nil, err
@@ -174,8 +174,8 @@ type ftpSession struct {
 	c     *ftp.ServerConn
 }
 
-func dialFTP(ctx context.Context, p fsm.Partner, login, password string) (*ftpSession, error) {
-	s := &ftpSession{}
+func dialFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, password string) (*ftpSession, error) {
+	s := &ftpSession{conns: conns{local: local}}
 	var cfg *tls.Config
 	if p.TLS {
 		var err error

@@ -1,4 +1,4 @@
-package httpapi
+package authguard
 
 import (
 	"fmt"

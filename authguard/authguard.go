@@ -1,0 +1,197 @@
+// Package authguard makes password guessing expensive on every login of a
+// node: the admin API's HTTP Basic logins and the SFTP and FTP listeners
+// share one Guard, which slows failed logins per source address and per
+// account, bounds how many bcrypt comparisons run at once, and refuses
+// passwords bcrypt would truncate.
+//
+// Where the counts live. The MFT listeners run only on the ACTIVE node, so
+// the Guard of the ACTIVE node sees every SFTP and FTP login of the cluster:
+// counting there is cluster-wide for them. The Guard belongs to the process,
+// not to one ACTIVE term, so the counts outlive the listeners' restarts on
+// the same node (lease lost and regained). A failover to another node starts
+// from empty tables; the attacker cannot cause one from outside the cluster,
+// and the new ACTIVE slows the attack again from the fifth failure.
+// API logins are counted by the node that receives them, PASSIVE ones
+// included: the counts are not replicated through Raft, because a login
+// storm would then become a storm of log entries competing with the lease
+// renewals (the very thing a storm must not starve), and the per-account
+// count already bounds the guesses on one account to a few per minute per
+// node. A cluster of N nodes therefore lets an attacker make at most N
+// times the guesses of one node on the API.
+package authguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// MaxPasswordBytes is the longest password bcrypt reads; it ignores every
+// byte after it, so a longer one is refused when set and never matches.
+const MaxPasswordBytes = 72
+
+// ErrBusy is returned when no comparison slot freed within the wait bound:
+// the node is under a login storm and refuses rather than queue forever.
+var ErrBusy = errors.New("too many logins in progress; try again")
+
+// ValidatePassword checks a new password before it is hashed; the error
+// names field (e.g. "password") and the bound.
+func ValidatePassword(field, password string, minLen int) error {
+	switch {
+	case len(password) < minLen:
+		return fmt.Errorf("%s too short: at least %d characters", field, minLen)
+	case len(password) > MaxPasswordBytes:
+		return fmt.Errorf("%s too long: %d bytes, at most %d (bcrypt ignores the rest)", field, len(password), MaxPasswordBytes)
+	}
+	return nil
+}
+
+// Hash hashes a new password, refusing one bcrypt would truncate.
+func Hash(field, password string) ([]byte, error) {
+	if len(password) > MaxPasswordBytes {
+		return nil, ValidatePassword(field, password, 0)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, fmt.Errorf("%s: hash: %w", field, err)
+	}
+	return h, nil
+}
+
+// dummyHash makes a login with an unknown name or no password cost what a
+// real one does, so that names cannot be probed by timing.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such account"), bcrypt.DefaultCost)
+
+// Matches reports whether password is the one hashed in hash. A password
+// longer than MaxPasswordBytes never matches (bcrypt would compare only its
+// first 72 bytes); an empty hash (no such account) never matches but costs
+// the same time.
+func Matches(hash []byte, password string) bool {
+	if len(hash) == 0 {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return false
+	}
+	if len(password) > MaxPasswordBytes {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password[:MaxPasswordBytes]))
+		return false
+	}
+	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+}
+
+// Guard is the login throttle and bcrypt bound of one process.
+type Guard struct {
+	addr    *limiter // failures per source address
+	account *limiter // failures per account name, whatever the address
+	slots   chan struct{}
+	// slotWait bounds how long a login waits for a comparison slot.
+	slotWait time.Duration
+	now      func() time.Time
+}
+
+// Options tunes a Guard; zero values take the defaults.
+type Options struct {
+	// Concurrency is how many password comparisons run at once
+	// (GOMAXPROCS by default): a storm of wrong passwords then takes at
+	// most that many cores, and the rest of the node (Raft, the lease
+	// renewals) is scheduled between them.
+	Concurrency int
+	// SlotWait bounds the wait for a comparison slot (10s by default);
+	// past it the login is refused with ErrBusy.
+	SlotWait time.Duration
+}
+
+// New returns a Guard with the API's historical rules for both addresses
+// and accounts: from the 5th failure within a minute each attempt waits 1s,
+// doubling up to 30s; a full queue of waiting attempts is refused.
+func New(o Options) *Guard {
+	if o.Concurrency <= 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.SlotWait <= 0 {
+		o.SlotWait = 10 * time.Second
+	}
+	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
+		slotWait: o.SlotWait, now: time.Now}
+}
+
+// ThrottledError refuses an attempt whose address or account already has a
+// full queue of waiting attempts.
+type ThrottledError struct {
+	Addr, Account string
+	RetryAfter    time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins from %s or for %q; retry in %s", e.Addr, e.Account, e.RetryAfter.Round(time.Second))
+}
+
+// Admit reserves the next attempt of addr on account: how long it must wait
+// (the longer of the address's and the account's delays), or a
+// *ThrottledError when either queue is full.
+func (g *Guard) Admit(addr, account string) (time.Duration, error) {
+	now := g.now()
+	wa, okA := g.addr.admit(addr, now)
+	wu, okU := g.account.admit(account, now)
+	if !okA || !okU {
+		retry := time.Duration(0)
+		if !okA {
+			retry = wa
+		}
+		if !okU {
+			retry = max(retry, wu)
+		}
+		return 0, &ThrottledError{Addr: addr, Account: account, RetryAfter: max(retry, time.Second)}
+	}
+	return max(wa, wu), nil
+}
+
+// Wait is Admit followed by the wait, cut short by ctx.
+func (g *Guard) Wait(ctx context.Context, addr, account string) error {
+	wait, err := g.Admit(addr, account)
+	if err != nil || wait <= 0 {
+		return err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Failure is what Failed recorded: the failure counts of the address and of
+// the account within the window, and the delay the next attempt will wait.
+type Failure struct {
+	AddrFailures, AccountFailures int
+	NextDelay                     time.Duration
+}
+
+// Failed records a failed login of account from addr.
+func (g *Guard) Failed(addr, account string) Failure {
+	now := g.now()
+	na, da := g.addr.fail(addr, now)
+	nu, du := g.account.fail(account, now)
+	return Failure{AddrFailures: na, AccountFailures: nu, NextDelay: max(da, du)}
+}
+
+// Check runs one password comparison (check) in a bounded slot: it waits
+// at most the slot wait (ErrBusy), or until ctx ends.
+func (g *Guard) Check(ctx context.Context, check func() bool) (bool, error) {
+	t := time.NewTimer(g.slotWait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+	case <-t.C:
+		return false, ErrBusy
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-g.slots }()
+	return check(), nil
+}

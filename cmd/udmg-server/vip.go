@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/udmg/gateway/cluster"
+	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/vip"
+)
+
+// serviceAddress is [vip] as the node runs it: the holder of the address
+// while ACTIVE, and the settings that follow from it. A nil one (no [vip]
+// Address) does nothing.
+type serviceAddress struct {
+	h        *vip.Holder
+	deadline time.Duration
+	source   bool
+	log      *slog.Logger
+}
+
+// openVIP checks at start-up that this node can hold the service address
+// (interface, CAP_NET_ADMIN, a Deadline the kernel's whole-second lifetimes
+// can cover), so that it refuses to start rather than fail when ACTIVE.
+func openVIP(where string, cfg *config.Config, log *slog.Logger) (*serviceAddress, error) {
+	v := cfg.VIP
+	if !v.Enabled() {
+		return nil, nil
+	}
+	if min := vip.MinLifetime + cfg.Controller.Heartbeat; cfg.Controller.Deadline < min {
+		return nil, fmt.Errorf("%s: [controller] Deadline %s is too short for [vip] Address %s (the kernel's address lifetimes are whole seconds: at least %s, 1s + Heartbeat)",
+			where, cfg.Controller.Deadline, v.Address, min)
+	}
+	h, err := vip.New(v.Address, v.Interface, log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	log.Info("service address configured", "address", v.Address, "interface", v.Interface, "source_address", v.SourceAddress, "lease_grace", vip.Grace)
+	return &serviceAddress{h: h, deadline: cfg.Controller.Deadline, source: v.SourceAddress, log: log}, nil
+}
+
+// grace is cluster.Config.LeaseGrace: how long the address may outlast the
+// lease on this node (the kernel's expiry granularity).
+func (a *serviceAddress) grace() time.Duration {
+	if a == nil {
+		return 0
+	}
+	return vip.Grace
+}
+
+// sourceIP is where connections to partners leave from, nil: anywhere.
+func (a *serviceAddress) sourceIP() net.IP {
+	if a == nil || !a.source {
+		return nil
+	}
+	return a.h.IP()
+}
+
+// hold adds the address for what is left of the lease. Just after the
+// wait, a lease may have less than the kernel's shortest lifetime left (or
+// a busy machine may take too long to add it): the next renewal, every
+// Heartbeat, gives it more.
+func (a *serviceAddress) hold(node *cluster.Node) error {
+	if a == nil {
+		return nil
+	}
+	giveUp := time.Now().Add(a.deadline)
+	for {
+		since := time.Now()
+		_, left := node.LeaseRemaining()
+		err := a.h.Hold(left, since)
+		if !errors.Is(err, vip.ErrLeaseTooShort) && !errors.Is(err, vip.ErrHeldUp) || time.Now().After(giveUp) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// drop removes the address: the first step of every Stop.
+func (a *serviceAddress) drop() error {
+	if a == nil {
+		return nil
+	}
+	return a.h.Drop()
+}
+
+// onRenewal refreshes the address's lifetime after each committed renewal
+// (the lease then has Deadline − took left), then calls next.
+func (a *serviceAddress) onRenewal(next func(time.Duration)) func(time.Duration) {
+	if a == nil {
+		return next
+	}
+	return func(took time.Duration) {
+		if err := a.h.Refresh(a.deadline-took, time.Now()); err != nil {
+			a.log.Error("service address not refreshed", "err", err)
+		}
+		if next != nil {
+			next(took)
+		}
+	}
+}
