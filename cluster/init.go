@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
 )
 
@@ -35,9 +35,9 @@ func (n *Node) initCluster(epoch uint64) error {
 		}
 		password, generated = strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)), true
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := authguard.Hash("[admin] InitialPassword", password)
 	if err != nil {
-		return fmt.Errorf("hash initial password: %w", err)
+		return err
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

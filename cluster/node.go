@@ -25,8 +25,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
 )
 
@@ -343,19 +343,12 @@ func (n *Node) LeaseRemaining() (uint64, time.Duration) {
 }
 
 // Authenticate checks an administrator's password against the replicated
-// bcrypt hash.
+// bcrypt hash; an unknown user costs the same time, and a password longer
+// than bcrypt reads never matches (authguard.Matches).
 func (n *Node) Authenticate(user, password string) bool {
-	u, ok := n.machine.State().Users[user]
-	if !ok {
-		// Spend the same time as a real comparison so that user names
-		// cannot be probed by timing.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return false
-	}
-	return bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) == nil
+	u := n.machine.State().Users[user]
+	return authguard.Matches(u.Hash, password)
 }
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("dummy password"), bcrypt.DefaultCost)
 
 // watchMode publishes changes of the computed mode (leader contact gained
 // or lost, a lease running out between renewals).

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
@@ -80,6 +81,9 @@ type Options struct {
 	// MFT is what the servers, partners, rules, transfers and history
 	// endpoints need (mft.go).
 	MFT MFT
+	// Guard slows password guessing; the node's SFTP and FTP listeners
+	// share it (nil: one of the API's own).
+	Guard *authguard.Guard
 }
 
 // DefaultTokenTTL is the lifetime of bearer tokens unless configured.
@@ -98,7 +102,7 @@ type API struct {
 	tokenTTL time.Duration
 	mux      *http.ServeMux
 	methods  map[string][]string // allowed methods by path pattern, for 405 answers
-	limiter  *limiter
+	logins   *authguard.Guard
 	proxy    *httputil.ReverseProxy
 	scheme   string
 
@@ -121,7 +125,7 @@ func New(o Options) *API {
 		tokenTTL: o.TokenTTL,
 		mux:      http.NewServeMux(),
 		methods:  map[string][]string{},
-		limiter:  newLimiter(),
+		logins:   o.Guard,
 		mft:      o.MFT,
 	}
 	if a.log == nil {
@@ -129,6 +133,9 @@ func New(o Options) *API {
 	}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if a.logins == nil {
+		a.logins = authguard.New(authguard.Options{})
 	}
 	if a.tokenTTL <= 0 {
 		a.tokenTTL = DefaultTokenTTL
