@@ -7,6 +7,7 @@ package testsupport
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/base64"
@@ -48,6 +49,11 @@ var (
 // ServerBinary builds cmd/udmg-server once per test binary and returns its path.
 func ServerBinary(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("UDMGTEST_SERVER"); bin != "" {
+		// A prebuilt binary (another revision, say, to show that a test
+		// fails without a fix); it must trust the test vendor key.
+		return bin
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "udmg-bin-")
 		if err != nil {
@@ -104,6 +110,8 @@ type Cluster struct {
 	Dir   string
 	Home  string
 	Nodes []*Proc
+	// HomeFS is GatewayHome's own file system (Options.LoopHome), else nil.
+	HomeFS *LoopFS
 	// Token is the cluster's [cluster] JoinToken, random per cluster.
 	Token string
 }
@@ -122,8 +130,12 @@ type Proc struct {
 	IP      string
 	DataDir string
 	LogPath string
-	env     []string
-	bin     string
+	// UID is the user the node runs as (Options.UIDs); 0 means as the test.
+	UID int
+	// DataFS is the DataDir's own file system (Options.LoopDataDirs), else nil.
+	DataFS *LoopFS
+	env    []string
+	bin    string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -135,6 +147,15 @@ type Proc struct {
 // (UDMG_* overrides; UDMG_LICENSE_FILE= runs them on the evaluation).
 func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	t.Helper()
+	return NewClusterWith(t, n, Options{Env: extraEnv})
+}
+
+// NewClusterWith is NewCluster with fault-injection options: per-node
+// settings, a uid per node, DataDirs and GatewayHome on their own loop
+// file systems. Cleanup thaws, kills, then unmounts.
+func NewClusterWith(t testing.TB, n int, o Options) *Cluster {
+	t.Helper()
+	extraEnv := o.Env
 	bin := ServerBinary(t)
 	// Kept after a failure, for the node logs and raft state.
 	dir, err := os.MkdirTemp("", "udmg-cluster-")
@@ -144,7 +165,7 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home"), Token: NewJoinToken()}
 	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
 	license := filepath.Join(dir, "license.json")
-	WriteLicense(t, license, n)
+	WriteLicense(t, license, cmp.Or(o.LicenseNodes, n))
 	var join []string
 	for i := 1; i <= n; i++ {
 		join = append(join, fmt.Sprintf("%s%d:%d", subnet, i, GossipPort))
@@ -176,9 +197,13 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 		c.Nodes = append(c.Nodes, p)
 	}
 	t.Cleanup(func() {
+		c.thawAll()
 		for _, p := range c.Nodes {
 			p.Signal(syscall.SIGCONT)
 			p.Kill()
+		}
+		for _, err := range c.unmountAll() {
+			t.Error(err)
 		}
 		if t.Failed() {
 			for _, p := range c.Nodes {
@@ -189,6 +214,9 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
+	if err := c.prepare(o); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range c.Nodes {
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
@@ -261,7 +289,7 @@ func (p *Proc) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.bin)
+	cmd := p.command()
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -2,7 +2,9 @@ package testsupport
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -29,26 +31,61 @@ type Prober struct {
 
 // StartProber starts probing the nodes until Stop.
 func StartProber(nodes []*Proc, every time.Duration) *Prober {
+	return startProber(nodes, every, false)
+}
+
+// StartPingProber probes /ping as well as SFTP and FTP: a node answering
+// 200 ACTIVE counts as serving (proto "ping"), so two nodes that both
+// claim ACTIVE at once show up as an overlap even when their listeners do
+// not.
+func StartPingProber(nodes []*Proc, every time.Duration) *Prober {
+	return startProber(nodes, every, true)
+}
+
+func startProber(nodes []*Proc, every time.Duration, ping bool) *Prober {
 	p := &Prober{stop: make(chan struct{})}
 	for _, n := range nodes {
-		for _, t := range []struct{ proto, addr, greeting string }{
-			{"sftp", n.SFTPAddr(), "SSH-2.0-Go"},
-			{"ftp", n.FTPAddr(), "220"},
-		} {
+		probes := []struct {
+			proto   string
+			serving func() bool
+		}{
+			{"sftp", func() bool { return Greeting(n.SFTPAddr(), 300*time.Millisecond, "SSH-2.0-Go") }},
+			{"ftp", func() bool { return Greeting(n.FTPAddr(), 300*time.Millisecond, "220") }},
+		}
+		if ping {
+			hc := &http.Client{Timeout: 300 * time.Millisecond}
+			url := n.AdminURL() + "/ping"
+			probes = append(probes, struct {
+				proto   string
+				serving func() bool
+			}{"ping", func() bool { return pingActive(hc, url) }})
+		}
+		for _, pr := range probes {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.loop(n.Name, t.proto, t.addr, t.greeting, every)
+				p.loop(n.Name, pr.proto, pr.serving, every)
 			}()
 		}
 	}
 	return p
 }
 
-func (p *Prober) loop(node, proto, addr, greeting string, every time.Duration) {
+// pingActive reports whether url answered 200 ACTIVE.
+func pingActive(hc *http.Client, url string) bool {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	return err == nil && resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ACTIVE"
+}
+
+func (p *Prober) loop(node, proto string, serving func() bool, every time.Duration) {
 	for {
 		dial := time.Now()
-		if Greeting(addr, 300*time.Millisecond, greeting) {
+		if serving() {
 			p.mu.Lock()
 			p.serves = append(p.serves, Serve{Node: node, Proto: proto, Dial: dial, Recv: time.Now()})
 			p.mu.Unlock()
