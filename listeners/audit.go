@@ -21,8 +21,8 @@ const AuditFlushEvery = 100 * time.Millisecond
 //	{"node":"n1","epoch":3,"op":"write","path":"/home/alice/.udmg-staging.7.3","off":0,"len":32768,"bootns":…,"unixns":…}
 //
 // op is write, truncate, create, rename (path is the new name, from the
-// old one), delete or mkdir. A nil *Audit records nothing and costs a nil
-// check.
+// old one) or delete; the time is taken once the change is done. A nil
+// *Audit records nothing and costs a nil check.
 type Audit struct {
 	node  string
 	epoch func() uint64

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/httpapi/wire"
+	"github.com/udmg/gateway/listeners"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -235,6 +236,18 @@ func currentUser(t *testing.T) string {
 	return u
 }
 
+// stagedSize is the size of the largest staging file in dir, -1 if none.
+func stagedSize(dir string) int64 {
+	entries, _ := os.ReadDir(dir)
+	n := int64(-1)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), listeners.StagingPrefix) {
+			n = max(n, fileSize(filepath.Join(dir, e.Name())))
+		}
+	}
+	return n
+}
+
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -405,7 +418,9 @@ func TestServerUploadCutByFailoverIsResumable(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "upload.bin")
 	const size = 256 << 20
 	sum := ts.WriteRandomFile(t, src, size)
-	partial := filepath.Join(c.Home, "bob", "upload.bin")
+	final := filepath.Join(c.Home, "bob", "upload.bin")
+	// While it arrives, and once cut, the upload is in a staging file.
+	partial := func() int64 { return stagedSize(filepath.Join(c.Home, "bob")) }
 
 	// A first, small upload reaches the ACTIVE's history table, and (with
 	// the embedded database) every other node's: the node that takes over
@@ -438,37 +453,46 @@ func TestServerUploadCutByFailoverIsResumable(t *testing.T) {
 		_, err := ts.SFTP(old.SFTPAddr(), "bob", keyPath, "put "+src+" upload.bin\n", "-l", "80000")
 		done <- err
 	}()
-	if !ts.Eventually(30*time.Second, func() bool { return fileSize(partial) > 8<<20 }) {
+	if !ts.Eventually(30*time.Second, func() bool { return partial() > 8<<20 }) {
 		t.Fatal("upload did not start")
 	}
+	// Killed once a checkpoint is committed: what the next node resumes from.
 	var id uint64
-	for _, tr := range mustTransfers(t, old.Admin()) {
-		if tr.IsServer && tr.Status == "RUNNING" {
-			id = tr.ID
+	if !ts.Eventually(30*time.Second, func() bool {
+		for _, tr := range mustTransfers(t, old.Admin()) {
+			if tr.IsServer && tr.Status == "RUNNING" && tr.Progress > 0 {
+				id = tr.ID
+			}
 		}
-	}
-	if id == 0 {
-		t.Fatal("running upload not in /api/transfers")
+		return id != 0
+	}) {
+		t.Fatal("running upload with a checkpoint not in /api/transfers")
 	}
 	old.Kill()
 	if err := <-done; err == nil {
 		t.Fatal("upload succeeded though its node was killed")
 	}
-	cut := fileSize(partial)
 	next := c.WaitOneActive(30*time.Second, "", old)
 	tr := next.Admin().WaitTransfer(t, id, 10*time.Second, "INTERRUPTED", func(tr ts.Transfer) bool { return tr.Status != "RUNNING" })
 	if tr.Status != "INTERRUPTED" {
 		t.Fatalf("cut upload recorded %+v, want INTERRUPTED", tr)
 	}
-	if cut <= 0 || cut >= size {
-		t.Fatalf("partial file has %d bytes", cut)
+	// The takeover cut the staging file back to the committed checkpoint.
+	if cut := partial(); cut != tr.Progress || cut <= 0 || cut >= size {
+		t.Fatalf("staging file has %d bytes, checkpoint %d", cut, tr.Progress)
+	}
+	if fileSize(final) != -1 {
+		t.Fatal("the cut upload is in place")
 	}
 	// The client resumes on the new ACTIVE with reput; same host key.
 	if out, err := ts.SFTP(next.SFTPAddr(), "bob", keyPath, "reput "+src+" upload.bin\n"); err != nil {
 		t.Fatalf("reput: %v\n%s", err, out)
 	}
-	if got := ts.FileSHA256(t, partial); got != sum {
+	if got := ts.FileSHA256(t, final); got != sum {
 		t.Fatal("file resumed with reput differs from the source")
+	}
+	if n := partial(); n != -1 {
+		t.Fatalf("a staging file of %d bytes is left after the resumed upload", n)
 	}
 	tr = next.Admin().WaitTransfer(t, id, time.Second, "still INTERRUPTED", func(tr ts.Transfer) bool { return true })
 	if tr.Status != "INTERRUPTED" {
