@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -58,9 +59,52 @@ const (
 	OpTransferTakeover Op = "transfer.takeover"
 )
 
+// Version is the command schema version this binary writes and the newest
+// it can apply. An entry of a newer version, or with an op this binary does
+// not know, stops the machine (ErrUnsupported) rather than being skipped:
+// skipping it would let nodes of different releases diverge.
+//
+//   - 1: the releases before versions; their entries carry no "v".
+//   - 2: puts say whether they create or update (Command.Put), and a
+//     user.put that changes the password revokes the user's tokens.
+const Version = 2
+
+// testNextVersion, set only at link time (go build -ldflags "-X
+// github.com/udmg/gateway/fsm.testNextVersion=3"), makes a binary that
+// writes and applies that version instead of Version: the process tests'
+// stand-in for the next release.
+var testNextVersion string
+
+// current is the version this binary writes and the newest it applies.
+var current = func() int {
+	if v, err := strconv.Atoi(testNextVersion); err == nil && v > Version {
+		return v
+	}
+	return Version
+}()
+
+// PutMode says what a put of a server, account, partner, remote account,
+// rule or user requires of the object's existence, decided in the machine
+// so that concurrent writers through any node cannot both create one.
+type PutMode string
+
+// The put modes; "" creates or replaces (version-1 entries, internal writers).
+const (
+	// PutCreate refuses, with ErrExists, an object that exists already.
+	PutCreate PutMode = "create"
+	// PutUpdate refuses, with ErrUnknownObject (ErrUnknownUser for
+	// users), an object that does not exist (deleted meanwhile).
+	PutUpdate PutMode = "update"
+)
+
 // Command is one entry of the replicated log.
 type Command struct {
 	Op Op `json:"op"`
+	// V is the schema version the proposer wrote (Encode sets it);
+	// zero, in entries of older releases, is version 1.
+	V int `json:"v,omitempty"`
+	// Put is the create-or-update requirement of a put (version 2).
+	Put PutMode `json:"put,omitempty"`
 	// At is the proposer's wall clock when it proposed; it only stamps
 	// records (last update, last active) and never decides safety.
 	At time.Time `json:"at"`
@@ -123,8 +167,12 @@ type InitArgs struct {
 	HostKey []byte `json:"hostKey"`
 }
 
-// Encode serialises a command for raft.Apply.
+// Encode serialises a command for raft.Apply, stamped with this binary's
+// version (Version) unless it carries one already.
 func Encode(c Command) ([]byte, error) {
+	if c.V == 0 {
+		c.V = current
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s command: %w", c.Op, err)
@@ -132,12 +180,33 @@ func Encode(c Command) ([]byte, error) {
 	return b, nil
 }
 
-// Decode parses a log entry; it rejects unknown operations and missing bodies
-// so that a corrupt entry is reported, never half-applied.
+// Decode parses a log entry; it rejects missing bodies so that a corrupt
+// entry is reported, never half-applied, and answers ErrUnsupported for an
+// entry of a newer version or an unknown op, which must not be skipped.
 func Decode(data []byte) (Command, error) {
+	// The op and version first: a newer release may have reshaped a body
+	// this binary would fail to parse.
+	var head struct {
+		Op Op  `json:"op"`
+		V  int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	if head.V > current {
+		return Command{}, fmt.Errorf("op %q version %d is newer than this binary understands (%d): %w", head.Op, head.V, current, ErrUnsupported)
+	}
+	if head.V < 0 {
+		return Command{}, fmt.Errorf("decode command: %s with version %d", head.Op, head.V)
+	}
 	var c Command
 	if err := json.Unmarshal(data, &c); err != nil {
 		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	switch c.Put {
+	case "", PutCreate, PutUpdate:
+	default:
+		return Command{}, fmt.Errorf("decode command: %s with unknown put mode %q", c.Op, c.Put)
 	}
 	var missing bool
 	switch c.Op {
@@ -164,7 +233,7 @@ func Decode(data []byte) (Command, error) {
 	default:
 		var known bool
 		if known, missing = decodeMFT(c); !known {
-			return Command{}, fmt.Errorf("decode command: unknown op %q", c.Op)
+			return Command{}, fmt.Errorf("op %q (version %d) is unknown to this binary (version %d): %w", c.Op, c.version(), current, ErrUnsupported)
 		}
 	}
 	if missing {
@@ -172,6 +241,10 @@ func Decode(data []byte) (Command, error) {
 	}
 	return c, nil
 }
+
+// version is the entry's schema version, 1 for entries written before
+// commands carried one.
+func (c Command) version() int { return max(c.V, 1) }
 
 // Errors a command can be refused with. They are results, not failures of
 // the machine: the state is unchanged when one is returned.
@@ -183,3 +256,9 @@ var (
 	ErrInitialized = errors.New("cluster already initialised")
 	ErrUnknownUser = errors.New("unknown user")
 )
+
+// ErrUnsupported marks a log entry this binary cannot apply faithfully (a
+// newer version, an unknown op). Unlike the errors above it is fatal: the
+// machine applies nothing after it, and the node must stop so that an
+// upgraded binary applies the entry instead of the cluster diverging.
+var ErrUnsupported = errors.New("upgrade this node")

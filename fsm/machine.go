@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +24,10 @@ type Result struct {
 type Machine struct {
 	mu sync.RWMutex
 	s  State
+	// halted is the ErrUnsupported that stopped the machine: every entry
+	// after it is refused with it too, so the state never moves past an
+	// entry it could not apply.
+	halted error
 }
 
 // New returns an empty machine, as on a node that has never joined a cluster.
@@ -56,14 +62,22 @@ func (m *Machine) Lease() Lease {
 }
 
 // Apply decodes and applies one log entry. A refused command leaves the state
-// untouched and reports why in Result.Err.
+// untouched and reports why in Result.Err. An entry this binary cannot
+// apply (errors.Is(Result.Err, ErrUnsupported)) halts the machine: it and
+// every later entry are refused with that error, and the caller must stop.
 func (m *Machine) Apply(data []byte) Result {
-	c, err := Decode(data)
-	if err != nil {
-		return Result{Err: err}
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.halted != nil {
+		return Result{Err: m.halted}
+	}
+	c, err := Decode(data)
+	if err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			m.halted = err
+		}
+		return Result{Err: err}
+	}
 	res := Result{Op: c.Op}
 	if c.Epoch != 0 && (c.Epoch != m.s.Lease.Epoch || m.s.Lease.Released) {
 		res.Err = fmt.Errorf("%s under epoch %d (current %d): %w", c.Op, c.Epoch, m.s.Lease.Epoch, ErrStaleEpoch)
@@ -140,18 +154,26 @@ func (m *Machine) apply(c Command) error {
 		s.Initialized = true
 	case OpUserPut:
 		u := *c.User
+		old, exists := s.Users[u.Name]
+		switch {
+		case c.Put == PutCreate && exists:
+			return fmt.Errorf("user %q %w", u.Name, ErrExists)
+		case c.Put == PutUpdate && !exists:
+			return fmt.Errorf("update user %q: %w", u.Name, ErrUnknownUser)
+		}
 		u.Perms = cloneMap(u.Perms)
 		s.Users[u.Name] = u
+		// A new password ends the sessions the old one opened (from
+		// version 2 on: replaying older entries must keep their tokens).
+		if exists && c.version() >= 2 && !bytes.Equal(old.Hash, u.Hash) {
+			m.revokeTokens(u.Name)
+		}
 	case OpUserDelete:
 		if _, ok := s.Users[c.Name]; !ok {
 			return fmt.Errorf("delete user %s: %w", c.Name, ErrUnknownUser)
 		}
 		delete(s.Users, c.Name)
-		for h, t := range s.Tokens {
-			if t.User == c.Name {
-				delete(s.Tokens, h)
-			}
-		}
+		m.revokeTokens(c.Name)
 	case OpTokenPut:
 		s.Tokens[c.Token.Hash] = *c.Token
 	case OpTokenDelete:
@@ -173,6 +195,15 @@ func (m *Machine) apply(c Command) error {
 		return m.applyMFT(c)
 	}
 	return nil
+}
+
+// revokeTokens deletes every token of user.
+func (m *Machine) revokeTokens(user string) {
+	for h, t := range m.s.Tokens {
+		if t.User == user {
+			delete(m.s.Tokens, h)
+		}
+	}
 }
 
 // Snapshot serialises the state. encoding/json sorts map keys, so equal

@@ -248,6 +248,9 @@ func (m *Machine) applyMFT(c Command) error {
 	switch c.Op {
 	case OpServerPut:
 		srv := *c.Server
+		if err := checkPut(c.Put, s.Servers, srv.Name, fmt.Sprintf("server %q", srv.Name)); err != nil {
+			return err
+		}
 		for _, o := range s.Servers {
 			if o.Name != srv.Name && o.Port == srv.Port {
 				return fmt.Errorf("server %s: port %d is used by server %s: %w", srv.Name, srv.Port, o.Name, ErrInUse)
@@ -261,11 +264,17 @@ func (m *Machine) applyMFT(c Command) error {
 		if _, ok := s.Servers[a.Server]; !ok {
 			return fmt.Errorf("account %s: server %s: %w", a.Login, a.Server, ErrUnknownObject)
 		}
+		if err := checkPut(c.Put, s.Accounts, AccountKey(a.Server, a.Login), fmt.Sprintf("account %q on server %q", a.Login, a.Server)); err != nil {
+			return err
+		}
 		a.PublicKeys = slices.Clone(a.PublicKeys)
 		s.Accounts[AccountKey(a.Server, a.Login)] = a
 	case OpAccountDelete:
 		return deleteKey(s.Accounts, AccountKey(c.Name, c.Sub), "account")
 	case OpPartnerPut:
+		if err := checkPut(c.Put, s.Partners, c.Partner.Name, fmt.Sprintf("partner %q", c.Partner.Name)); err != nil {
+			return err
+		}
 		s.Partners[c.Partner.Name] = *c.Partner
 	case OpPartnerDelete:
 		return deleteCascade(s.Partners, s.RemoteAccounts, c.Name, "partner", func(a RemoteAccount) string { return a.Partner })
@@ -274,11 +283,18 @@ func (m *Machine) applyMFT(c Command) error {
 		if _, ok := s.Partners[a.Partner]; !ok {
 			return fmt.Errorf("remote account %s: partner %s: %w", a.Login, a.Partner, ErrUnknownObject)
 		}
+		if err := checkPut(c.Put, s.RemoteAccounts, AccountKey(a.Partner, a.Login), fmt.Sprintf("remote account %q at partner %q", a.Login, a.Partner)); err != nil {
+			return err
+		}
 		s.RemoteAccounts[AccountKey(a.Partner, a.Login)] = a
 	case OpRemoteAccountDelete:
 		return deleteKey(s.RemoteAccounts, AccountKey(c.Name, c.Sub), "remote account")
 	case OpRulePut:
-		s.Rules[RuleKey(c.Rule.Name, c.Rule.Send)] = *c.Rule
+		key := RuleKey(c.Rule.Name, c.Rule.Send)
+		if err := checkPut(c.Put, s.Rules, key, fmt.Sprintf("%s rule %q", c.Rule.Direction(), c.Rule.Name)); err != nil {
+			return err
+		}
+		s.Rules[key] = *c.Rule
 	case OpRuleDelete:
 		return deleteKey(s.Rules, c.Name+"/"+c.Sub, "rule")
 	case OpSeed:
@@ -329,6 +345,18 @@ func (m *Machine) applyMFT(c Command) error {
 			}
 		}
 		m.prune()
+	}
+	return nil
+}
+
+// checkPut enforces a put's mode on m[key]; what names the object.
+func checkPut[V any](mode PutMode, m map[string]V, key, what string) error {
+	_, exists := m[key]
+	switch {
+	case mode == PutCreate && exists:
+		return fmt.Errorf("%s %w", what, ErrExists)
+	case mode == PutUpdate && !exists:
+		return fmt.Errorf("%s: %w", what, ErrUnknownObject)
 	}
 	return nil
 }

@@ -55,12 +55,8 @@ func (a *API) createPartner(w http.ResponseWriter, r *http.Request, pr *principa
 		writeError(w, http.StatusBadRequest, `a new partner needs "name", "protocol" and "address"`)
 		return
 	}
-	if _, exists := a.node.State().Partners[*in.Name]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("partner %q already exists", *in.Name))
-		return
-	}
 	var p fsm.Partner
-	if !fillPartner(w, &p, in) || !a.apply(w, "create partner", fsm.Command{Op: fsm.OpPartnerPut, Partner: &p}) {
+	if !fillPartner(w, &p, in) || !a.apply(w, "create partner", fsm.Command{Op: fsm.OpPartnerPut, Put: fsm.PutCreate, Partner: &p}) {
 		return
 	}
 	a.log.Info("partner created", "partner", p.Name, "protocol", p.Protocol, "address", p.Address, "by", pr.user)
@@ -81,7 +77,7 @@ func (a *API) updatePartner(w http.ResponseWriter, r *http.Request, pr *principa
 		writeError(w, http.StatusBadRequest, "name: a partner cannot be renamed")
 		return
 	}
-	if !fillPartner(w, &p, in) || !a.apply(w, "update partner", fsm.Command{Op: fsm.OpPartnerPut, Partner: &p}) {
+	if !fillPartner(w, &p, in) || !a.apply(w, "update partner", fsm.Command{Op: fsm.OpPartnerPut, Put: fsm.PutUpdate, Partner: &p}) {
 		return
 	}
 	a.log.Info("partner changed", "partner", p.Name, "by", pr.user)
@@ -186,12 +182,8 @@ func (a *API) createRemoteAccount(w http.ResponseWriter, r *http.Request, pr *pr
 		writeError(w, http.StatusBadRequest, `a new remote account needs "login" and a "password" or "privateKey"`)
 		return
 	}
-	if _, exists := a.node.State().RemoteAccounts[fsm.AccountKey(p.Name, *in.Login)]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("account %q already exists at partner %q", *in.Login, p.Name))
-		return
-	}
 	acc := fsm.RemoteAccount{Partner: p.Name, Login: *in.Login}
-	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "create remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, RemoteAccount: &acc}) {
+	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "create remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, Put: fsm.PutCreate, RemoteAccount: &acc}) {
 		return
 	}
 	a.log.Info("remote account created", "partner", p.Name, "login", acc.Login, "by", pr.user)
@@ -212,7 +204,7 @@ func (a *API) updateRemoteAccount(w http.ResponseWriter, r *http.Request, pr *pr
 		writeError(w, http.StatusBadRequest, "login: an account cannot be renamed")
 		return
 	}
-	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "update remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, RemoteAccount: &acc}) {
+	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "update remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, Put: fsm.PutUpdate, RemoteAccount: &acc}) {
 		return
 	}
 	a.log.Info("remote account changed", "partner", acc.Partner, "login", acc.Login, "by", pr.user)

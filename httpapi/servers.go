@@ -72,15 +72,11 @@ func (a *API) createServer(w http.ResponseWriter, r *http.Request, p *principal)
 		writeError(w, http.StatusBadRequest, `a new server needs "name", "protocol" and "port"`)
 		return
 	}
-	if _, exists := a.node.State().Servers[*in.Name]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("server %q already exists", *in.Name))
-		return
-	}
 	s := fsm.Server{Enabled: true}
 	if !a.fillServer(w, &s, in) {
 		return
 	}
-	if !a.apply(w, "create server", fsm.Command{Op: fsm.OpServerPut, Server: &s}) {
+	if !a.apply(w, "create server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutCreate, Server: &s}) {
 		return
 	}
 	a.log.Info("server created", "server", s.Name, "protocol", s.Protocol, "port", s.Port, "by", p.user)
@@ -101,7 +97,7 @@ func (a *API) updateServer(w http.ResponseWriter, r *http.Request, p *principal)
 		writeError(w, http.StatusBadRequest, "name: a server cannot be renamed; create another and delete this one")
 		return
 	}
-	if !a.fillServer(w, &s, in) || !a.apply(w, "update server", fsm.Command{Op: fsm.OpServerPut, Server: &s}) {
+	if !a.fillServer(w, &s, in) || !a.apply(w, "update server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutUpdate, Server: &s}) {
 		return
 	}
 	a.log.Info("server changed", "server", s.Name, "by", p.user)
@@ -223,7 +219,7 @@ func (a *API) serverSwitch(on bool) handlerFunc {
 			return
 		}
 		s.Enabled = on
-		if !a.apply(w, "switch server", fsm.Command{Op: fsm.OpServerPut, Server: &s}) {
+		if !a.apply(w, "switch server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutUpdate, Server: &s}) {
 			return
 		}
 		a.log.Info("server switched", "server", s.Name, "enabled", on, "by", p.user)
@@ -285,15 +281,11 @@ func (a *API) createAccount(w http.ResponseWriter, r *http.Request, p *principal
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if _, exists := a.node.State().Accounts[fsm.AccountKey(srv.Name, *in.Login)]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("account %q already exists on server %q", *in.Login, srv.Name))
-		return
-	}
 	acc := fsm.LocalAccount{Server: srv.Name, Login: *in.Login}
 	if !a.allowedPath(w, "account "+acc.Login+" of server "+srv.Name+": home", path.Join(srv.Root, acc.Login), true) {
 		return
 	}
-	if !fillAccount(w, &acc, in) || !a.apply(w, "create account", fsm.Command{Op: fsm.OpAccountPut, Account: &acc}) {
+	if !fillAccount(w, &acc, in) || !a.apply(w, "create account", fsm.Command{Op: fsm.OpAccountPut, Put: fsm.PutCreate, Account: &acc}) {
 		return
 	}
 	a.log.Info("account created", "server", srv.Name, "login", acc.Login, "by", p.user)
@@ -314,7 +306,7 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, p *principal
 		writeError(w, http.StatusBadRequest, "login: an account cannot be renamed")
 		return
 	}
-	if !fillAccount(w, &acc, in) || !a.apply(w, "update account", fsm.Command{Op: fsm.OpAccountPut, Account: &acc}) {
+	if !fillAccount(w, &acc, in) || !a.apply(w, "update account", fsm.Command{Op: fsm.OpAccountPut, Put: fsm.PutUpdate, Account: &acc}) {
 		return
 	}
 	a.log.Info("account changed", "server", acc.Server, "login", acc.Login, "password_changed", in.Password != nil, "by", p.user)

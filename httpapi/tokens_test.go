@@ -90,3 +90,39 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("token lasts %s, want 1h", d)
 	}
 }
+
+// TestPasswordChangeRevokesTokens: a new password ends every session the
+// old one opened (in the replicated state, so on every node), whoever
+// changes it; a change of permissions alone keeps them.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	admin := e.admin()
+	user := e.addUser("rotating", "old-password-1", perms("transfers", "r--"))
+	t1, t2 := admin.WithToken(createToken(t, user).Token), admin.WithToken(createToken(t, user).Token)
+	adminTok := admin.WithToken(createToken(t, admin).Token)
+
+	expect(t, do(t, admin, "PATCH", "/api/users/rotating", map[string]any{"perms": perms("transfers", "rw-")}), 200, "")
+	expect(t, do(t, t1, "GET", "/api/users/rotating", nil), 200, "")
+
+	// The user changes its own password with one of its tokens: both go.
+	expect(t, do(t, t1, "PATCH", "/api/users/rotating", map[string]any{"password": "new-password-2"}), 200, "")
+	for i, tok := range []*ts.APIClient{t1, t2} {
+		if r := do(t, tok, "GET", "/api/users/rotating", nil); r.Status != 401 {
+			t.Fatalf("token %d after the password change: %v, want 401", i+1, r)
+		}
+	}
+	expect(t, do(t, user, "GET", "/api/users/rotating", nil), 401, "")
+	user = user.As("rotating", "new-password-2")
+	expect(t, do(t, user, "GET", "/api/users/rotating", nil), 200, "")
+
+	// An administrator's reset (PUT) revokes the new token too, and no one
+	// else's.
+	t3 := admin.WithToken(createToken(t, user).Token)
+	expect(t, do(t, admin, "PUT", "/api/users/rotating", map[string]any{"password": "reset-password-3", "perms": perms("transfers", "r--")}), 200, "")
+	expect(t, do(t, t3, "GET", "/api/users/rotating", nil), 401, "")
+	expect(t, do(t, adminTok, "GET", "/api/sb_healthcheck", nil), 200, "")
+	if n := len(e.node.State().Tokens); n != 1 {
+		t.Fatalf("%d tokens in the state, want only the administrator's", n)
+	}
+}

@@ -76,11 +76,7 @@ func (a *API) createRule(w http.ResponseWriter, r *http.Request, p *principal) {
 	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) {
 		return
 	}
-	if _, exists := a.node.State().Rules[fsm.RuleKey(ru.Name, ru.Send)]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("%s rule %q already exists", ru.Direction(), ru.Name))
-		return
-	}
-	if !a.apply(w, "create rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
+	if !a.apply(w, "create rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutCreate, Rule: &ru}) {
 		return
 	}
 	a.log.Info("rule created", "rule", ru.Name, "direction", ru.Direction(), "path", ru.Path, "by", p.user)
@@ -101,7 +97,7 @@ func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
 		writeError(w, http.StatusBadRequest, "name, direction: a rule cannot be renamed or turned around")
 		return
 	}
-	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Rule: &ru}) {
+	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutUpdate, Rule: &ru}) {
 		return
 	}
 	a.log.Info("rule changed", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)

@@ -194,14 +194,8 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, _ *principal) {
 	if !ok {
 		return
 	}
-	a.userMu.Lock()
-	defer a.userMu.Unlock()
-	if _, exists := a.node.State().Users[*in.Username]; exists {
-		writeError(w, http.StatusConflict, fmt.Sprintf("user %q already exists", *in.Username))
-		return
-	}
 	u := fsm.User{Name: *in.Username, Hash: hash, Perms: perms}
-	if !a.apply(w, "create user", fsm.Command{Op: fsm.OpUserPut, User: &u}) {
+	if !a.apply(w, "create user", fsm.Command{Op: fsm.OpUserPut, Put: fsm.PutCreate, User: &u}) {
 		return
 	}
 	a.log.Info("user created", "user", u.Name, "perms", permsText(perms))
@@ -297,7 +291,14 @@ func (a *API) changeUser(w http.ResponseWriter, r *http.Request, p *principal, r
 		writeError(w, http.StatusConflict, fmt.Sprintf("refused to change %q: %v", name, err))
 		return
 	}
-	if !a.apply(w, "update user", fsm.Command{Op: fsm.OpUserPut, User: &u}) {
+	// A rename creates the new name (refused if taken meanwhile); a
+	// change needs the user still there. A new password revokes the
+	// user's tokens (in the machine).
+	put := fsm.PutUpdate
+	if newName != name {
+		put = fsm.PutCreate
+	}
+	if !a.apply(w, "update user", fsm.Command{Op: fsm.OpUserPut, Put: put, User: &u}) {
 		return
 	}
 	if newName != name {
