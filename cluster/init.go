@@ -93,8 +93,8 @@ type SecretsKeeper interface {
 }
 
 // errSecretsKEK stops a node whose key-encryption key cannot open the
-// cluster's data key from becoming ACTIVE.
-var errSecretsKEK = errors.New("refusing to become ACTIVE")
+// cluster's data key from becoming ACTIVE; the reason is logged once.
+var errSecretsKEK = errors.New("this node's key-encryption key does not open the cluster's secrets key (see the refusal logged before)")
 
 // secretsKey makes sure the cluster has a data key this node can open and
 // returns it (sealed). A brand-new cluster generates one; a cluster from
@@ -114,7 +114,7 @@ func (n *Node) secretsKey(epoch uint64) (string, error) {
 					n.log.Error("refusing to become ACTIVE: " + err.Error())
 				}
 				n.handOver()
-				return "", fmt.Errorf("%w: %v", errSecretsKEK, err)
+				return "", errSecretsKEK
 			}
 			n.secretsRefused.Store(false)
 			return st.Secrets.Current, nil
