@@ -49,8 +49,9 @@ type auditLine struct {
 }
 
 // OpenAudit appends to the audit file at path for node; epoch gives the
-// node's lease epoch (cluster.Node.LeaseRemaining). Close flushes and
-// stops its flusher.
+// node's lease epoch (cluster.Node.LeaseRemaining). Every write(2) holds
+// whole lines, so several nodes may append to one file (O_APPEND on a
+// local disk). Close flushes and stops its flusher.
 func OpenAudit(path, node string, epoch func() uint64) (*Audit, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
@@ -114,6 +115,10 @@ func (a *Audit) log(l auditLine) {
 	b, _ := json.Marshal(l)
 	b = append(b, '\n')
 	a.mu.Lock()
+	// Whole lines per write(2): nodes may append to one shared file.
+	if a.w.Available() < len(b) {
+		a.flushLocked()
+	}
 	if _, err := a.w.Write(b); err != nil && a.err == nil {
 		a.err = err
 	}
