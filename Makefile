@@ -48,6 +48,8 @@ deps:
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -61,12 +63,23 @@ deps:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) sim
+	$(MAKE) chaos TRIALS=3
 	$(MAKE) e2e
 
 # The lease simulation at full length (100,000 schedules; the race run
 # above does 5,000): the real lease machine and FSM under random faults.
 sim:
 	$(GO) test -count=1 -run 'TestLeaseSimulation' -v ./cluster -sim.schedules=100000
+
+# The chaos campaign without Docker (needs root: loop-mounted ext4,
+# fsfreeze, iptables, setpriv; skips loudly otherwise): TRIALS seeded random
+# combinations of kill -9, SIGSTOP, disk stall, partitions, SIGTERM and
+# restarts on a local cluster under SFTP/FTP clients; one line per trial,
+# then the table. CHAOS_ARGS: e.g. -chaos.seed=N -chaos.nodes=5.
+.PHONY: chaos
+CHAOS_ARGS ?=
+chaos: deps
+	$(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./cluster -args -chaos.trials=$(TRIALS) $(CHAOS_ARGS)
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -169,3 +169,17 @@ func (p *Proc) Running() bool {
 		return true
 	}
 }
+
+// HealAll ends every fault injected into c (and through fw when not nil):
+// it thaws the file systems, wakes stopped nodes and drops every cut. Nodes
+// that exited stay down; restart them with Start.
+func (c *Cluster) HealAll(fw *Firewall) error {
+	c.thawAll()
+	for _, p := range c.Nodes {
+		p.Cont()
+	}
+	if fw != nil {
+		return fw.Heal()
+	}
+	return nil
+}

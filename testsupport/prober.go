@@ -128,10 +128,23 @@ func (p *Prober) Serves() []Serve {
 	return out
 }
 
+// Drain returns what was recorded, ordered by Dial, and forgets it: a
+// campaign checks each trial apart and keeps its memory bounded.
+func (p *Prober) Drain() []Serve {
+	p.mu.Lock()
+	out := p.serves
+	p.serves = nil
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b Serve) int { return a.Dial.Compare(b.Dial) })
+	return out
+}
+
 // Overlap sums the time during which serves of two different nodes
 // intersect, and names the first such pair.
-func (p *Prober) Overlap() (time.Duration, string) {
-	serves := p.Serves()
+func (p *Prober) Overlap() (time.Duration, string) { return OverlapOf(p.Serves()) }
+
+// OverlapOf is Overlap over serves ordered by Dial (from Serves or Drain).
+func OverlapOf(serves []Serve) (time.Duration, string) {
 	var total time.Duration
 	var first string
 	for i, a := range serves {
