@@ -90,6 +90,11 @@ type SecretsKeeper interface {
 	CheckKey(sealed string) error
 	// SealWith seals plain under a sealed data key.
 	SealWith(sealedKey string, plain []byte) (string, error)
+	// NeedsRewrap says the key opens only with an older KEK (a JoinToken
+	// rotation under way); Rotation computes the OpSecretsRotate that
+	// seals a new data key with the current KEK.
+	NeedsRewrap(sealed string) bool
+	Rotation(st fsm.State) (*fsm.SecretsArgs, error)
 }
 
 // errSecretsKEK stops a node whose key-encryption key cannot open the
@@ -117,6 +122,9 @@ func (n *Node) secretsKey(epoch uint64) (string, error) {
 				return "", errSecretsKEK
 			}
 			n.secretsRefused.Store(false)
+			if keeper.NeedsRewrap(st.Secrets.Current) {
+				return n.rewrapSecrets(epoch, st)
+			}
 			return st.Secrets.Current, nil
 		}
 		if attempt > 0 {
@@ -140,6 +148,23 @@ func (n *Node) secretsKey(epoch uint64) (string, error) {
 		}
 		return key, nil
 	}
+}
+
+// rewrapSecrets rotates the data key when it opens only with the old
+// token of a JoinToken rotation, so that it is sealed with the new token
+// before the old one is dropped. Failing that, the key in force still
+// serves: the next term tries again.
+func (n *Node) rewrapSecrets(epoch uint64, st fsm.State) (string, error) {
+	rot, err := n.cfg.Secrets.Rotation(st)
+	if err == nil {
+		err = n.apply(fsm.Command{Op: fsm.OpSecretsRotate, At: time.Now(), Epoch: epoch, Secrets: rot})
+	}
+	if err != nil {
+		n.log.Warn("secrets key not resealed with the first [cluster] JoinToken; retried next term", "err", err)
+		return st.Secrets.Current, nil
+	}
+	n.log.Info("secrets key resealed with the first [cluster] JoinToken: the old token no longer opens it", "resealed", len(rot.Values))
+	return rot.Key, nil
 }
 
 // newSecretsKey is the data key for a cluster that has none: the previous

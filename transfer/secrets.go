@@ -24,13 +24,20 @@ import (
 // never enters the log: a copied raft.db without the KEK opens nothing, and
 // no file among the users' files holds a key.
 type Secrets struct {
-	kek    cipher.AEAD
-	source string // where the KEK comes from, for messages
-	legacy string // the previous release's key file, read only to move it in
+	keks   []cipher.AEAD // the first seals; all open (a JoinToken rotation's "new,old")
+	source string        // where the KEKs come from, for messages
+	legacy string        // the previous release's key file, read only to move it in
 
 	mu     sync.Mutex
 	state  func() fsm.State
-	opened map[string]cipher.AEAD // data keys by their sealed form
+	opened map[string]openedKey // data keys by their sealed form
+}
+
+// openedKey is an unsealed data key and whether the first (sealing) KEK
+// opened it.
+type openedKey struct {
+	aead    cipher.AEAD
+	primary bool
 }
 
 // KEK is this node's key-encryption key and where it comes from, so that an
@@ -53,14 +60,19 @@ const kekPrefix = "kek1:"
 var kekAAD = []byte("udmg cluster secrets key")
 
 // NewSecrets keeps the data key in the state returned by Bind's function,
-// sealed with kek. legacyFile is the previous release's key file
+// sealed with kek; older KEKs (the old token while JoinToken is rotated)
+// still open it. legacyFile is the previous release's key file
 // (<GatewayHome>/passphrase.aes), read only by LegacyKey.
-func NewSecrets(kek KEK, legacyFile string) (*Secrets, error) {
-	aead, err := newAEAD(kek.Key)
-	if err != nil {
-		return nil, fmt.Errorf("key-encryption key from %s: %w", kek.Source, err)
+func NewSecrets(kek KEK, legacyFile string, older ...KEK) (*Secrets, error) {
+	s := &Secrets{source: kek.Source, legacy: legacyFile, opened: map[string]openedKey{}}
+	for _, k := range append([]KEK{kek}, older...) {
+		aead, err := newAEAD(k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("key-encryption key from %s: %w", k.Source, err)
+		}
+		s.keks = append(s.keks, aead)
 	}
-	return &Secrets{kek: aead, source: kek.Source, legacy: legacyFile, opened: map[string]cipher.AEAD{}}, nil
+	return s, nil
 }
 
 // Bind gives Seal and Open the replicated state whose data key they use.
@@ -184,41 +196,59 @@ func (s *Secrets) CheckKey(sealed string) error {
 }
 
 func (s *Secrets) sealKey(key []byte) (string, error) {
-	nonce := make([]byte, s.kek.NonceSize())
+	kek := s.keks[0]
+	nonce := make([]byte, kek.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("seal secrets key: %w", err)
 	}
-	return kekPrefix + base64.StdEncoding.EncodeToString(s.kek.Seal(nonce, nonce, key, kekAAD)), nil
+	return kekPrefix + base64.StdEncoding.EncodeToString(kek.Seal(nonce, nonce, key, kekAAD)), nil
 }
 
 // openKey unseals a data key (cached: sealed keys never change meaning).
 func (s *Secrets) openKey(sealed string) (cipher.AEAD, error) {
+	k, err := s.unsealKey(sealed)
+	return k.aead, err
+}
+
+func (s *Secrets) unsealKey(sealed string) (openedKey, error) {
 	s.mu.Lock()
-	aead, ok := s.opened[sealed]
+	k, ok := s.opened[sealed]
 	s.mu.Unlock()
 	if ok {
-		return aead, nil
+		return k, nil
 	}
 	b64, ok := strings.CutPrefix(sealed, kekPrefix)
 	if !ok {
-		return nil, errors.New("the cluster's secrets key is in an unknown form")
+		return openedKey{}, errors.New("the cluster's secrets key is in an unknown form")
 	}
 	b, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(b) < s.kek.NonceSize() {
-		return nil, errors.New("the cluster's secrets key is malformed")
+	if err != nil || len(b) < s.keks[0].NonceSize() {
+		return openedKey{}, errors.New("the cluster's secrets key is malformed")
 	}
-	key, err := s.kek.Open(nil, b[:s.kek.NonceSize()], b[s.kek.NonceSize():], kekAAD)
-	if err != nil {
-		return nil, fmt.Errorf("the cluster's secrets key does not open with this node's key-encryption key (from %s): set the same [cluster] JoinToken or [database] AESPassphrase as the other nodes", s.source)
+	for i, kek := range s.keks {
+		key, err := kek.Open(nil, b[:kek.NonceSize()], b[kek.NonceSize():], kekAAD)
+		if err != nil {
+			continue
+		}
+		aead, err := newAEAD(key)
+		if err != nil {
+			return openedKey{}, err
+		}
+		k = openedKey{aead: aead, primary: i == 0}
+		s.mu.Lock()
+		s.opened[sealed] = k
+		s.mu.Unlock()
+		return k, nil
 	}
-	aead, err = newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.opened[sealed] = aead
-	s.mu.Unlock()
-	return aead, nil
+	return openedKey{}, fmt.Errorf("the cluster's secrets key does not open with this node's key-encryption key (from %s): set the same [cluster] JoinToken or [database] AESPassphrase as the other nodes", s.source)
+}
+
+// NeedsRewrap says whether a sealed data key opens only with an older KEK
+// (the old token of a JoinToken rotation): the ACTIVE node then rotates, so
+// that the key is sealed with the new token before the old one is dropped.
+func (s *Secrets) NeedsRewrap(sealed string) bool {
+	k, err := s.unsealKey(sealed)
+	return err == nil && !k.primary
 }
 
 // keys returns the state's data keys, current first.
@@ -291,13 +321,16 @@ func (s *Secrets) openWith(k *fsm.SecretsKeys, sealed string) ([]byte, error) {
 	if err != nil {
 		return nil, errors.New("open secret: malformed")
 	}
-	for _, key := range []string{k.Current, k.Previous} {
+	for i, key := range []string{k.Current, k.Previous} {
 		if key == "" {
 			continue
 		}
 		aead, err := s.openKey(key)
-		if err != nil {
+		if err != nil && i == 0 {
 			return nil, fmt.Errorf("open secret: %w", err)
+		}
+		if err != nil {
+			continue // the previous key under a token this node no longer has
 		}
 		if len(b) < aead.NonceSize() {
 			return nil, errors.New("open secret: malformed")

@@ -269,3 +269,47 @@ func TestKEKInDataDir(t *testing.T) {
 		t.Errorf("second start: %v, same key %v", err, bytes.Equal(a.Key, b.Key))
 	}
 }
+
+// TestJoinTokenRotation follows a JoinToken rotation's rounds ("O,T", then
+// "T,O", then "T"): a node whose first token is new opens the key sealed
+// with the old one, says it needs a rewrap, and after the rotation it
+// computes, a node that knows only the new token opens every value.
+func TestJoinTokenRotation(t *testing.T) {
+	o, tk := kek(1, "[cluster] JoinToken"), kek(2, "[cluster] JoinToken")
+	sm := newSecretsMachine(t)
+	old := newTestSecrets(t, o, "", sm)
+	key, _ := old.NewKey()
+	sm.mustApply(fsm.Command{Op: fsm.OpSecretsKey, Epoch: 1, Secrets: &fsm.SecretsArgs{Key: key}})
+	fill(t, sm, old.Seal)
+	want, _ := opened(old, sm.m.State())
+
+	first, err := NewSecrets(o, "", tk) // round 1: "O,T"
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Bind(sm.m.State)
+	if first.NeedsRewrap(key) {
+		t.Error("round 1 (old token first) wants a rewrap")
+	}
+	second, _ := NewSecrets(tk, "", o) // round 2: "T,O"
+	second.Bind(sm.m.State)
+	if err := second.CheckKey(key); err != nil || !second.NeedsRewrap(key) {
+		t.Fatalf("round 2: CheckKey %v, NeedsRewrap %v; want it opened and needing a rewrap", err, second.NeedsRewrap(key))
+	}
+	rot, err := second.Rotation(sm.m.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm.mustApply(fsm.Command{Op: fsm.OpSecretsRotate, Secrets: rot})
+	if second.NeedsRewrap(sm.m.State().Secrets.Current) {
+		t.Error("still needs a rewrap after the rotation")
+	}
+	third := newTestSecrets(t, tk, "", sm) // round 3: "T"
+	got, err := opened(third, sm.m.State())
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("round 3 opened %q, %v; want %q", got, err, want)
+	}
+	if _, err := opened(first, sm.m.State()); err != nil {
+		t.Errorf("a round-1 node (O,T) after the rewrap: %v", err)
+	}
+}

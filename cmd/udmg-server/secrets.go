@@ -16,6 +16,7 @@ import (
 // once in DataDir. The cluster's data key itself is in the replicated state.
 func openSecrets(where string, cfg *config.Config) (*transfer.Secrets, error) {
 	var kek transfer.KEK
+	var older []transfer.KEK
 	var err error
 	switch {
 	case cfg.Database.AESPassphrase != "":
@@ -24,7 +25,15 @@ func openSecrets(where string, cfg *config.Config) (*transfer.Secrets, error) {
 			return nil, fmt.Errorf("%s: [database] AESPassphrase %s: %w", where, cfg.Database.AESPassphrase, err)
 		}
 	case cfg.Cluster.JoinToken != "":
-		kek = transfer.KEK{Key: cluster.DeriveKey(cfg.Cluster.JoinToken, "secrets"), Source: "[cluster] JoinToken"}
+		// "new,old" while the token is rotated: the first seals, both open.
+		for i, token := range cluster.ParseTokens(cfg.Cluster.JoinToken) {
+			k := transfer.KEK{Key: cluster.DeriveKey(token, "secrets"), Source: "[cluster] JoinToken"}
+			if i == 0 {
+				kek = k
+			} else {
+				older = append(older, k)
+			}
+		}
 	default:
 		kek, err = transfer.KEKInDataDir(cfg.Cluster.DataDir)
 		if err != nil {
@@ -32,7 +41,7 @@ func openSecrets(where string, cfg *config.Config) (*transfer.Secrets, error) {
 		}
 	}
 	legacy, _ := filepath.Abs(cfg.LegacyKeyFile())
-	return transfer.NewSecrets(kek, legacy)
+	return transfer.NewSecrets(kek, legacy, older...)
 }
 
 // protectedPaths is the guard every rule path, transfer file and account
