@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -32,6 +33,11 @@ func (r *run) newFTPServer(ln net.Listener) (*ftpserver.FtpServer, error) {
 		DisableActiveMode:   true, // data connections must be passive: tracked, fenced, load-balanced
 		DefaultTransferType: ftpserver.TransferTypeBinary,
 		TLSRequired:         ftpserver.ClearOrEncrypted,
+		// An idle control connection is closed after 5 minutes (the
+		// library's default is 15), and a passive data connection must
+		// arrive within PassiveIdle of the transfer command.
+		IdleTimeout:       int(ftpIdleTimeout / time.Second),
+		ConnectionTimeout: max(1, int(r.cfg.PassiveIdle/time.Second)),
 	}
 	if r.cfg.FTPTLS != nil && r.cfg.FTPTLSRequired {
 		d.settings.TLSRequired = ftpserver.MandatoryEncryption
@@ -68,22 +74,52 @@ func (l *ftpListener) Accept() (net.Conn, error) {
 			_ = raw.Close()
 			continue
 		}
+		release, ok := l.r.admitStartup("ftp", raw)
+		if !ok {
+			continue
+		}
 		s := l.r.newSession("ftp", raw)
 		if s == nil {
+			release()
 			_ = raw.Close()
 			continue
 		}
+		s.setStartup(release)
+		s.startGrace(l.r.cfg.LoginGrace)
 		return s.conn, nil
 	}
 }
 
+// ftpIdleTimeout closes an FTP control connection without a command.
+const ftpIdleTimeout = 5 * time.Minute
+
+// dataIdle closes a passive data connection on which the client neither
+// sends nor reads anything for that long, freeing its port.
+const dataIdle = 2 * time.Minute
+
 // passiveListener wraps an FTP passive listener so that Stop can close it and
 // its data connections, and data connections are refused without the lease.
+// A listener whose data connection has not come within PassiveIdle is
+// closed, so that sessions cannot hoard the passive ports: ftpserverlib
+// keeps at most one passive listener per session (a new PASV closes the
+// previous one), and this frees it when it goes unused.
 type passiveListener struct {
 	net.Listener
-	r    *run
-	once sync.Once
-	err  error
+	r     *run
+	once  sync.Once
+	err   error
+	inUse atomic.Bool
+
+	mu   sync.Mutex
+	idle *time.Timer // frees the port if no data connection comes
+}
+
+func (l *passiveListener) stopIdle() {
+	l.mu.Lock()
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	l.mu.Unlock()
 }
 
 func (l *passiveListener) Accept() (net.Conn, error) {
@@ -91,11 +127,13 @@ func (l *passiveListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.inUse.Store(true)
+	l.stopIdle()
 	if !l.r.allowed() {
 		_ = raw.Close()
 		return nil, ErrNotActive
 	}
-	c := &trackedConn{Conn: raw}
+	c := &trackedConn{Conn: &idleConn{Conn: raw, idle: dataIdle}}
 	c.onClose = func() { l.r.untrack(c) }
 	if !l.r.track(c) {
 		_ = raw.Close()
@@ -105,6 +143,11 @@ func (l *passiveListener) Accept() (net.Conn, error) {
 }
 
 func (l *passiveListener) Close() error {
+	l.stopIdle()
+	return l.shut()
+}
+
+func (l *passiveListener) shut() error {
 	l.once.Do(func() {
 		l.err = l.Listener.Close()
 		l.r.untrack(l)
@@ -163,9 +206,13 @@ func (d *ftpDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftp
 		s.kill()
 		return nil, ErrNotActive
 	}
-	if !d.r.authPassword(user, pass) {
-		s.log.Info("FTP login refused", "login", user)
-		return nil, errAuthFailed
+	if err := d.r.checkPassword("ftp", cc.RemoteAddr(), user, pass); err != nil {
+		return nil, err
+	}
+	s.loggedIn()
+	if err := d.r.reserveAccount(s, user); err != nil {
+		s.log.Warn("FTP session refused", "login", user, "err", err)
+		return nil, err
 	}
 	home, err := d.r.openHome(user)
 	if err == nil {
@@ -181,15 +228,40 @@ func (d *ftpDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftp
 
 func (d *ftpDriver) WrapPassiveListener(ln net.Listener) (net.Listener, error) {
 	pl := &passiveListener{Listener: ln, r: d.r}
+	pl.mu.Lock()
+	pl.idle = time.AfterFunc(d.r.cfg.PassiveIdle, func() {
+		if !pl.inUse.Load() {
+			d.r.log.Debug("FTP passive listener unused: closed", "addr", ln.Addr().String(), "after", d.r.cfg.PassiveIdle)
+			_ = pl.shut()
+		}
+	})
+	pl.mu.Unlock()
 	if !d.r.allowed() {
-		_ = ln.Close()
+		_ = pl.Close()
 		return nil, ErrNotActive
 	}
 	if !d.r.track(pl) {
-		_ = ln.Close()
+		_ = pl.Close()
 		return nil, ErrSessionClosed
 	}
 	return pl, nil
+}
+
+// idleConn is a data connection that fails a read or write on which the
+// client has been silent for idle.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(b)
 }
 
 // publicIP answers the address for PASV replies: PublicHost (an IPv4

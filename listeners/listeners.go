@@ -12,6 +12,7 @@
 package listeners
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,15 +27,16 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/udmg/gateway/authguard"
 )
 
 // DefaultStopTimeout bounds Stop when Config.StopTimeout is zero.
 const DefaultStopTimeout = 5 * time.Second
 
 const (
-	handshakeTimeout = 30 * time.Second
-	homePerm         = 0o750
-	filePerm         = 0o640
+	homePerm = 0o750
+	filePerm = 0o640
 )
 
 var (
@@ -86,6 +88,20 @@ type Config struct {
 	// Audit, when set, records every change this service makes to
 	// storage ([listeners] WriteAudit).
 	Audit *Audit
+	// Guard slows password guessing (per address and per login) and
+	// bounds the bcrypt comparisons; every server of a node shares the
+	// node's Guard with the admin API (nil: one of this service's own).
+	Guard *authguard.Guard
+	// Limits are the unauthenticated-connection and per-account session
+	// limits, shared by every server of a node (nil: NewLimits defaults).
+	Limits *Limits
+	// LoginGrace bounds the time from accept to a successful login
+	// (0 = DefaultLoginGrace).
+	LoginGrace time.Duration
+	// PassiveIdle is how long an FTP passive listener may wait for its
+	// data connection before it is closed and its port freed
+	// (0 = DefaultPassiveIdle).
+	PassiveIdle time.Duration
 }
 
 // Recorder records the files clients move. Begin runs before the file is
@@ -146,6 +162,18 @@ func New(cfg Config) *Service {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Guard == nil {
+		cfg.Guard = authguard.New(authguard.Options{})
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewLimits(MaxStartups{}, 0)
+	}
+	if cfg.LoginGrace <= 0 {
+		cfg.LoginGrace = DefaultLoginGrace
+	}
+	if cfg.PassiveIdle <= 0 {
+		cfg.PassiveIdle = DefaultPassiveIdle
 	}
 	return &Service{cfg: cfg, log: log.With("component", "listeners")}
 }
@@ -353,40 +381,43 @@ type run struct {
 	cfg *Config
 	log *slog.Logger
 
-	done chan struct{} // closed when Stop begins
-	wake chan struct{} // signalled whenever something ends
+	done   chan struct{} // closed when Stop begins
+	wake   chan struct{} // signalled whenever something ends
+	ctx    context.Context
+	cancel context.CancelFunc // with done: ends logins waiting in the Guard
 
 	listeners []net.Listener
 	sftpAddr  net.Addr
 	ftpAddr   net.Addr
 
-	mu         sync.Mutex
-	closed     bool
-	goroutines int
-	nextID     uint64
-	sessions   map[*session]struct{}
-	ftpByAddr  map[string]*session    // accepted FTP control connections not yet seen by the driver
-	extra      map[io.Closer]struct{} // FTP passive listeners and data connections
+	mu           sync.Mutex
+	closed       bool
+	goroutines   int
+	nextID       uint64
+	sessions     map[*session]struct{}
+	ftpByAddr    map[string]*session         // accepted FTP control connections not yet seen by the driver
+	reservations map[*session]*sessionLimits // MaxStartups and account reservations (limits.go)
+	extra        map[io.Closer]struct{}      // FTP passive listeners and data connections
 }
 
 func newRun(cfg *Config, log *slog.Logger) *run {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &run{
-		cfg:       cfg,
-		log:       log,
-		done:      make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		sessions:  make(map[*session]struct{}),
-		ftpByAddr: make(map[string]*session),
-		extra:     make(map[io.Closer]struct{}),
+		ctx:          ctx,
+		cancel:       cancel,
+		cfg:          cfg,
+		log:          log,
+		done:         make(chan struct{}),
+		wake:         make(chan struct{}, 1),
+		sessions:     make(map[*session]struct{}),
+		ftpByAddr:    make(map[string]*session),
+		reservations: make(map[*session]*sessionLimits),
+		extra:        make(map[io.Closer]struct{}),
 	}
 }
 
 func (r *run) allowed() bool {
 	return r.cfg.Allowed == nil || r.cfg.Allowed()
-}
-
-func (r *run) authPassword(login, password string) bool {
-	return validLogin(login) && r.cfg.Authenticate != nil && r.cfg.Authenticate(login, password)
 }
 
 func (r *run) isClosed() bool {
@@ -446,6 +477,7 @@ func (r *run) newSession(proto string, raw net.Conn) *session {
 }
 
 func (r *run) removeSession(s *session) {
+	s.releaseLimits()
 	r.mu.Lock()
 	delete(r.sessions, s)
 	if r.ftpByAddr[s.remote] == s {
@@ -504,6 +536,7 @@ func (r *run) shutdown() {
 	}
 	r.closed = true
 	close(r.done)
+	r.cancel()
 	extra := make([]io.Closer, 0, len(r.extra))
 	for c := range r.extra {
 		extra = append(extra, c)

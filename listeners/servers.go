@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 )
@@ -38,6 +38,12 @@ type ManagerConfig struct {
 	// State, when set, is read at each login, so that an account created
 	// a moment ago can log in at once; else the state of the last Update.
 	State func() fsm.State
+	// Guard is the node's login throttle, shared with the admin API; it
+	// outlives the Manager so that failures still count after the lease
+	// is lost and regained (nil: one of the Manager's own).
+	Guard *authguard.Guard
+	// Limits are shared by every server (nil: NewLimits defaults).
+	Limits *Limits
 	// Protected refuses a login whose home reaches or contains DataDir or
 	// a key file (nil: no check, in tests).
 	Protected *confine.Guard
@@ -75,6 +81,12 @@ type managed struct {
 func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Guard == nil {
+		cfg.Guard = authguard.New(authguard.Options{})
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewLimits(MaxStartups{}, 0)
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "listeners"), running: map[string]*managed{}, failed: map[string]failure{}}
 }
@@ -207,6 +219,8 @@ func (m *Manager) start(srv fsm.Server) (*Service, error) {
 		Audit:       m.cfg.Audit,
 		Logger:      m.cfg.Logger.With("server", srv.Name),
 		StopTimeout: m.cfg.StopTimeout,
+		Guard:       m.cfg.Guard,
+		Limits:      m.cfg.Limits,
 		Authenticate: func(login, password string) bool {
 			return m.homeAllowed(srv.Name, root, login) && m.checkPassword(srv.Name, login, password)
 		},
@@ -290,16 +304,11 @@ func (m *Manager) account(server, login string) (fsm.LocalAccount, bool) {
 	return a, ok
 }
 
-// dummyHash makes a login with an unknown name cost what a real one does.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such account"), bcrypt.DefaultCost)
-
+// checkPassword: an unknown login or one without a password costs what a
+// real comparison does; a password longer than bcrypt reads never matches.
 func (m *Manager) checkPassword(server, login, password string) bool {
-	a, ok := m.account(server, login)
-	if !ok || len(a.PasswordHash) == 0 {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return false
-	}
-	return bcrypt.CompareHashAndPassword(a.PasswordHash, []byte(password)) == nil
+	a, _ := m.account(server, login)
+	return authguard.Matches(a.PasswordHash, password)
 }
 
 func (m *Manager) checkKey(server, login string, key ssh.PublicKey) bool {

@@ -27,11 +27,10 @@ func (r *run) sshConfig() *ssh.ServerConfig {
 			if !r.allowed() {
 				return nil, ErrNotActive
 			}
-			if !r.authPassword(c.User(), string(password)) {
-				r.log.Info("SFTP login refused", "login", c.User(), "remote", c.RemoteAddr().String())
-				return nil, errAuthFailed
+			if err := r.checkPassword("sftp", c.RemoteAddr(), c.User(), string(password)); err != nil {
+				return nil, err
 			}
-			return &ssh.Permissions{Extensions: map[string]string{loginExtension: c.User()}}, nil
+			return r.sshPermissions(c.User())
 		},
 	}
 	if r.cfg.AuthenticateKey != nil {
@@ -42,12 +41,22 @@ func (r *run) sshConfig() *ssh.ServerConfig {
 			if !validLogin(c.User()) || !r.cfg.AuthenticateKey(c.User(), key) {
 				return nil, errAuthFailed
 			}
-			return &ssh.Permissions{Extensions: map[string]string{loginExtension: c.User()}}, nil
+			return r.sshPermissions(c.User())
 		}
 	}
 	cfg.Ciphers = PreferredCiphers()
 	cfg.AddHostKey(r.cfg.HostKey)
 	return cfg
+}
+
+// sshPermissions lets login in, unless its account already holds every
+// session it may: the client then reads why in the authentication banner.
+func (r *run) sshPermissions(login string) (*ssh.Permissions, error) {
+	if err := r.cfg.Limits.accountFull(r.accountKey(login), login); err != nil {
+		r.log.Warn("SFTP login refused", "login", login, "err", err)
+		return nil, &ssh.BannerError{Err: err, Message: err.Error() + "\r\n"}
+	}
+	return &ssh.Permissions{Extensions: map[string]string{loginExtension: login}}, nil
 }
 
 // PreferredCiphers puts AES-GCM first (x/crypto has no chacha20 assembly on
@@ -87,11 +96,17 @@ func (r *run) serveSSH(ln net.Listener, cfg *ssh.ServerConfig) {
 			_ = raw.Close()
 			continue
 		}
+		release, ok := r.admitStartup("sftp", raw)
+		if !ok {
+			continue
+		}
 		s := r.newSession("sftp", raw)
 		if s == nil {
+			release()
 			_ = raw.Close()
 			continue
 		}
+		s.setStartup(release)
 		r.spawn(func() { r.handleSSH(s, cfg) })
 	}
 }
@@ -102,8 +117,10 @@ func (r *run) handleSSH(s *session, cfg *ssh.ServerConfig) {
 	defer s.endProtocol()
 	defer s.conn.Close()
 
-	_ = s.conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	// The whole handshake, authentication included, has LoginGrace.
+	_ = s.conn.SetDeadline(time.Now().Add(r.cfg.LoginGrace))
 	sconn, chans, reqs, err := ssh.NewServerConn(s.conn, cfg)
+	s.loggedIn() // or failed: either way no longer waiting to log in
 	if err != nil {
 		// Load balancer health checks close after the banner: not news.
 		s.log.Debug("SSH handshake failed", "err", err)
@@ -121,6 +138,16 @@ func (r *run) handleSSH(s *session, cfg *ssh.ServerConfig) {
 		ssh.DiscardRequests(reqs)
 	}()
 
+	if err := r.reserveAccount(s, login); err != nil {
+		// Another session took the last place since the login check.
+		s.log.Warn("SFTP session refused", "login", login, "err", err)
+		_ = s.conn.SetDeadline(time.Now().Add(10 * time.Second))
+		for nc := range chans {
+			_ = nc.Reject(ssh.ResourceShortage, err.Error())
+			break
+		}
+		return
+	}
 	home, err := r.openHome(login)
 	if err == nil {
 		err = s.setHome(login, home)
