@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -199,7 +200,20 @@ func TestChaos(t *testing.T) {
 	rows := map[string]*trialRow{}
 	audit := &auditChecker{}
 	checked := 0
+	endMissing, endCorrupted := -1, -1
+	defer func() {
+		// Also when a trial stops the campaign: the table of what ran.
+		t.Log("\n" + chaosTable(rows, endMissing, endCorrupted))
+	}()
+	// Interrupted (Ctrl-C, SIGTERM), the campaign stops after the current
+	// trial and still cleans up (thaw, kill, unmount, firewall) and reports.
+	interrupted, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 	for trial := 1; trial <= *chaosTrials; trial++ {
+		if interrupted.Err() != nil {
+			t.Logf("interrupted after %d trials", trial-1)
+			break
+		}
 		clients.mu.Lock()
 		clients.trial = trial
 		clients.mu.Unlock()
@@ -316,6 +330,9 @@ func TestChaos(t *testing.T) {
 		if overlap != 0 {
 			t.Errorf("trial %d: two nodes served at once for %s (first: %s)", trial, overlap, first)
 		}
+		if trial%25 == 0 && trial < *chaosTrials {
+			t.Logf("after %d trials:\n%s", trial, chaosTable(rows, -1, -1))
+		}
 	}
 	stopClients()
 	settle(t, c)
@@ -323,6 +340,7 @@ func TestChaos(t *testing.T) {
 	all := slices.Clone(clients.acks)
 	clients.mu.Unlock()
 	missing, corrupted := checkChaosAcks(t, c, all)
+	endMissing, endCorrupted = missing, corrupted
 	var ftpAcks int
 	for _, a := range all {
 		if a.proto == "ftp" {
@@ -333,7 +351,6 @@ func TestChaos(t *testing.T) {
 		t.Errorf("acknowledged uploads: %d of %d over FTP; the clients must get both SFTP and FTP through", ftpAcks, len(all))
 	}
 	t.Logf("campaign end: %d acknowledged uploads (%d FTP) re-checked: missing=%d corrupted=%d; audit lines checked=%d", len(all), ftpAcks, missing, corrupted, audit.lines)
-	t.Log("\n" + chaosTable(rows, missing, corrupted))
 }
 
 func faultList(fs []chaosFault) string {
@@ -394,7 +411,9 @@ func chaosTable(rows map[string]*trialRow, endMissing, endCorrupted int) string 
 	}
 	line("ALL", total)
 	fmt.Fprintf(&b, "audit: stale-epoch changes to users' files (must be 0); late: stale-epoch writes into the writer's own staging file\n")
-	fmt.Fprintf(&b, "re-checked at the end: missing=%d corrupted=%d\n", endMissing, endCorrupted)
+	if endMissing >= 0 {
+		fmt.Fprintf(&b, "re-checked at the end: missing=%d corrupted=%d\n", endMissing, endCorrupted)
+	}
 	return b.String()
 }
 
@@ -452,52 +471,59 @@ func (ac *auditChecker) check(t *testing.T, c *ts.Cluster, trial int) (bad, late
 		lines = append(lines, all[min(ac.offsets[p.Name], len(all)):]...)
 		ac.offsets[p.Name] = len(all)
 	}
-	if len(lines) == 0 {
-		return 0, 0
-	}
 	ac.lines += len(lines)
-	act := activations(c)
+	for _, f := range ac.judge(lines, activations(c)) {
+		if f.late {
+			late++
+			t.Logf("trial %d: late write (never a client's file): %s", trial, f.why)
+			continue
+		}
+		bad++
+		if bad <= 5 {
+			t.Errorf("trial %d: %s", trial, f.why)
+		}
+	}
+	return bad, late
+}
+
+// auditFinding is one change made under a stale epoch; late marks a write
+// into a staging file.
+type auditFinding struct {
+	late bool
+	why  string
+}
+
+// judge checks lines (any order) against the epochs' activation times (unix
+// ns) and what earlier calls saw: a change is stale when a newer epoch had
+// already written, or its holder had already become ACTIVE.
+func (ac *auditChecker) judge(lines []auditLine, act map[uint64]int64) []auditFinding {
 	epochs := make([]uint64, 0, len(act))
 	for e := range act {
 		epochs = append(epochs, e)
 	}
 	slices.Sort(epochs)
-	sort.Slice(lines, func(i, j int) bool { return lines[i].UnixNs < lines[j].UnixNs })
+	at := func(ns int64) string { return time.Unix(0, ns).Format("15:04:05.000000") }
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].UnixNs < lines[j].UnixNs })
+	var out []auditFinding
 	for _, l := range lines {
-		stale := l.Epoch < ac.newest
-		if !stale {
+		why := ""
+		if l.Epoch < ac.newest {
+			why = fmt.Sprintf("after epoch %d wrote at %s", ac.newest, at(ac.newestAt))
+		} else {
 			for _, e := range epochs {
 				if e > l.Epoch && act[e] < l.UnixNs {
-					stale = true
+					why = fmt.Sprintf("after epoch %d's holder became ACTIVE at %s", e, at(act[e]))
 					break
 				}
 			}
 		}
-		if stale && staging(l.Path) && l.Op == "write" {
-			late++
-			t.Logf("trial %d: late write by %s under epoch %d into its staging file %s at %s (never a client's file)", trial, l.Node, l.Epoch, l.Path,
-				time.Unix(0, l.UnixNs).Format("15:04:05.000000"))
-			continue
+		if why == "" || l.Epoch > ac.newest {
+			ac.newest, ac.newestAt = max(ac.newest, l.Epoch), l.UnixNs
 		}
-		if l.Epoch < ac.newest {
-			bad++
-			if bad <= 5 {
-				t.Errorf("trial %d: %s %s %s under epoch %d at %s, after epoch %d wrote at %s", trial, l.Node, l.Op, l.Path, l.Epoch,
-					time.Unix(0, l.UnixNs).Format("15:04:05.000000"), ac.newest, time.Unix(0, ac.newestAt).Format("15:04:05.000000"))
-			}
-			continue
-		}
-		ac.newest, ac.newestAt = l.Epoch, l.UnixNs
-		for _, e := range epochs {
-			if e > l.Epoch && act[e] < l.UnixNs {
-				bad++
-				if bad <= 5 {
-					t.Errorf("trial %d: %s %s %s under epoch %d at %s, after epoch %d's holder became ACTIVE at %s", trial, l.Node, l.Op, l.Path,
-						l.Epoch, time.Unix(0, l.UnixNs).Format("15:04:05.000000"), e, time.Unix(0, act[e]).Format("15:04:05.000000"))
-				}
-				break
-			}
+		if why != "" {
+			out = append(out, auditFinding{late: l.Op == "write" && staging(l.Path),
+				why: fmt.Sprintf("%s %s %s (%d bytes at %d) under epoch %d at %s, %s", l.Node, l.Op, l.Path, l.Len, l.Off, l.Epoch, at(l.UnixNs), why)})
 		}
 	}
-	return bad, late
+	return out
 }
