@@ -82,19 +82,28 @@ func (r *record) Staging() (uint64, uint64) { return r.id, r.e.epoch }
 // of the same file replaced.
 func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 	local := path.Join(r.srv.Root, f.Login, f.Path)
-	st := r.e.cfg.Node.State()
 	var out []listeners.Pending
 	var done uint64
-	for id, t := range st.Transfers {
-		if !t.IsServer || t.IsSend || t.LocalPath != local || t.Agent != r.srv.Name {
-			continue
+	scan := func(st *fsm.State) {
+		for id, t := range st.Transfers {
+			if !t.IsServer || t.IsSend || t.LocalPath != local || t.Agent != r.srv.Name {
+				continue
+			}
+			switch {
+			case t.Status == fsm.StatusDone:
+				done = max(done, id)
+			case t.Status == fsm.StatusInterrupted, t.Status == fsm.StatusRunning && t.Epoch < r.e.epoch:
+				out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
+			}
 		}
-		switch {
-		case t.Status == fsm.StatusDone:
-			done = max(done, id)
-		case t.Status == fsm.StatusInterrupted, t.Status == fsm.StatusRunning && t.Epoch < r.e.epoch:
-			out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
-		}
+	}
+	// A stat of a missing file asks: read the state in place where the
+	// node can (cluster.Node.Read), rather than copy it.
+	if rd, ok := r.e.cfg.Node.(interface{ Read(func(*fsm.State)) }); ok {
+		rd.Read(scan)
+	} else {
+		st := r.e.cfg.Node.State()
+		scan(&st)
 	}
 	out = slices.DeleteFunc(out, func(p listeners.Pending) bool { return p.ID < done })
 	slices.SortFunc(out, func(a, b listeners.Pending) int { return cmp.Compare(b.ID, a.ID) })
