@@ -23,6 +23,13 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	r := f.machine.Apply(l.Data)
+	if errors.Is(r.Err, fsm.ErrUnsupported) {
+		// Skipping the entry would let this node diverge from the ones
+		// that apply it: stop, and apply it after an upgrade.
+		(*Node)(f).log.Error(fmt.Sprintf("log entry %d: %v", l.Index, r.Err))
+		(*Node)(f).fenceExit(4)
+		return r
+	}
 	switch r.Op {
 	case fsm.OpLeaseAcquire, fsm.OpLeaseRenew, fsm.OpLeaseRelease:
 		if r.Err == nil {
