@@ -209,7 +209,7 @@ func raftTimeouts(c time.Duration) (heartbeat, election, leaderLease time.Durati
 }
 
 func (n *Node) startRaft() error {
-	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	rc := raft.DefaultConfig()
@@ -582,8 +582,8 @@ func LoadNodeID(dataDir, configured, derived string) (id string, fresh bool, err
 
 // SaveNodeID keeps the node's ID in dataDir for every later start.
 func SaveNodeID(dataDir, id string) error {
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	return os.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id), 0o640)
+	return os.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id), 0o600)
 }

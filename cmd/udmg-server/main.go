@@ -11,13 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/httpapi"
@@ -88,6 +89,17 @@ func run(path string, env []string) error {
 		return err
 	}
 	hostname, _ := os.Hostname()
+	// DataDir is the node's alone: 0700, its files 0600 (datadir.go).
+	if err := secureDataDir(cfg.Cluster.DataDir, cfg.Paths.GatewayHome); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if cfg.Database.Type == "sqlite" {
+		if err := precreate(filepath.Join(cfg.Cluster.DataDir, "udmg.db")); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	// One login throttle for the admin API and the SFTP/FTP listeners.
+	logins := authguard.New(authguard.Options{})
 	id, fresh, err := cluster.LoadNodeID(cfg.Cluster.DataDir, cfg.Global.NodeID,
 		cluster.DefaultNodeID(hostname, cfg.Admin.Host, cfg.Admin.Port, cfg.Global.GatewayName))
 	if err != nil {
@@ -131,6 +143,7 @@ func run(path string, env []string) error {
 	transferIDs := &transfer.IDs{}
 	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, transferIDs, mirrorDB.store)}
 	services.vip = addr
+	services.logins = logins
 	node, err := cluster.Start(cluster.Config{
 		NodeID:          id,
 		DataDir:         cfg.Cluster.DataDir,
@@ -165,6 +178,10 @@ func run(path string, env []string) error {
 	stopMetrics := watchNode(reg, node, services, log)
 	defer stopMetrics()
 	mirrorDB.run(node, mirror.Row{NodeID: id, Hostname: hostname, IPAddress: advertise, Port: cfg.Admin.Port, StartedAt: node.StartedAt()})
+	// Again, now that Raft, its snapshots and the database are open.
+	if err := secureDataDir(cfg.Cluster.DataDir, cfg.Paths.GatewayHome); err != nil {
+		log.Warn("DataDir modes not tightened", "err", err)
+	}
 
 	api := httpapi.New(httpapi.Options{
 		Node:     node,
@@ -173,8 +190,9 @@ func run(path string, env []string) error {
 		Logger:   log,
 		MFT:      httpapi.MFT{Secrets: secrets, IDs: transferIDs, History: mirrorDB.store},
 		Metrics:  reg.Handler(),
+		Guard:    logins,
 	})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpapi.NewServer(api, log)
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.Admin.TLSCert != "" {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/fsm"
@@ -29,7 +30,8 @@ type mftServices struct {
 	secrets *transfer.Secrets
 	ids     *transfer.IDs
 	history transfer.History
-	meter   transfer.Meter // bytes moved, over every term
+	meter   transfer.Meter   // bytes moved, over every term
+	logins  *authguard.Guard // the node's login throttle, shared with the admin API
 	node    atomic.Pointer[cluster.Node]
 	vip     *serviceAddress // [vip]: held while ACTIVE; nil when not configured
 
@@ -95,6 +97,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 	m.servers = listeners.NewManager(listeners.ManagerConfig{
 		Host: m.cfg.Listeners.Host, GatewayHome: m.home, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
 		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State, Audit: audit,
+		Guard: m.logins,
 	})
 	// Errors are logged by the manager; one bad server does not keep the
 	// others (or the node) from serving.
