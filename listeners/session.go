@@ -311,13 +311,6 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	switch {
 	case pendName != "":
 		base, err = g.copyFrom(pendName, pend.Checkpoint)
-		if err == nil {
-			if err = s.guard(); err == nil {
-				if rerr := root.Remove(pendName); rerr == nil {
-					g.audit.Log("delete", filepath.Join(filepath.Dir(g.auditPath), path.Base(pendName)), 0, 0)
-				}
-			}
-		}
 	case exists && flag&os.O_TRUNC == 0:
 		base, err = g.copyFrom(rel, fi.Size())
 	}
@@ -329,6 +322,16 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	}
 	if err := SyncDir(root, dir); err != nil {
 		return fail(err)
+	}
+	// The cut upload lives on in the new staging file: its old one goes
+	// (a deposed node's late write into it reaches nothing).
+	if pendName != "" {
+		if err := s.guard(); err != nil {
+			return fail(err)
+		}
+		if root.Remove(pendName) == nil {
+			g.audit.Log("delete", filepath.Join(filepath.Dir(g.auditPath), path.Base(pendName)), 0, 0)
+		}
 	}
 	g.appendAt, g.contig, g.pos = base, base, 0
 	if flag&os.O_APPEND != 0 {
