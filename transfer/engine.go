@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
 	"github.com/udmg/gateway/mirror"
@@ -63,9 +64,12 @@ const (
 type Config struct {
 	Node        Node
 	GatewayHome string // absolute; local files of transfers are relative to it
-	Secrets     *Secrets
-	History     History // nil: finished transfers are archived without a history row
-	Logger      *slog.Logger
+	// Protected refuses local paths that reach DataDir or a key file (nil:
+	// none, in tests).
+	Protected *confine.Guard
+	Secrets   *Secrets
+	History   History // nil: finished transfers are archived without a history row
+	Logger    *slog.Logger
 	// IDs hands out the IDs of server-mode transfers; share it with the
 	// API of the same node.
 	IDs *IDs

@@ -29,7 +29,7 @@ type Secrets struct {
 	legacy string        // the previous release's key file, read only to move it in
 
 	mu     sync.Mutex
-	state  func() fsm.State
+	keys   func() *fsm.SecretsKeys
 	opened map[string]openedKey // data keys by their sealed form
 }
 
@@ -75,10 +75,11 @@ func NewSecrets(kek KEK, legacyFile string, older ...KEK) (*Secrets, error) {
 	return s, nil
 }
 
-// Bind gives Seal and Open the replicated state whose data key they use.
-func (s *Secrets) Bind(state func() fsm.State) {
+// Bind gives Seal and Open the data keys of the replicated state
+// (fsm.State.Secrets, which the machine replaces and never mutates).
+func (s *Secrets) Bind(keys func() *fsm.SecretsKeys) {
 	s.mu.Lock()
-	s.state = state
+	s.keys = keys
 	s.mu.Unlock()
 }
 
@@ -251,19 +252,19 @@ func (s *Secrets) NeedsRewrap(sealed string) bool {
 	return err == nil && !k.primary
 }
 
-// keys returns the state's data keys, current first.
-func (s *Secrets) keys() (*fsm.SecretsKeys, error) {
+// current returns the state's data keys.
+func (s *Secrets) current() (*fsm.SecretsKeys, error) {
 	s.mu.Lock()
-	state := s.state
+	keys := s.keys
 	s.mu.Unlock()
-	if state == nil {
+	if keys == nil {
 		return nil, errors.New("secrets: not bound to the cluster state yet")
 	}
-	st := state()
-	if st.Secrets == nil {
+	k := keys()
+	if k == nil {
 		return nil, errors.New("secrets: the cluster has no secrets key yet (it is created when a node first becomes ACTIVE)")
 	}
-	return st.Secrets, nil
+	return k, nil
 }
 
 // Seal encrypts plain under the cluster's current data key; "" stays "".
@@ -271,7 +272,7 @@ func (s *Secrets) Seal(plain []byte) (string, error) {
 	if len(plain) == 0 {
 		return "", nil
 	}
-	k, err := s.keys()
+	k, err := s.current()
 	if err != nil {
 		return "", err
 	}
@@ -305,7 +306,7 @@ func (s *Secrets) Open(sealed string) ([]byte, error) {
 	if sealed == "" {
 		return nil, nil
 	}
-	k, err := s.keys()
+	k, err := s.current()
 	if err != nil {
 		return nil, err
 	}

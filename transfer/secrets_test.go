@@ -50,7 +50,7 @@ func newTestSecrets(t *testing.T, k KEK, legacy string, sm *secretsMachine) *Sec
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Bind(sm.m.State)
+	s.Bind(func() *fsm.SecretsKeys { return sm.m.State().Secrets })
 	return s
 }
 
@@ -137,7 +137,7 @@ func TestCopiedStateWithoutKEKOpensNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thief.Bind(copied.State)
+	thief.Bind(func() *fsm.SecretsKeys { return copied.State().Secrets })
 	err = thief.CheckKey(copied.State().Secrets.Current)
 	if err == nil || !strings.Contains(err.Error(), "JoinToken") || !strings.Contains(err.Error(), "AESPassphrase") {
 		t.Errorf("CheckKey with another KEK = %v, want an error naming JoinToken and AESPassphrase", err)
@@ -194,7 +194,7 @@ func TestRotate(t *testing.T) {
 	st := onlyNew.m.State()
 	st.Secrets = &fsm.SecretsKeys{Current: st.Secrets.Current}
 	s2 := newTestSecrets(t, kek(1, "x"), "", onlyNew)
-	s2.Bind(func() fsm.State { return st })
+	s2.Bind(func() *fsm.SecretsKeys { return st.Secrets })
 	if _, err := opened(s2, st); err != nil {
 		t.Errorf("a value still needs the old key: %v", err)
 	}
@@ -287,12 +287,12 @@ func TestJoinTokenRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Bind(sm.m.State)
+	first.Bind(func() *fsm.SecretsKeys { return sm.m.State().Secrets })
 	if first.NeedsRewrap(key) {
 		t.Error("round 1 (old token first) wants a rewrap")
 	}
 	second, _ := NewSecrets(tk, "", o) // round 2: "T,O"
-	second.Bind(sm.m.State)
+	second.Bind(func() *fsm.SecretsKeys { return sm.m.State().Secrets })
 	if err := second.CheckKey(key); err != nil || !second.NeedsRewrap(key) {
 		t.Fatalf("round 2: CheckKey %v, NeedsRewrap %v; want it opened and needing a rewrap", err, second.NeedsRewrap(key))
 	}

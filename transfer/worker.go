@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
 )
@@ -36,6 +37,12 @@ type partnerSession interface {
 // runTransfer moves one file, resuming from its last checkpoint.
 func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
 	r := result{progress: t.Progress, size: t.Filesize, local: t.LocalPath, receive: !t.IsSend}
+	// A local path that reaches DataDir or a key file is refused before
+	// any partner is dialled: nothing is sent, nothing is overwritten.
+	if err := e.cfg.Protected.File(filepath.Join(e.cfg.GatewayHome, t.LocalPath)); err != nil {
+		r.err = fmt.Errorf("transfer %d of rule %s: local path %s: %w", t.ID, t.Rule, t.LocalPath, err)
+		return r
+	}
 	st := e.cfg.Node.State()
 	p, ok := st.Partners[t.Agent]
 	if !ok {
@@ -87,6 +94,9 @@ func (e *Engine) push(ctx context.Context, root *os.Root, sess partnerSession, t
 	fi, err := local.Stat()
 	if err != nil {
 		return 0, 0, err
+	}
+	if err := e.cfg.Protected.Opened(t.LocalPath, fi); err != nil {
+		return 0, 0, fmt.Errorf("transfer %d of rule %s: local file: %w", t.ID, t.Rule, err)
 	}
 	size := fi.Size()
 	if err := e.setSize(t, size); err != nil {
@@ -424,7 +434,7 @@ func errorCode(err error) string {
 		return "TeBadSize"
 	case errors.Is(err, fs.ErrNotExist), strings.Contains(msg, "file does not exist"), strings.Contains(msg, "550"):
 		return "TeFileNotFound"
-	case errors.Is(err, fs.ErrPermission), strings.Contains(msg, "permission denied"):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, confine.ErrProtected), strings.Contains(msg, "permission denied"):
 		return "TeForbidden"
 	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "530"):
 		return "TeBadAuthentication"

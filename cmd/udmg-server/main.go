@@ -135,13 +135,18 @@ func run(path string, env []string) error {
 		log.Warn("lease renewal metrics not exported", "err", err)
 	}
 	onRenewal = addr.onRenewal(onRenewal)
-	secrets, err := transfer.LoadSecrets(cfg.Database.AESPassphrase)
+	secrets, err := openSecrets(where, cfg)
 	if err != nil {
 		mirrorDB.close(nil)
-		return fmt.Errorf("%s: [database] AESPassphrase: %w", where, err)
+		return err
+	}
+	guard, err := protectedPaths(where, cfg)
+	if err != nil {
+		mirrorDB.close(nil)
+		return err
 	}
 	transferIDs := &transfer.IDs{}
-	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, transferIDs, mirrorDB.store)}
+	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, guard, transferIDs, mirrorDB.store)}
 	services.vip = addr
 	services.logins = logins
 	node, err := cluster.Start(cluster.Config{
@@ -166,7 +171,7 @@ func run(path string, env []string) error {
 		OnOffline:       mirrorDB.writer.SubmitOffline,
 		OnRenewal:       onRenewal,
 		LeaseGrace:      addr.grace(),
-		SealSecret:      secrets.Seal,
+		Secrets:         secrets,
 		Services:        services,
 		Logger:          log,
 	})
@@ -174,6 +179,7 @@ func run(path string, env []string) error {
 		mirrorDB.close(nil)
 		return err
 	}
+	bindSecrets(secrets, node)
 	services.node.Store(node)
 	stopMetrics := watchNode(reg, node, services, log)
 	defer stopMetrics()
@@ -188,7 +194,7 @@ func run(path string, env []string) error {
 		Identity: httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port},
 		Table:    mirrorDB.store,
 		Logger:   log,
-		MFT:      httpapi.MFT{Secrets: secrets, IDs: transferIDs, History: mirrorDB.store},
+		MFT:      httpapi.MFT{Secrets: secrets, Protected: guard, GatewayHome: cfg.Paths.GatewayHome, IDs: transferIDs, History: mirrorDB.store},
 		Metrics:  reg.Handler(),
 		Guard:    logins,
 	})

@@ -7,6 +7,7 @@ import (
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
 	"github.com/udmg/gateway/confine"
+	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/transfer"
 )
 
@@ -52,4 +53,13 @@ func protectedPaths(where string, cfg *config.Config) (*confine.Guard, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	return g, nil
+}
+
+// bindSecrets makes Seal and Open use the data keys of node's replicated
+// state, read in place (no copy of the whole state per secret).
+func bindSecrets(secrets *transfer.Secrets, node *cluster.Node) {
+	secrets.Bind(func() (keys *fsm.SecretsKeys) {
+		node.Read(func(s *fsm.State) { keys = s.Secrets })
+		return keys
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/config"
+	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
 	"github.com/udmg/gateway/mirror"
@@ -28,6 +29,7 @@ type mftServices struct {
 	home    string
 	log     *slog.Logger
 	secrets *transfer.Secrets
+	guard   *confine.Guard
 	ids     *transfer.IDs
 	history transfer.History
 	meter   transfer.Meter   // bytes moved, over every term
@@ -44,9 +46,9 @@ type mftServices struct {
 	wg      sync.WaitGroup
 }
 
-func newMFTServices(cfg *config.Config, log *slog.Logger, secrets *transfer.Secrets, ids *transfer.IDs, history mirror.Store) *mftServices {
+func newMFTServices(cfg *config.Config, log *slog.Logger, secrets *transfer.Secrets, guard *confine.Guard, ids *transfer.IDs, history mirror.Store) *mftServices {
 	home, _ := filepath.Abs(cfg.Paths.GatewayHome)
-	return &mftServices{cfg: cfg, home: home, log: log, secrets: secrets, ids: ids, history: history}
+	return &mftServices{cfg: cfg, home: home, log: log, secrets: secrets, guard: guard, ids: ids, history: history}
 }
 
 // pollEvery is how often the ACTIVE node looks for changed servers.
@@ -74,7 +76,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 	}
 	pemKey, err := m.secrets.Open(string(st.HostKey))
 	if err != nil {
-		return fmt.Errorf("cluster host key (sealed with [database] AESPassphrase): %w", err)
+		return fmt.Errorf("cluster host key: %w", err)
 	}
 	key, err := ssh.ParsePrivateKey(pemKey)
 	if err != nil {
@@ -86,7 +88,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 			return err
 		}
 	}
-	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Secrets: m.secrets, History: m.history,
+	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Protected: m.guard, Secrets: m.secrets, History: m.history,
 		IDs: m.ids, Meter: &m.meter, SourceAddr: m.vip.sourceIP(), Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
 	if err != nil {
 		_ = audit.Close()
@@ -95,7 +97,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 	m.audit = audit
 	m.engine = engine
 	m.servers = listeners.NewManager(listeners.ManagerConfig{
-		Host: m.cfg.Listeners.Host, GatewayHome: m.home, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
+		Host: m.cfg.Listeners.Host, GatewayHome: m.home, Protected: m.guard, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
 		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State, Audit: audit,
 		Guard: m.logins,
 	})
