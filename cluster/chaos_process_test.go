@@ -57,6 +57,16 @@ func (f chaosFault) String() string {
 	return fmt.Sprintf("%s(%s)@%s", f.kind, who, f.at.Round(10*time.Millisecond))
 }
 
+// stopTimeout is how long a node may take to exit after SIGTERM (the main
+// loop's own shutdown bound is 15 s).
+const stopTimeout = 30 * time.Second
+
+// termedRun is a process run that got SIGTERM, and when.
+type termedRun struct {
+	pid int
+	at  time.Time
+}
+
 // chaosAck is one acknowledged upload.
 type chaosAck struct {
 	name, sum, proto, via string
@@ -154,9 +164,9 @@ func (cc *chaosClients) download(ctx context.Context, a chaosAck, proto string, 
 
 // trialRow accumulates one fault combination's results.
 type trialRow struct {
-	trials, missing, corrupted, auditBad, lateStaging int
-	overlap                                           time.Duration
-	failovers                                         []time.Duration
+	trials, missing, corrupted, auditBad, lateStaging, hung int
+	overlap                                                 time.Duration
+	failovers                                               []time.Duration
 }
 
 func TestChaos(t *testing.T) {
@@ -244,6 +254,7 @@ func TestChaos(t *testing.T) {
 
 		var firstHit time.Time
 		var restarts sync.WaitGroup
+		termed := map[*ts.Proc]termedRun{} // the runs that got SIGTERM
 		for _, f := range faults {
 			time.Sleep(time.Until(trialStart.Add(f.at))) // the random moment itself
 			p := c.Nodes[f.node]
@@ -265,8 +276,14 @@ func TestChaos(t *testing.T) {
 					t.Fatal(err)
 				}
 			case "sigterm":
+				if p.Running() {
+					termed[p] = termedRun{pid: p.Pid(), at: time.Now()}
+				}
 				p.Term()
 			case "restart":
+				if p.Running() {
+					termed[p] = termedRun{pid: p.Pid(), at: time.Now()}
+				}
 				p.Term()
 				restarts.Add(1)
 				go func() {
@@ -283,6 +300,18 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 		restarts.Wait()
+		// As a service manager would: a node that has not stopped within
+		// stopTimeout of its SIGTERM is killed, and that is a failure.
+		hung := 0
+		for p, run := range termed {
+			still := func() bool { return p.Running() && p.Pid() == run.pid }
+			if ts.Eventually(time.Until(run.at.Add(stopTimeout)), func() bool { return !still() }) {
+				continue
+			}
+			hung++
+			t.Errorf("trial %d: %s (pid %d) still runs %s after SIGTERM; killed. Its last lines:\n%s", trial, p.Name, run.pid, stopTimeout, p.LogTail(8))
+			p.Kill()
+		}
 		settle(t, c)
 
 		serves := prober.Drain()
@@ -319,14 +348,15 @@ func TestChaos(t *testing.T) {
 		row.corrupted += corrupted
 		row.auditBad += bad
 		row.lateStaging += late
+		row.hung += hung
 		row.overlap += overlap
 		fo := "-"
 		if failover > 0 {
 			row.failovers = append(row.failovers, failover)
 			fo = failover.Round(time.Millisecond).String()
 		}
-		t.Logf("trial %d/%d: %s failover=%s overlap=%s acked=%d missing=%d corrupted=%d audit_violations=%d late_staging=%d",
-			trial, *chaosTrials, faultList(faults), fo, overlap, len(acks), missing, corrupted, bad, late)
+		t.Logf("trial %d/%d: %s failover=%s overlap=%s acked=%d missing=%d corrupted=%d audit_violations=%d late_staging=%d hung=%d",
+			trial, *chaosTrials, faultList(faults), fo, overlap, len(acks), missing, corrupted, bad, late, hung)
 		if overlap != 0 {
 			t.Errorf("trial %d: two nodes served at once for %s (first: %s)", trial, overlap, first)
 		}
@@ -382,7 +412,7 @@ func checkChaosAcks(t *testing.T, c *ts.Cluster, acks []chaosAck) (missing, corr
 
 func chaosTable(rows map[string]*trialRow, endMissing, endCorrupted int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %6s %9s %8s %9s %6s %6s %9s %9s %9s\n", "faults", "trials", "overlap", "missing", "corrupted", "audit", "late", "failovers", "median", "p99")
+	fmt.Fprintf(&b, "%-36s %6s %9s %8s %9s %6s %6s %5s %9s %9s %9s\n", "faults", "trials", "overlap", "missing", "corrupted", "audit", "late", "hung", "failovers", "median", "p99")
 	keys := make([]string, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
@@ -396,7 +426,7 @@ func chaosTable(rows map[string]*trialRow, endMissing, endCorrupted int) string 
 			slices.Sort(d)
 			med, p99 = percentile(d, 0.5).String(), percentile(d, 0.99).String()
 		}
-		fmt.Fprintf(&b, "%-36s %6d %9s %8d %9d %6d %6d %9d %9s %9s\n", name, r.trials, r.overlap, r.missing, r.corrupted, r.auditBad, r.lateStaging, len(r.failovers), med, p99)
+		fmt.Fprintf(&b, "%-36s %6d %9s %8d %9d %6d %6d %5d %9d %9s %9s\n", name, r.trials, r.overlap, r.missing, r.corrupted, r.auditBad, r.lateStaging, r.hung, len(r.failovers), med, p99)
 	}
 	for _, k := range keys {
 		r := rows[k]
@@ -407,10 +437,11 @@ func chaosTable(rows map[string]*trialRow, endMissing, endCorrupted int) string 
 		total.corrupted += r.corrupted
 		total.auditBad += r.auditBad
 		total.lateStaging += r.lateStaging
+		total.hung += r.hung
 		total.failovers = append(total.failovers, r.failovers...)
 	}
 	line("ALL", total)
-	fmt.Fprintf(&b, "audit: stale-epoch changes to users' files (must be 0); late: stale-epoch writes into the writer's own staging file\n")
+	fmt.Fprintf(&b, "audit: stale-epoch changes to users' files (must be 0); late: stale-epoch writes into the writer's own staging file; hung: nodes still running %s after SIGTERM (killed)\n", stopTimeout)
 	if endMissing >= 0 {
 		fmt.Fprintf(&b, "re-checked at the end: missing=%d corrupted=%d\n", endMissing, endCorrupted)
 	}
