@@ -30,8 +30,8 @@ func StagingName(id, epoch uint64) string {
 // for staging files.
 func IsStaging(name string) bool { return strings.HasPrefix(name, StagingPrefix) }
 
-// parseStaging reads the transfer ID and epoch of a staging name.
-func parseStaging(name string) (id, epoch uint64, ok bool) {
+// ParseStaging reads the transfer ID and epoch of a staging name.
+func ParseStaging(name string) (id, epoch uint64, ok bool) {
 	rest, found := strings.CutPrefix(name, StagingPrefix)
 	if !found {
 		return 0, 0, false
@@ -72,7 +72,7 @@ func StagingOf(names []string, id uint64) []string {
 	}
 	var out []staged
 	for _, n := range names {
-		if i, e, ok := parseStaging(n); ok && i == id {
+		if i, e, ok := ParseStaging(n); ok && i == id {
 			out = append(out, staged{n, e})
 		}
 	}

@@ -271,7 +271,8 @@ func (e *Engine) takeover(ctx context.Context) error {
 // back to its committed checkpoint (pipelined writes may have left gaps
 // after it) for the client to resume (reput, REST); the staging files of
 // ended transfers (DONE and put in place by a newer one, ERROR,
-// CANCELLED, a cut upload that a newer DONE one replaced) are removed.
+// CANCELLED, a cut upload that a newer DONE one replaced, and in the
+// directories looked at, transfers the state no longer holds) are removed.
 // Every change is lease-checked first.
 func (e *Engine) finishStaging(st fsm.State) error {
 	ids := slices.Sorted(maps.Keys(st.Transfers))
@@ -351,6 +352,24 @@ func (e *Engine) finishStaging(st fsm.State) error {
 			if err := root.Remove(name); err == nil {
 				e.cfg.Audit.Log("delete", filepath.Join(e.cfg.GatewayHome, name), 0, 0)
 				e.log.Info("stale staging file removed", "id", id, "path", name, "status", t.Status)
+			}
+		}
+	}
+	// Staging files of transfers the state no longer holds (archived
+	// out of its window) can be neither resumed nor put in place.
+	for _, dir := range slices.Sorted(maps.Keys(dirs)) {
+		for _, n := range dirs[dir] {
+			id, _, ok := listeners.ParseStaging(n)
+			if _, known := st.Transfers[id]; !ok || known {
+				continue
+			}
+			name := filepath.Join(dir, n)
+			if err := e.fence("delete", name); err != nil {
+				return err
+			}
+			if err := root.Remove(name); err == nil {
+				e.cfg.Audit.Log("delete", filepath.Join(e.cfg.GatewayHome, name), 0, 0)
+				e.log.Info("staging file of a forgotten transfer removed", "id", id, "path", name)
 			}
 		}
 	}

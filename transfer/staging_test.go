@@ -162,8 +162,8 @@ func TestPullRefusesStorageWithoutLease(t *testing.T) {
 // TestTakeoverFinishesStaging: the new ACTIVE node puts a DONE upload whose
 // staging file is still there in place, cuts a RUNNING one of an older
 // epoch back to its checkpoint (kept for resume), and removes the staging
-// files of ended and superseded transfers; without the lease it changes
-// nothing.
+// files of ended, superseded and forgotten transfers; without the lease it
+// changes nothing.
 func TestTakeoverFinishesStaging(t *testing.T) {
 	n := &leaseNode{epoch: 5}
 	e, _, home := testEngine(t, n)
@@ -188,6 +188,7 @@ func TestTakeoverFinishesStaging(t *testing.T) {
 	supersededStaged := write(listeners.StagingName(4, 3), "cut, then sent again whole")
 	write("again.bin", "whole")
 	interruptedStaged := write(listeners.StagingName(6, 4), "resumable")
+	forgottenStaged := write(listeners.StagingName(99, 2), "archived long ago")
 	n.state = fsm.State{Transfers: map[uint64]fsm.Transfer{
 		1: up(1, fsm.StatusDone, "done.bin", 4, 8),
 		2: up(2, fsm.StatusRunning, "running.bin", 4, 3),
@@ -200,7 +201,7 @@ func TestTakeoverFinishesStaging(t *testing.T) {
 	if err := e.finishStaging(n.state); !errors.Is(err, ErrNotActive) {
 		t.Fatalf("finishStaging without a lease: %v", err)
 	}
-	for _, p := range []string{doneStaged, runningStaged, errorStaged, supersededStaged, interruptedStaged} {
+	for _, p := range []string{doneStaged, runningStaged, errorStaged, supersededStaged, interruptedStaged, forgottenStaged} {
 		if !exists(p) {
 			t.Fatalf("%s changed without the lease", p)
 		}
@@ -222,8 +223,9 @@ func TestTakeoverFinishesStaging(t *testing.T) {
 	if exists(filepath.Join(dir, "running.bin")) {
 		t.Error("a cut upload was put in place")
 	}
-	if exists(errorStaged) || exists(supersededStaged) {
-		t.Errorf("stale staging files left: error %v, superseded %v", exists(errorStaged), exists(supersededStaged))
+	if exists(errorStaged) || exists(supersededStaged) || exists(forgottenStaged) {
+		t.Errorf("stale staging files left: error %v, superseded %v, forgotten %v",
+			exists(errorStaged), exists(supersededStaged), exists(forgottenStaged))
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "again.bin")); string(b) != "whole" {
 		t.Errorf("the newer upload was replaced: %q", b)
