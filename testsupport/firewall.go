@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,7 +73,8 @@ func NewFirewall(t testing.TB) *Firewall {
 
 // OpenFirewall is NewFirewall without a test: the caller must Close it.
 func OpenFirewall() (*Firewall, error) {
-	base := fmt.Sprintf("UDMGT-%d-%d", os.Getpid()%1000000, firewallSeq.Add(1))
+	sweepStaleChains()
+	base := fmt.Sprintf("UDMGT-%d-%d", os.Getpid(), firewallSeq.Add(1))
 	f := &Firewall{out: base + "-O", in: base + "-I"}
 	for _, step := range [][]string{
 		{"-N", f.out}, {"-N", f.in},
@@ -84,6 +86,33 @@ func OpenFirewall() (*Firewall, error) {
 		}
 	}
 	return f, nil
+}
+
+// sweepStaleChains removes the chains of test processes that are gone
+// (killed before their cleanup ran), so that their cuts cannot outlive them.
+func sweepStaleChains() {
+	out, err := exec.Command("iptables", "-w", "-S").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		chain, ok := strings.CutPrefix(line, "-N UDMGT-")
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(chain, "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue
+		}
+		name := "UDMGT-" + chain
+		hook := "OUTPUT"
+		if strings.HasSuffix(name, "-I") {
+			hook = "INPUT"
+		}
+		iptables("-D", hook, "-j", name)
+		iptables("-F", name)
+		iptables("-X", name)
+	}
 }
 
 func iptables(args ...string) error { return run("iptables", append([]string{"-w"}, args...)...) }
