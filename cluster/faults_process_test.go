@@ -456,7 +456,7 @@ func TestFaultStuckWriteDuringFence(t *testing.T) {
 	cut := time.Now()
 
 	// Lease end (≤ Deadline) plus the fence bound (10s), with slack.
-	const fenceLimit = 5*time.Second + 10*time.Second + 5*time.Second
+	const fenceLimit = 5*time.Second + 10*time.Second + 10*time.Second
 	if !ts.Eventually(fenceLimit, func() bool { return a.CountLog("fencing did not finish") > 0 }) {
 		t.Errorf("%s did not give up fencing within %s of being cut off (stuck write at %d bytes)", a.Name, fenceLimit, stuckAt)
 	} else {
