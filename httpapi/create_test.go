@@ -17,7 +17,8 @@ import (
 // eight POSTs of the same object at once, spread over all three nodes (most
 // of them forwarded to the leader): the machine decides, so exactly one is
 // created (201) and the seven others are refused (409, naming the object),
-// and every node holds the winner's object, not the last writer's.
+// and every node holds the winner's object, not the last writer's. A
+// password change then revokes the user's tokens on every node.
 func TestConcurrentCreatesOneWins(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
@@ -38,6 +39,7 @@ func TestConcurrentCreatesOneWins(t *testing.T) {
 	}
 
 	const writers = 8
+	userWinner := -1
 	// Accounts differ by their key, which the API shows.
 	var testKeys []string
 	for range writers {
@@ -121,6 +123,9 @@ func TestConcurrentCreatesOneWins(t *testing.T) {
 		if winner < 0 {
 			t.Fatalf("%s: no writer got 201: %v", tc.what, answers)
 		}
+		if tc.what == "user" {
+			userWinner = winner
+		}
 		t.Logf("%s: writer %d (through %s) created it; %d refused with %q", tc.what, winner, c.Nodes[winner%len(c.Nodes)].Name, writers-1, answers[(winner+1)%writers].ErrorMessage())
 		if tc.holds == nil {
 			continue
@@ -137,6 +142,35 @@ func TestConcurrentCreatesOneWins(t *testing.T) {
 		expect(t, do(t, p.Admin(), "PUT", "/api/rules/nothing/send", map[string]any{"path": "/x"}), 404, `no send rule "nothing"`)
 		expect(t, do(t, p.Admin(), "PATCH", "/api/servers/nothing", map[string]any{"port": 2399}), 404, `no server "nothing"`)
 	}
+
+	// A password change revokes the user's tokens on every node, not only
+	// on the one that took the change.
+	user := c.Nodes[0].Admin().As("race", fmt.Sprintf("race-password-%d", userWinner))
+	var tokens []*ts.APIClient
+	for _, p := range c.Nodes {
+		tokens = append(tokens, p.Admin().WithToken(createToken(t, at(user, p)).Token))
+	}
+	adminTok := c.Nodes[0].Admin().WithToken(createToken(t, c.Nodes[0].Admin()).Token)
+	expect(t, do(t, tokens[1], "PATCH", "/api/users/race", map[string]any{"password": "changed-password"}), 200, "")
+	for i, p := range c.Nodes {
+		for j, tok := range tokens {
+			tok := at(tok, p)
+			if !ts.Eventually(10*time.Second, func() bool {
+				r, err := tok.Do("GET", "/api/users/race", nil)
+				return err == nil && r.Status == 401
+			}) {
+				t.Errorf("token %d still valid on %s after the password change", j, c.Nodes[i].Name)
+			}
+		}
+		expect(t, do(t, at(adminTok, p), "GET", "/api/sb_healthcheck", nil), 200, "")
+	}
+}
+
+// at is c with p's API as the base.
+func at(c *ts.APIClient, p *ts.Proc) *ts.APIClient {
+	d := *c
+	d.Base = p.AdminURL()
+	return &d
 }
 
 // getField is one field of the JSON object at path, formatted with %v
