@@ -49,6 +49,8 @@ deps:
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
 	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -274,7 +274,7 @@ func checkFree(where string, cfg *config.Config) error {
 			}
 		} else {
 			var l net.Listener
-			if l, err = net.Listen(p.network, p.addr); err == nil {
+			if l, err = probeListen(cfg, p.network, p.addr); err == nil {
 				l.Close()
 			}
 		}

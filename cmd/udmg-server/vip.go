@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/udmg/gateway/cluster"
@@ -101,4 +103,28 @@ func (a *serviceAddress) onRenewal(next func(time.Duration)) func(time.Duration)
 			next(took)
 		}
 	}
+}
+
+// probeListen opens and closes addr to see whether it is free. The
+// listeners may bind the service address ([listeners] Host = the VIP),
+// which this node holds only when ACTIVE: that probe binds with
+// IP_FREEBIND, so a clash on the port still shows but the missing address
+// does not. The listeners themselves need no IP_FREEBIND: the address is
+// added before they open, and a Host that no node ever holds still fails.
+func probeListen(cfg *config.Config, network, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	if host, _, err := net.SplitHostPort(addr); err == nil && cfg.VIP.Enabled() {
+		if ip, _, err := cfg.VIP.IPNet(); err == nil && ip.Equal(net.ParseIP(host)) {
+			lc.Control = func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				if err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_FREEBIND, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+	}
+	return lc.Listen(context.Background(), network, addr)
 }
