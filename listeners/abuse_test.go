@@ -171,8 +171,9 @@ func TestPasswordOver72Bytes(t *testing.T) {
 
 // TestMaxStartups: connections that have not logged in are bounded per
 // address and in all, and the excess is closed before the server says a
-// word; a client from elsewhere still logs in, and idle pre-auth
-// connections are closed after LoginGrace.
+// word; a client from elsewhere still logs in, idle pre-auth connections
+// are closed after LoginGrace, and an address that logged in before is
+// not dropped when many addresses fill the table.
 func TestMaxStartups(t *testing.T) {
 	limits := NewLimits(DefaultMaxStartups, 0)
 	h := newHarness(t, func(c *Config) {
@@ -259,6 +260,18 @@ func TestMaxStartups(t *testing.T) {
 		t.Fatalf("30 addresses x 5: %d greeted of %d; want at least Start=%d greeted and a good part dropped", greetedN, total, DefaultMaxStartups.Start)
 	}
 	t.Logf("30 addresses x 5 connections: %d greeted, %d dropped before the banner", greetedN, total-greetedN)
+
+	// With the table that full, an address that logged in before is not
+	// dropped at random: the SFTP client from 127.0.0.2 logs in at once.
+	pending := limits.Pending()
+	for i := range 5 {
+		sc, _, err := sftpLogin(h, "127.0.0.2", user, password)
+		if err != nil {
+			t.Fatalf("known address, login %d with %d waiting to log in: %v", i+1, pending, err)
+		}
+		sc.Close()
+	}
+	t.Logf("known address: 5 of 5 logins with %d connections waiting to log in", pending)
 }
 
 func TestMaxStartupsDropProbability(t *testing.T) {

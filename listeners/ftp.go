@@ -210,6 +210,7 @@ func (d *ftpDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftp
 		return nil, err
 	}
 	s.loggedIn()
+	d.r.cfg.Limits.trust(cc.RemoteAddr())
 	if err := d.r.reserveAccount(s, user); err != nil {
 		s.log.Warn("FTP session refused", "login", user, "err", err)
 		return nil, err

@@ -15,6 +15,12 @@ import (
 // client address (OpenSSH's PerSourceMaxStartups), so that one address
 // cannot fill the table and lock everyone else out. A dropped connection is
 // closed at once, before the SSH version exchange or the FTP greeting.
+//
+// An address that logged in successfully within the last TrustFor is
+// spared the random drop and the Full cap (PerSource still holds): a
+// storm from many addresses then fills the table for strangers but not
+// for the clients the gateway already knows, and nobody becomes known
+// without a valid login.
 type MaxStartups struct {
 	Start, Rate, Full int
 	PerSource         int
@@ -23,6 +29,13 @@ type MaxStartups struct {
 // DefaultMaxStartups is OpenSSH's default (10:30:100) with at most 5
 // unauthenticated connections per address.
 var DefaultMaxStartups = MaxStartups{Start: 10, Rate: 30, Full: 100, PerSource: 5}
+
+// trustFor is how long a successful login spares its address the
+// MaxStartups drop; trustCapacity bounds the addresses remembered.
+const (
+	trustFor      = 10 * time.Minute
+	trustCapacity = 10000
+)
 
 // DefaultAccountSessions is how many sessions one account may hold at once
 // (SFTP and FTP of one server together).
@@ -60,7 +73,9 @@ type Limits struct {
 	pending  int            // connections not logged in yet
 	bySource map[string]int // the same, by client address
 	accounts map[string]int // sessions by account key
+	trusted  map[string]time.Time
 	dropped  uint64
+	now      func() time.Time
 }
 
 // NewLimits returns the limits of one node; zero values take the defaults
@@ -73,7 +88,7 @@ func NewLimits(startups MaxStartups, accountSessions int) *Limits {
 		accountSessions = DefaultAccountSessions
 	}
 	return &Limits{startups: startups, accountSessions: accountSessions, roll: rand.Float64,
-		bySource: map[string]int{}, accounts: map[string]int{}}
+		bySource: map[string]int{}, accounts: map[string]int{}, trusted: map[string]time.Time{}, now: time.Now}
 }
 
 // startup admits a new unauthenticated connection from remote; the release
@@ -82,8 +97,9 @@ func (l *Limits) startup(remote net.Addr) (release func(), ok bool) {
 	src := hostOf(remote)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	known := l.now().Sub(l.trusted[src]) < trustFor
 	if (l.startups.PerSource > 0 && l.bySource[src] >= l.startups.PerSource) ||
-		l.roll() < l.startups.dropProbability(l.pending) {
+		(!known && l.roll() < l.startups.dropProbability(l.pending)) {
 		l.dropped++
 		return nil, false
 	}
@@ -111,6 +127,28 @@ func (l *Limits) accountFull(account, login string) error {
 		return fmt.Errorf("too many sessions for account %s: %d open, at most %d", login, n, l.accountSessions)
 	}
 	return nil
+}
+
+// trust records a successful login from remote (see MaxStartups).
+func (l *Limits) trust(remote net.Addr) {
+	src := hostOf(remote)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if _, ok := l.trusted[src]; !ok && len(l.trusted) >= trustCapacity {
+		oldest := ""
+		for a, at := range l.trusted {
+			if now.Sub(at) >= trustFor {
+				delete(l.trusted, a)
+			} else if oldest == "" || at.Before(l.trusted[oldest]) {
+				oldest = a
+			}
+		}
+		if len(l.trusted) >= trustCapacity {
+			delete(l.trusted, oldest)
+		}
+	}
+	l.trusted[src] = now
 }
 
 // Dropped counts the connections dropped by MaxStartups so far.

@@ -121,6 +121,9 @@ func (r *run) handleSSH(s *session, cfg *ssh.ServerConfig) {
 	_ = s.conn.SetDeadline(time.Now().Add(r.cfg.LoginGrace))
 	sconn, chans, reqs, err := ssh.NewServerConn(s.conn, cfg)
 	s.loggedIn() // or failed: either way no longer waiting to log in
+	if err == nil {
+		r.cfg.Limits.trust(s.conn.RemoteAddr())
+	}
 	if err != nil {
 		// Load balancer health checks close after the banner: not news.
 		s.log.Debug("SSH handshake failed", "err", err)
