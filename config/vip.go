@@ -62,6 +62,9 @@ func (c *Config) checkVIP() error {
 	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
 		return c.keyError("vip", "Address", "%s cannot be a service address (loopback, unspecified or multicast)", v.Address)
 	}
+	if net.ParseIP(c.Admin.Host).Equal(ip) {
+		return c.keyError("admin", "Host", "%s is the service address ([vip] Address): /ping must answer on every node's own address", c.Admin.Host)
+	}
 	if strings.TrimSpace(v.Interface) == "" {
 		return c.keyError("vip", "Interface", "must be set with [vip] Address (the interface the address is added to, e.g. eth1)")
 	}

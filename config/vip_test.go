@@ -26,6 +26,7 @@ func TestVIP(t *testing.T) {
 		{"Interface = eth1", "[vip] Interface: eth1 is set but [vip] Address is empty"},
 		{"SourceAddress = true", "[vip] SourceAddress: is true but [vip] Address is empty"},
 		{"Address = 192.168.56.100/24\nInterface = eth1\nSourceAddress = maybe", "SourceAddress"},
+		{"Address = 192.168.56.100/24\nInterface = eth1\n[admin]\nHost = 192.168.56.100", "[admin] Host: 192.168.56.100 is the service address"},
 	} {
 		_, err := Load(writeINI(t, "[vip]\n"+tc.ini+"\n"), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
