@@ -211,19 +211,32 @@ func (m *Machine) revokeTokens(user string) {
 func (m *Machine) Snapshot() ([]byte, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	b, err := json.Marshal(m.s)
+	b, err := json.Marshal(snapshotDoc{V: current, State: m.s})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot state: %w", err)
 	}
 	return b, nil
 }
 
-// Restore replaces the state with a snapshot's.
+// snapshotDoc is a snapshot: the state's fields and, beside them, the
+// command version of the binary that wrote it (none before versions).
+type snapshotDoc struct {
+	V int `json:"v,omitempty"`
+	State
+}
+
+// Restore replaces the state with a snapshot's. A snapshot written by a
+// newer version is refused with ErrUnsupported and changes nothing: its
+// state may hold what this binary would silently drop.
 func (m *Machine) Restore(data []byte) error {
-	var s State
-	if err := json.Unmarshal(data, &s); err != nil {
+	var doc snapshotDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	if doc.V > current {
+		return fmt.Errorf("restore snapshot: written by version %d, newer than this binary understands (%d): %w", doc.V, current, ErrUnsupported)
+	}
+	s := doc.State
 	if s.Nodes == nil {
 		s.Nodes = map[string]Node{}
 	}

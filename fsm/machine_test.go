@@ -198,7 +198,9 @@ func FuzzApply(f *testing.F) {
 		{Op: OpPartnerPut, Partner: &Partner{Name: "p", Protocol: "sftp", Address: "h:22"}},
 		{Op: OpRulePut, Rule: &Rule{Name: "r", Send: true, Path: "/out"}},
 		{Op: OpTransferAdd, Epoch: 1, Transfer: &Transfer{ID: 1, Rule: "r", Status: StatusRunning}},
-		{Op: OpTransferUpdate, Epoch: 1, Change: &TransferChange{ID: 1, Progress: &progress}}} {
+		{Op: OpTransferUpdate, Epoch: 1, Change: &TransferChange{ID: 1, Progress: &progress}},
+		{Op: OpUserPut, Put: PutCreate, User: &User{Name: "u", Hash: []byte("h")}},
+		{Op: OpRulePut, Put: PutUpdate, V: Version + 1, Rule: &Rule{Name: "r"}}} {
 		b, _ := Encode(c)
 		f.Add(b)
 	}
