@@ -309,7 +309,11 @@ func TestChaos(t *testing.T) {
 				continue
 			}
 			hung++
-			t.Errorf("trial %d: %s (pid %d) still runs %s after SIGTERM; killed. Its last lines:\n%s", trial, p.Name, run.pid, stopTimeout, p.LogTail(8))
+			// SIGQUIT first: the Go runtime writes every goroutine's stack
+			// to the node's log, which shows where the shutdown hangs.
+			p.Signal(syscall.SIGQUIT)
+			p.Wait(5 * time.Second)
+			t.Errorf("trial %d: %s (pid %d) still ran %s after SIGTERM; its goroutines are in %s (SIGQUIT)", trial, p.Name, run.pid, stopTimeout, p.LogPath)
 			p.Kill()
 		}
 		settle(t, c)
