@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -87,6 +88,12 @@ type Guard struct {
 	addr    *limiter // failures per source address
 	account *limiter // failures per account name, whatever the address
 	slots   chan struct{}
+	// known are the address and account pairs that logged in within
+	// knownFor: they skip the account's delay (not the address's), so
+	// that a storm on an account from elsewhere does not lock out the
+	// clients that already proved they hold its password.
+	knownMu sync.Mutex
+	known   map[string]time.Time
 	// slotWait bounds how long a login waits for a comparison slot.
 	slotWait time.Duration
 	now      func() time.Time
@@ -115,7 +122,43 @@ func New(o Options) *Guard {
 		o.SlotWait = 10 * time.Second
 	}
 	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
-		slotWait: o.SlotWait, now: time.Now}
+		slotWait: o.SlotWait, now: time.Now, known: map[string]time.Time{}}
+}
+
+// knownFor is how long a successful login spares its address the
+// account's delay; knownCapacity bounds the pairs remembered.
+const (
+	knownFor      = 24 * time.Hour
+	knownCapacity = 10000
+)
+
+// Succeeded records a successful login of account from addr.
+func (g *Guard) Succeeded(addr, account string) {
+	key := addr + "\x00" + account
+	now := g.now()
+	g.knownMu.Lock()
+	defer g.knownMu.Unlock()
+	if _, ok := g.known[key]; !ok && len(g.known) >= knownCapacity {
+		oldest := ""
+		for k, at := range g.known {
+			if now.Sub(at) >= knownFor {
+				delete(g.known, k)
+			} else if oldest == "" || at.Before(g.known[oldest]) {
+				oldest = k
+			}
+		}
+		if len(g.known) >= knownCapacity {
+			delete(g.known, oldest)
+		}
+	}
+	g.known[key] = now
+}
+
+func (g *Guard) isKnown(addr, account string, now time.Time) bool {
+	g.knownMu.Lock()
+	defer g.knownMu.Unlock()
+	at, ok := g.known[addr+"\x00"+account]
+	return ok && now.Sub(at) < knownFor
 }
 
 // ThrottledError refuses an attempt whose address or account already has a
@@ -135,7 +178,10 @@ func (e *ThrottledError) Error() string {
 func (g *Guard) Admit(addr, account string) (time.Duration, error) {
 	now := g.now()
 	wa, okA := g.addr.admit(addr, now)
-	wu, okU := g.account.admit(account, now)
+	wu, okU := time.Duration(0), true
+	if !g.isKnown(addr, account, now) {
+		wu, okU = g.account.admit(account, now)
+	}
 	if !okA || !okU {
 		retry := time.Duration(0)
 		if !okA {

@@ -67,6 +67,12 @@ func TestGuardCountsAccountsAcrossAddresses(t *testing.T) {
 	if w, err := g.Admit("10.0.1.1", "carol"); err != nil || w != time.Second {
 		t.Fatalf("the guessing address on a fresh account: wait %s, %v; want 1s", w, err)
 	}
+	// An address that logged in as admin before is not slowed by the
+	// storm on admin (only by its own failures).
+	g.Succeeded("10.0.3.3", "admin")
+	if w, err := g.Admit("10.0.3.3", "admin"); err != nil || w != 0 {
+		t.Fatalf("a known address of admin during the storm: wait %s, %v; want none", w, err)
+	}
 	// A full queue is refused with a retry time.
 	var te *ThrottledError
 	for range 100 {

@@ -147,6 +147,7 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 		unauthorized(w, r, "Basic", "invalid user name or password")
 		return nil, false
 	}
+	a.logins.Succeeded(ip, user)
 	u, ok := a.node.State().Users[user]
 	if !ok { // deleted between the two reads
 		unauthorized(w, r, "Basic", "invalid user name or password")

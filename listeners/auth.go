@@ -45,6 +45,7 @@ func (r *run) checkPassword(proto string, remote net.Addr, login, password strin
 		}
 		return errAuthFailed
 	}
+	g.Succeeded(addr, login)
 	return nil
 }
 
