@@ -150,9 +150,10 @@ func (n *Node) secretsKey(epoch uint64) (string, error) {
 	}
 }
 
-// rewrapSecrets rotates the data key when it opens only with the old
-// token of a JoinToken rotation, so that it is sealed with the new token
-// before the old one is dropped. Failing that, the key in force still
+// rewrapSecrets rotates the data key when it opens only with an older
+// key-encryption key (the old token of a JoinToken rotation, the key of a
+// lone node given a JoinToken later), so that it is sealed with the
+// current one before the older one is dropped. Failing that, the key in force still
 // serves: the next term tries again.
 func (n *Node) rewrapSecrets(epoch uint64, st fsm.State) (string, error) {
 	rot, err := n.cfg.Secrets.Rotation(st)
@@ -160,10 +161,10 @@ func (n *Node) rewrapSecrets(epoch uint64, st fsm.State) (string, error) {
 		err = n.apply(fsm.Command{Op: fsm.OpSecretsRotate, At: time.Now(), Epoch: epoch, Secrets: rot})
 	}
 	if err != nil {
-		n.log.Warn("secrets key not resealed with the first [cluster] JoinToken; retried next term", "err", err)
+		n.log.Warn("secrets key not resealed with this node's current key-encryption key; retried next term", "err", err)
 		return st.Secrets.Current, nil
 	}
-	n.log.Info("secrets key resealed with the first [cluster] JoinToken: the old token no longer opens it", "resealed", len(rot.Values))
+	n.log.Info("secrets key resealed with this node's current key-encryption key ([cluster] JoinToken's first token or [database] AESPassphrase): the older one no longer opens it", "resealed", len(rot.Values))
 	return rot.Key, nil
 }
 

@@ -216,3 +216,51 @@ func TestUpgradeFromKeyFileLayout(t *testing.T) {
 		t.Error("the node still reads the old key file")
 	}
 }
+
+// TestLoneNodeGivenToken: an evaluation node with neither JoinToken nor
+// AESPassphrase keeps its key-encryption key in DataDir (0600), nothing in
+// GatewayHome; given a JoinToken later it reseals the secrets key under
+// the token, after which the DataDir key is no longer needed.
+func TestLoneNodeGivenToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a real node")
+	}
+	c := ts.NewCluster(t, 1, "UDMG_CLUSTER_JOINTOKEN=")
+	n := c.WaitOneActive(30*time.Second, "")
+	hostKey := presentedKey(t, n.SFTPAddr())
+	kek := filepath.Join(n.DataDir, "secrets.kek")
+	fi, err := os.Stat(kek)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("DataDir key: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(c.Home)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "passphrase") || strings.Contains(e.Name(), "kek") {
+			t.Errorf("a key file in GatewayHome: %s", e.Name())
+		}
+	}
+
+	n.Kill()
+	n.SetEnv("UDMG_CLUSTER_JOINTOKEN=" + c.Token)
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n = c.WaitOneActive(30*time.Second, "")
+	if !ts.Eventually(10*time.Second, func() bool { return n.CountLog("secrets key resealed") == 1 }) {
+		t.Errorf("no reseal under the token logged:\n%s", n.LogTail(15))
+	}
+	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+		t.Errorf("host key with the token %s, was %s", got, hostKey)
+	}
+	n.Kill()
+	if err := os.Remove(kek); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n = c.WaitOneActive(30*time.Second, "")
+	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+		t.Errorf("host key without the DataDir key %s, was %s", got, hostKey)
+	}
+}

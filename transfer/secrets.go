@@ -96,11 +96,14 @@ func KEKFromFile(path string) (KEK, error) {
 	return KEK{Key: parseKeyFile(b), Source: "[database] AESPassphrase " + path}, nil
 }
 
+// KEKFile is the name, in DataDir, of a lone node's generated KEK.
+const KEKFile = "secrets.kek"
+
 // KEKInDataDir is the KEK of a lone node configured with neither JoinToken
 // nor AESPassphrase: 32 random bytes generated once in DataDir (0600), out
 // of reach of every rule, transfer and account.
 func KEKInDataDir(dataDir string) (KEK, error) {
-	path := filepath.Join(dataDir, "secrets.kek")
+	path := filepath.Join(dataDir, KEKFile)
 	source := "the generated key " + path + " (set [cluster] JoinToken or [database] AESPassphrase for a cluster)"
 	b, err := os.ReadFile(path)
 	if err == nil {

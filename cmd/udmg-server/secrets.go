@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/udmg/gateway/cluster"
@@ -39,6 +40,23 @@ func openSecrets(where string, cfg *config.Config) (*transfer.Secrets, error) {
 		kek, err = transfer.KEKInDataDir(cfg.Cluster.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("%s: [cluster] DataDir: %w", where, err)
+		}
+	}
+	// The keys this node used before still open the secrets key, so that a
+	// lone node given a JoinToken (or an AESPassphrase file) later reseals
+	// it under the new key-encryption key instead of refusing to serve.
+	if cfg.Database.AESPassphrase != "" {
+		for _, token := range cluster.ParseTokens(cfg.Cluster.JoinToken) {
+			older = append(older, transfer.KEK{Key: cluster.DeriveKey(token, "secrets"), Source: "[cluster] JoinToken"})
+		}
+	}
+	if cfg.Database.AESPassphrase != "" || cfg.Cluster.JoinToken != "" {
+		if _, err := os.Stat(filepath.Join(cfg.Cluster.DataDir, transfer.KEKFile)); err == nil {
+			k, err := transfer.KEKInDataDir(cfg.Cluster.DataDir)
+			if err != nil {
+				return nil, fmt.Errorf("%s: [cluster] DataDir: %w", where, err)
+			}
+			older = append(older, k)
 		}
 	}
 	legacy, _ := filepath.Abs(cfg.LegacyKeyFile())
