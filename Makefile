@@ -80,7 +80,14 @@ sim:
 # then the table. CHAOS_ARGS: e.g. -chaos.seed=N -chaos.nodes=5.
 .PHONY: chaos
 CHAOS_ARGS ?=
-chaos: deps
+chaos:
+	@missing=""; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 	$(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./cluster -args -chaos.trials=$(TRIALS) $(CHAOS_ARGS)
 
 test-short:
