@@ -331,6 +331,8 @@ func TestLoadErrors(t *testing.T) {
 			`FILE: [listeners] PassivePorts: "30000" is not a port range (use e.g. 30000-30009)`},
 		{"passive ports out of range", "[listeners]\nPassivePorts = 0-10\n", nil,
 			`FILE: [listeners] PassivePorts: 0-10: 0 is not a port number (1-65535)`},
+		{"initial password over 72 bytes", "[admin]\nInitialPassword = " + strings.Repeat("p", 73) + "\n", nil,
+			`FILE: [admin] InitialPassword: too long: 73 bytes, at most 72 (bcrypt ignores the rest)`},
 		{"gateway name empty", "[global]\nGatewayName =\n", nil,
 			`FILE: [global] GatewayName: must not be empty`},
 		{"gateway name with space", "[global]\nGatewayName = my gw\n", nil,

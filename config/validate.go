@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/confine"
 )
 
@@ -68,6 +69,9 @@ func (c *Config) checkAdmin() error {
 	}
 	if a.InitialUser == "" {
 		return c.keyError("admin", "InitialUser", "must not be empty")
+	}
+	if n := len(a.InitialPassword); n > authguard.MaxPasswordBytes {
+		return c.keyError("admin", "InitialPassword", "too long: %d bytes, at most %d (bcrypt ignores the rest)", n, authguard.MaxPasswordBytes)
 	}
 	return nil
 }
