@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/udmg/gateway/fsm"
 )
 
 // Node-to-node traffic is TLS 1.3 with certificates on both sides, checked
@@ -283,11 +285,19 @@ type forwardListener struct{ s *streamLayer }
 func (l forwardListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.s.forwardCh:
-		return c, nil
+		// Hidden behind a plain net.Conn: net/http would otherwise look
+		// for a handler of the negotiated protocol and, finding none for
+		// udmg-forward, close the connection. The handshake is done.
+		return authenticatedConn{c}, nil
 	case <-l.s.ctx.Done():
 		return nil, net.ErrClosed
 	}
 }
+
+// authenticatedConn is a TLS connection whose peer proved its cluster
+// certificate, served as plain HTTP/1.1.
+type authenticatedConn struct{ net.Conn }
+
 func (l forwardListener) Close() error   { return nil } // the stream layer owns the socket
 func (l forwardListener) Addr() net.Addr { return l.s.adv }
 
@@ -304,4 +314,31 @@ func (s *streamLayer) probe(address, nodeID string) error {
 		return fmt.Errorf("certificate of %s names %q, not node %q", address, peer.Subject.CommonName, nodeID)
 	}
 	return nil
+}
+
+// ForwardListener yields the connections on which peers forward writes to
+// this node (ALPN udmg-forward on the Raft port), each already mutually
+// authenticated; the admin API serves HTTP on it. It closes with the node.
+func (n *Node) ForwardListener() net.Listener { return forwardListener{n.stream} }
+
+// DialForward opens a mutually authenticated connection to the node whose
+// admin address is adminAddr (the leader, for a forwarded write), on that
+// node's Raft port.
+func (n *Node) DialForward(ctx context.Context, adminAddr string) (net.Conn, error) {
+	var raftAddr string
+	n.machine.Read(func(st *fsm.State) {
+		for _, node := range st.Nodes {
+			if node.AdminAddr == adminAddr {
+				raftAddr = node.RaftAddr
+			}
+		}
+	})
+	if raftAddr == "" {
+		return nil, fmt.Errorf("no cluster node has admin address %s", adminAddr)
+	}
+	timeout := handshakeTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	return n.stream.dial(raftAddr, alpnForward, timeout)
 }

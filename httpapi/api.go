@@ -12,12 +12,13 @@
 package httpapi
 
 import (
-	"crypto/tls"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"slices"
@@ -73,9 +74,11 @@ type Options struct {
 	// TokenTTL is how long a bearer token from POST /api/tokens lasts
 	// (DefaultTokenTTL when zero).
 	TokenTTL time.Duration
-	// ForwardTLS, when set, makes forwarded writes use HTTPS with this
-	// configuration (the leader's API then serves TLS); plain HTTP otherwise.
-	ForwardTLS *tls.Config
+	// ForwardDial, when set, opens the connection a forwarded write goes
+	// to the leader (at its admin address adminAddr) on: the cluster's
+	// mutual TLS (cluster.Node.DialForward), whatever the API's own scheme.
+	// Nil forwards over plain HTTP to the admin address (tests).
+	ForwardDial func(ctx context.Context, adminAddr string) (net.Conn, error)
 	// Metrics serves GET /metrics (metrics.Registry.Handler); nil answers 404.
 	Metrics http.Handler
 	// MFT is what the servers, partners, rules, transfers and history
@@ -140,7 +143,7 @@ func New(o Options) *API {
 	if a.tokenTTL <= 0 {
 		a.tokenTTL = DefaultTokenTTL
 	}
-	a.proxy, a.scheme = a.newProxy(o.ForwardTLS)
+	a.proxy, a.scheme = a.newProxy(o.ForwardDial)
 
 	a.mux.HandleFunc("GET /ping", a.ping)
 	a.mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {

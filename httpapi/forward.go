@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -78,7 +77,15 @@ type targetKey struct{}
 // newProxy builds the reverse proxy that carries writes to the leader: same
 // method, path, query, body and Authorization (the leader authenticates the
 // request again), and the leader's answer goes back unchanged.
-func (a *API) newProxy(tlsConf *tls.Config) (*httputil.ReverseProxy, string) {
+//
+// With dial (the server always sets it) the write travels on the cluster's
+// own mutual TLS: a connection to the leader's Raft port, told apart from
+// Raft by ALPN, on which both nodes have shown a certificate of the cluster
+// CA. Credentials therefore never leave in clear, whether or not the admin
+// API serves HTTPS, and the leader knows the request comes from a member.
+// One listener and one identity serve both, rather than a second port with
+// its own certificates to configure and open in firewalls.
+func (a *API) newProxy(dial func(ctx context.Context, adminAddr string) (net.Conn, error)) (*httputil.ReverseProxy, string) {
 	scheme := "http"
 	transport := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -86,10 +93,12 @@ func (a *API) newProxy(tlsConf *tls.Config) (*httputil.ReverseProxy, string) {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
 	}
-	if tlsConf != nil {
+	if dial != nil {
+		// The connection is TLS already: http.Transport uses it as is
+		// for https URLs, keyed by the leader's admin address.
 		scheme = "https"
-		transport.TLSClientConfig = tlsConf.Clone()
-		transport.ForceAttemptHTTP2 = true
+		transport.DialContext = nil
+		transport.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
 	}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -190,15 +190,20 @@ func run(path string, env []string) error {
 	}
 
 	api := httpapi.New(httpapi.Options{
-		Node:     node,
-		Identity: httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port},
-		Table:    mirrorDB.store,
-		Logger:   log,
-		MFT:      httpapi.MFT{Secrets: secrets, Protected: guard, GatewayHome: cfg.Paths.GatewayHome, IDs: transferIDs, History: mirrorDB.store},
-		Metrics:  reg.Handler(),
-		Guard:    logins,
+		ForwardDial: node.DialForward,
+		Node:        node,
+		Identity:    httpapi.Identity{Hostname: hostname, IP: advertise, Port: cfg.Admin.Port},
+		Table:       mirrorDB.store,
+		Logger:      log,
+		MFT:         httpapi.MFT{Secrets: secrets, Protected: guard, GatewayHome: cfg.Paths.GatewayHome, IDs: transferIDs, History: mirrorDB.store},
+		Metrics:     reg.Handler(),
+		Guard:       logins,
 	})
 	srv := httpapi.NewServer(api, log)
+	// Writes forwarded by peers arrive on the Raft port's mutual TLS
+	// (cluster.Node.ForwardListener), answered by the same API.
+	fwdSrv := httpapi.NewServer(api, log)
+	go fwdSrv.Serve(node.ForwardListener())
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.Admin.TLSCert != "" {
@@ -226,6 +231,7 @@ func run(path string, env []string) error {
 	nodeErr := node.Shutdown(ctx)
 	mirrorDB.close(node)
 	srv.Shutdown(ctx)
+	fwdSrv.Shutdown(ctx)
 	if nodeErr != nil {
 		return nodeErr
 	}
