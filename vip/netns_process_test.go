@@ -683,3 +683,86 @@ func TestWithoutSourceAddress(t *testing.T) {
 	}
 	t.Logf("without SourceAddress: %s %s", tr.ErrorCode, tr.ErrorDetails)
 }
+
+// TestFTPFromServiceAddress: FTP and FTPS partners (another gateway in the
+// partner namespace, its firewall accepting connections only from the
+// service address and the test) get pushed files over control and passive
+// data connections that all leave from the service address.
+func TestFTPFromServiceAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two real nodes")
+	}
+	l := newLAN(t, 1)
+	prober := startAddrProber(t, l)
+	gws := startGateways(t, l, "UDMG_VIP_SOURCEADDRESS=true")
+	home := homeOf(gws[0])
+
+	dir := t.TempDir()
+	pgw := &gw{name: "partner", ns: l.partner, ip: l.ip(60), log: filepath.Join(dir, "partner.log"), env: []string{
+		"UDMG_GLOBAL_NODEID=partner",
+		"UDMG_ADMIN_HOST=" + l.ip(60),
+		"UDMG_ADMIN_INITIALPASSWORD=" + ts.AdminPassword,
+		"UDMG_PATHS_GATEWAYHOME=" + filepath.Join(dir, "home"),
+		"UDMG_CLUSTER_DATADIR=" + filepath.Join(dir, "node"),
+		"UDMG_LISTENERS_HOST=" + l.ip(60),
+	}}
+	pgw.start(t, ts.ServerBinary(t))
+	t.Cleanup(func() {
+		pgw.signal(syscall.SIGKILL)
+		pgw.wait(10 * time.Second)
+		if t.Failed() {
+			t.Logf("---- partner log ----\n%s", pgw.tail(30))
+		}
+	})
+	if !ts.Eventually(60*time.Second, pgw.active) {
+		t.Fatal("the partner gateway is not ACTIVE")
+	}
+	papi := pgw.api()
+	papi.Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-p", "protocol": "ftp", "port": 2100, "root": "p",
+		"passiveMin": 31000, "passiveMax": 31009, "publicHost": l.ip(60), "tls": true})
+	papi.Must(t, 201, "POST", "/api/servers/ftp-p/accounts", map[string]any{"login": "bob", "password": "bob-secret-1"})
+	if err := os.MkdirAll(filepath.Join(dir, "home", "p", "bob", "drop"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var srv struct {
+		TLSCert string `json:"tlsCert"`
+	}
+	if err := papi.Must(t, 200, "GET", "/api/servers/ftp-p", nil).Decode(&srv); err != nil || srv.TLSCert == "" {
+		t.Fatalf("partner server has no certificate: %v", err)
+	}
+	// Only the service address (and the test, for the partner's API) may
+	// connect: the node's own address is refused at once.
+	for _, rule := range [][]string{
+		{"-A", "INPUT", "-p", "tcp", "-s", l.vip(), "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "tcp", "-s", l.ip(254), "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"},
+	} {
+		sh(t, append([]string{"ip", "netns", "exec", l.partner, "iptables", "-w"}, rule...)...)
+	}
+
+	act := waitActive(t, gws, prober, 60*time.Second, -1)
+	api := gws[act].api()
+	for _, p := range []map[string]any{
+		{"name": "ftp-remote", "protocol": "ftp", "address": l.ip(60) + ":2100"},
+		{"name": "ftps-remote", "protocol": "ftp", "address": l.ip(60) + ":2100", "tls": true, "tlsCert": srv.TLSCert},
+	} {
+		api.Must(t, 201, "POST", "/api/partners", p)
+		api.Must(t, 201, "POST", "/api/partners/"+p["name"].(string)+"/accounts", map[string]any{"login": "bob", "password": "bob-secret-1"})
+	}
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": "/drop", "localDir": "out"})
+	for _, partner := range []string{"ftp-remote", "ftps-remote"} {
+		name := partner + ".bin"
+		sum := ts.WriteRandomFile(t, filepath.Join(home, "out", name), 1<<20)
+		var tr ts.Transfer
+		if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "push", "partner": partner, "account": "bob", "file": name, "maxAttempts": 1}).Decode(&tr); err != nil {
+			t.Fatal(err)
+		}
+		tr = api.WaitTransfer(t, tr.ID, time.Minute, "DONE or ERROR", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
+		if tr.Status != "DONE" {
+			t.Fatalf("push to %s from the service address: %s %s", partner, tr.ErrorCode, tr.ErrorDetails)
+		}
+		if got := ts.FileSHA256(t, filepath.Join(dir, "home", "p", "bob", "drop", name)); got != sum {
+			t.Fatalf("%s's copy differs", partner)
+		}
+	}
+}
