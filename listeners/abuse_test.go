@@ -272,6 +272,12 @@ func TestMaxStartups(t *testing.T) {
 		sc.Close()
 	}
 	t.Logf("known address: 5 of 5 logins with %d connections waiting to log in", pending)
+	// A known address (a load balancer's, say) may hold more than
+	// PerSource unauthenticated connections.
+	lb, _ := flood("127.0.0.2", h.sftpAddr(), "SSH-2.0-", 2*DefaultMaxStartups.PerSource)
+	if len(lb) != 2*DefaultMaxStartups.PerSource {
+		t.Fatalf("known address: %d of %d connections greeted", len(lb), 2*DefaultMaxStartups.PerSource)
+	}
 }
 
 func TestMaxStartupsDropProbability(t *testing.T) {

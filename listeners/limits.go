@@ -16,11 +16,12 @@ import (
 // cannot fill the table and lock everyone else out. A dropped connection is
 // closed at once, before the SSH version exchange or the FTP greeting.
 //
-// An address that logged in successfully within the last TrustFor is
-// spared the random drop and the Full cap (PerSource still holds): a
-// storm from many addresses then fills the table for strangers but not
-// for the clients the gateway already knows, and nobody becomes known
-// without a valid login.
+// An address that logged in successfully within the last 10 minutes is
+// spared the random drop and the Full cap, and may hold up to Full
+// unauthenticated connections rather than PerSource (a load balancer's
+// address carries many clients): a storm from many addresses then fills
+// the table for strangers but not for the clients the gateway already
+// knows, and nobody becomes known without a valid login.
 type MaxStartups struct {
 	Start, Rate, Full int
 	PerSource         int
@@ -98,7 +99,13 @@ func (l *Limits) startup(remote net.Addr) (release func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	known := l.now().Sub(l.trusted[src]) < trustFor
-	if (l.startups.PerSource > 0 && l.bySource[src] >= l.startups.PerSource) ||
+	perSource := l.startups.PerSource
+	if known {
+		// A load balancer's address is known once one client logged in
+		// through it: its many clients then share one address.
+		perSource = max(perSource, l.startups.Full)
+	}
+	if (perSource > 0 && l.bySource[src] >= perSource) ||
 		(!known && l.roll() < l.startups.dropProbability(l.pending)) {
 		l.dropped++
 		return nil, false
