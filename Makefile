@@ -52,6 +52,8 @@ deps:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
 	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
+	command -v spin >/dev/null 2>&1 || missing="$$missing spin"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -63,6 +65,7 @@ deps:
 # 127.0.X.Y; then the docker compose chaos suite (make e2e) when a Docker
 # engine answers.
 test: deps lint
+	$(MAKE) model
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) sim
 	$(MAKE) chaos TRIALS=3
@@ -89,6 +92,38 @@ chaos:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./cluster -args -chaos.trials=$(TRIALS) $(CHAOS_ARGS)
+
+# The lease model (model/lease.pml, issue 11; model/README.md): spin's
+# exhaustive search of the fixed rules must end with "errors: 0", and with
+# the rule issue 11 removed (-DOLD_RELEASE) it must find two nodes serving
+# at once, whose trail it prints. N nodes (3; `make model N=5` takes longer);
+# MODEL_FLAGS: more -D for every run, e.g. MODEL_FLAGS="-DD=3 -DWAIT=4".
+.PHONY: model
+N ?= 3
+MODEL_FLAGS ?=
+MODEL_PAN ?= -m200000 -w25
+model:
+	@command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || { \
+		echo "installing: spin gcc"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq spin gcc; }
+	@rm -rf bin/model && mkdir -p bin/model && cp model/lease.pml bin/model/
+	@cd bin/model && spin -DN=$(N) $(MODEL_FLAGS) -a lease.pml && \
+		gcc -O2 -w -DSAFETY -DNOREDUCE -DCOLLAPSE -o pan pan.c && \
+		echo "model: N=$(N) $(MODEL_FLAGS): exhaustive search of the fixed lease rules" && \
+		./pan $(MODEL_PAN) > fixed.txt; \
+		grep -E 'State-vector|states, stored|total actual memory|elapsed time' fixed.txt; \
+		if grep -q 'max search depth too small' fixed.txt || ! grep -q 'errors: 0' fixed.txt; then \
+			cat fixed.txt; spin -DN=$(N) $(MODEL_FLAGS) -t -T lease.pml | grep -E '^t=' ; \
+			echo "model: FAILED: the fixed rules let two nodes serve at once (or the search was cut short)"; exit 1; fi
+	@cd bin/model && for m in OLD_RELEASE OLD_RELEASE=2 OLD_RELEASE=3; do \
+		spin -DN=$(N) -D$$m $(MODEL_FLAGS) -a lease.pml && gcc -O2 -w -DSAFETY -DNOREDUCE -o pan-old pan.c && \
+		./pan-old -m50 -w24 > old.txt; \
+		if ! grep -q 'assertion violated' old.txt; then cat old.txt; \
+			echo "model: FAILED: the mutant $$m found no overlap"; exit 1; fi; \
+		echo "model: the mutant $$m lets two nodes serve at once:"; \
+		spin -DN=$(N) -D$$m $(MODEL_FLAGS) -t -T lease.pml | grep -E '^t='; \
+	done; echo "model: ok (fixed rules: errors: 0; every mutant: overlap found)"
 
 test-short:
 	$(GO) test -short -count=1 ./...
