@@ -101,6 +101,32 @@ type SecretsKeeper interface {
 // cluster's data key from becoming ACTIVE; the reason is logged once.
 var errSecretsKEK = errors.New("this node's key-encryption key does not open the cluster's secrets key (see the refusal logged before)")
 
+// checkSecrets refuses, before this node takes a lease epoch, when its
+// key-encryption key cannot open the cluster's data key: the refusal is
+// logged once, until the key opens again.
+func (n *Node) checkSecrets() error {
+	if n.cfg.Secrets == nil {
+		return nil
+	}
+	var sealed string
+	n.machine.Read(func(s *fsm.State) {
+		if s.Secrets != nil {
+			sealed = s.Secrets.Current
+		}
+	})
+	if sealed == "" {
+		return nil
+	}
+	if err := n.cfg.Secrets.CheckKey(sealed); err != nil {
+		if !n.secretsRefused.Swap(true) {
+			n.log.Error("refusing to become ACTIVE: " + err.Error())
+		}
+		return errSecretsKEK
+	}
+	n.secretsRefused.Store(false)
+	return nil
+}
+
 // secretsKey makes sure the cluster has a data key this node can open and
 // returns it (sealed). A brand-new cluster generates one; a cluster from
 // before the key moved into the state adopts its <GatewayHome>/passphrase.aes,

@@ -217,12 +217,15 @@ func (n *Node) leaderLoop(ctx context.Context, won time.Duration) {
 		if ctx.Err() != nil || n.shuttingDown.Load() {
 			return
 		}
-		if errors.Is(err, errNotEligible) {
+		switch {
+		case errors.Is(err, errSecretsKEK):
+			// Logged once by checkSecrets.
+		case errors.Is(err, errNotEligible):
 			if !toldIneligible {
 				n.log.Info("leading without a license slot; not taking the lease")
 				toldIneligible = true
 			}
-		} else {
+		default:
 			n.log.Warn("lease lost while leading; trying a new epoch", "err", err)
 		}
 		select {
@@ -250,6 +253,12 @@ func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 	if !n.eligible() {
 		n.handOver()
 		return errNotEligible
+	}
+	if err := n.checkSecrets(); err != nil {
+		// Taking an epoch it cannot serve would only make the next
+		// holder wait: leadership goes to a node that can.
+		n.handOver()
+		return err
 	}
 	cur := n.machine.Lease()
 	waitUntil := leaseDo(n, func(m *leaseMachine) time.Duration { return m.acquireWait(cur, won) })

@@ -74,6 +74,7 @@ func TestWrongKEKRefusesActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	const refusal = "refusing to become ACTIVE"
+	epochsBefore := n.CountLog("lease acquired")
 	if !ts.Eventually(30*time.Second, func() bool { return n.CountLog(refusal) > 0 }) {
 		t.Fatalf("no %q line", refusal)
 	}
@@ -88,6 +89,11 @@ func TestWrongKEKRefusesActive(t *testing.T) {
 	}
 	if got := n.CountLog(refusal); got != 1 {
 		t.Errorf("%d refusal lines, want 1", got)
+	}
+	// It refuses before taking a lease epoch, which would only make a
+	// successor wait.
+	if got := n.CountLog("lease acquired") - epochsBefore; got != 0 {
+		t.Errorf("the refusing node took %d lease epochs", got)
 	}
 	for _, line := range strings.Split(n.Log(), "\n") {
 		if strings.Contains(line, refusal) {
