@@ -97,11 +97,13 @@ chaos:
 # exhaustive search of the fixed rules must end with "errors: 0", and with
 # the rule issue 11 removed (-DOLD_RELEASE) it must find two nodes serving
 # at once, whose trail it prints. N nodes (3; `make model N=5` takes longer);
-# MODEL_FLAGS: more -D for every run, e.g. MODEL_FLAGS="-DD=3 -DWAIT=4".
+# MODEL_FLAGS: more -D for every run, e.g. MODEL_FLAGS="-DD=3 -DWAIT=4";
+# N=5 needs bitstate hashing: MODEL_CC=-DBITSTATE MODEL_PAN="-w32 -k3 -m300000".
 .PHONY: model
 N ?= 3
 MODEL_FLAGS ?=
 MODEL_PAN ?= -m200000 -w25
+MODEL_CC ?= -DCOLLAPSE
 model:
 	@command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || { \
 		echo "installing: spin gcc"; \
@@ -109,7 +111,7 @@ model:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq spin gcc; }
 	@rm -rf bin/model && mkdir -p bin/model && cp model/lease.pml bin/model/
 	@cd bin/model && spin -DN=$(N) $(MODEL_FLAGS) -a lease.pml && \
-		gcc -O2 -w -DSAFETY -DNOREDUCE -DCOLLAPSE -o pan pan.c && \
+		gcc -O2 -w -DSAFETY -DNOREDUCE $(MODEL_CC) -o pan pan.c && \
 		echo "model: N=$(N) $(MODEL_FLAGS): exhaustive search of the fixed lease rules" && \
 		./pan $(MODEL_PAN) > fixed.txt; \
 		grep -E 'State-vector|states, stored|total actual memory|elapsed time' fixed.txt; \

@@ -161,9 +161,12 @@ inline commit() {
 		:: else
 		fi
 	fi;
+	/* arrival of a lease entry of another holder (the holder after the
+	 * entry, as leaseMachine.observe has it): it may serve until D after
+	 * the proposal, which was before now */
 	for (k : 0 .. N-1) {
 		if
-		:: k != fn -> claim[k] = WAIT
+		:: k != holder && epoch > 0 -> claim[k] = WAIT
 		:: else
 		fi
 	}
