@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/bcrypt"
 
@@ -215,6 +216,24 @@ func TestRogueRaftClients(t *testing.T) {
 	}
 	if !strings.Contains(c.Nodes[0].Log(), "127.0.0.1") {
 		t.Errorf("refusals do not name the remote address")
+	}
+
+	// Gossip without the key (plain memberlist) is not answered either.
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort, mc.LogOutput = "rogue-gossip", "127.0.0.1", 0, io.Discard
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ml.Shutdown()
+	if n, err := ml.Join([]string{net.JoinHostPort(c.Nodes[0].IP, strconv.Itoa(ts.GossipPort))}); err == nil || n > 0 {
+		t.Errorf("plain gossip joined the cluster (%d contacted)", n)
+	}
+	if len(ml.Members()) != 1 {
+		t.Errorf("the rogue gossip member learnt %d members", len(ml.Members()))
+	}
+	if !ts.Eventually(5*time.Second, func() bool { return c.Nodes[0].CountLog("gossip keys differ") > 0 }) {
+		t.Errorf("node1 did not log the plain gossip as refused")
 	}
 }
 
