@@ -37,11 +37,11 @@ func dialSFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, passwor
 	// whoever answers at its address.
 	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.HostKey))
 	if err != nil {
-		return nil, fmt.Errorf("partner %s has no usable host key (set hostKey): %w", p.Name, err)
+		return nil, permanent(fsm.TeBadAuthentication, fmt.Errorf("partner %s has no usable host key (set hostKey): %w", p.Name, err))
 	}
 	hostKey := func(_ string, _ net.Addr, got ssh.PublicKey) error {
 		if !bytes.Equal(got.Marshal(), want.Marshal()) {
-			return fmt.Errorf("partner %s presented host key %s, not the configured %s", p.Name, ssh.FingerprintSHA256(got), ssh.FingerprintSHA256(want))
+			return permanent(fsm.TeBadAuthentication, fmt.Errorf("partner %s presented host key %s, not the configured %s", p.Name, ssh.FingerprintSHA256(got), ssh.FingerprintSHA256(want)))
 		}
 		return nil
 	}
@@ -49,7 +49,7 @@ func dialSFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, passwor
 	if len(key) > 0 {
 		signer, err := ssh.ParsePrivateKey(key)
 		if err != nil {
-			return nil, fmt.Errorf("remote account %s private key: %w", login, err)
+			return nil, permanent(fsm.TeBadAuthentication, fmt.Errorf("remote account %s private key: %w", login, err))
 		}
 		auth = append(auth, ssh.PublicKeys(signer))
 	}
@@ -180,7 +180,7 @@ func dialFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, password
 	if p.TLS {
 		var err error
 		if cfg, err = partnerTLS(p); err != nil {
-			return nil, err
+			return nil, permanent(fsm.TeBadAuthentication, err)
 		}
 	}
 	// The library upgrades the control connection itself (AUTH TLS) but

@@ -437,7 +437,11 @@ func (e *Engine) schedule(ctx context.Context, st fsm.State) {
 		if !due {
 			continue
 		}
-		err := e.update(fsm.TransferChange{ID: id, From: []string{t.Status}, Status: fsm.StatusRunning, Step: fsm.StepSetup, NodeID: e.cfg.Node.ID()})
+		// An attempt begins with a new transfer or a due retry; resuming
+		// a paused or interrupted one goes on with the same attempt.
+		attempt := t.Attempts == 0 || t.Status == fsm.StatusPlanned && !t.NextRetry.IsZero()
+		err := e.update(fsm.TransferChange{ID: id, From: []string{t.Status}, Status: fsm.StatusRunning, Step: fsm.StepSetup,
+			NodeID: e.cfg.Node.ID(), Attempt: attempt})
 		if err != nil {
 			e.log.Debug("transfer not started", "id", id, "err", err)
 			continue
@@ -489,16 +493,23 @@ func (e *Engine) finish(r result) {
 	if !ok {
 		return
 	}
-	code := errorCode(r.err)
-	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Progress: &r.progress, Attempt: true,
-		ErrorCode: code, ErrorDetails: r.err.Error()}
-	if t.Attempts+1 >= t.MaxAttempts {
+	// The attempt that failed was counted when it started.
+	attempt := max(t.Attempts, 1)
+	f := classify(r.err)
+	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Progress: &r.progress,
+		ErrorCode: f.code, ErrorDetails: r.err.Error()}
+	switch {
+	case f.permanent:
 		ch.Status, ch.Step = fsm.StatusError, fsm.StepError
-		e.log.Warn("transfer failed; no attempts left", "id", r.id, "attempts", t.Attempts+1, "code", code, "err", r.err)
-	} else {
-		delay := time.Duration(float64(t.RetryDelay) * math.Pow(max(t.RetryFactor, 1), float64(t.Attempts)))
+		e.log.Warn("transfer failed; not retried, no attempt can mend this", "id", r.id, "attempt", attempt, "code", f.code, "err", r.err)
+	case attempt >= t.MaxAttempts:
+		ch.Status, ch.Step = fsm.StatusError, fsm.StepError
+		e.log.Warn("transfer failed; no attempts left", "id", r.id, "attempts", attempt, "code", f.code, "err", r.err)
+	default:
+		// The n-th retry waits RetryDelay·RetryFactor^(n-1).
+		delay := time.Duration(float64(t.RetryDelay) * math.Pow(max(t.RetryFactor, 1), float64(attempt-1)))
 		ch.Status, ch.NextRetry = fsm.StatusPlanned, time.Now().Add(delay)
-		e.log.Warn("transfer failed; will retry", "id", r.id, "attempt", t.Attempts+1, "of", t.MaxAttempts, "in", delay, "code", code, "err", r.err)
+		e.log.Warn("transfer failed; will retry", "id", r.id, "attempt", attempt, "of", t.MaxAttempts, "in", delay, "code", f.code, "err", r.err)
 	}
 	if err := e.update(ch); err != nil {
 		e.log.Warn("transfer failure not recorded", "id", r.id, "err", err)

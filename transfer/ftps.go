@@ -64,7 +64,7 @@ func partnerTLS(p fsm.Partner) (*tls.Config, error) {
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
-			return fmt.Errorf("partner %s presented no certificate", p.Name)
+			return permanent(fsm.TeBadAuthentication, fmt.Errorf("partner %s presented no certificate", p.Name))
 		}
 		leaf := cs.PeerCertificates[0]
 		for _, c := range pinned {
@@ -77,7 +77,7 @@ func partnerTLS(p fsm.Partner) (*tls.Config, error) {
 			inter.AddCert(c)
 		}
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host}); err != nil {
-			return fmt.Errorf("partner %s: certificate is not the one in tlsCert nor signed by it: %w", p.Name, err)
+			return permanent(fsm.TeBadAuthentication, fmt.Errorf("partner %s: certificate is not the one in tlsCert nor signed by it: %w", p.Name, err))
 		}
 		return nil
 	}

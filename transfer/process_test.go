@@ -319,10 +319,11 @@ func TestClientModeWithSSHDPartner(t *testing.T) {
 		t.Fatal("pulled file differs from the partner's")
 	}
 
-	// A failing transfer is retried with backoff, then stays ERROR with why.
+	// A missing file is not retried: ERROR at the first attempt, with why
+	// (TestPartnerErrors has the other causes).
 	id = startTransfer(t, api, "pull", "missing.bin", map[string]any{"maxAttempts": 3, "retryDelay": "100ms", "retryFactor": 2})
 	tr = api.WaitTransfer(t, id, 30*time.Second, "ERROR", func(tr ts.Transfer) bool { return tr.Status == "ERROR" })
-	if tr.Attempts != 3 || tr.ErrorCode != "TeFileNotFound" || !strings.Contains(tr.ErrorDetails, "missing.bin") {
+	if tr.Attempts != 1 || tr.ErrorCode != "TeFileNotFound" || !strings.Contains(tr.ErrorDetails, "missing.bin") {
 		t.Fatalf("failed transfer %+v", tr)
 	}
 
@@ -616,6 +617,23 @@ func TestClientModeWithFTPPartner(t *testing.T) {
 	}
 	if tr := start("push", "ftps-wrong"); tr.Status != "ERROR" || !strings.Contains(tr.ErrorDetails, "certificate") {
 		t.Fatalf("push to a partner with another certificate ended %+v", tr)
+	}
+	// A refused identity, the partner's (certificate) or ours (password),
+	// ends in ERROR at the first attempt with the code saying so, however
+	// many attempts are left.
+	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "ftp-bad-password", "protocol": "ftp", "address": fmt.Sprintf("%s:%d", p.IP, ftpPort)})
+	api.Must(t, 201, "POST", "/api/partners/ftp-bad-password/accounts", map[string]any{"login": "bob", "password": "not-" + accountPassword})
+	for partner, details := range map[string]string{"ftps-wrong": "certificate", "ftp-bad-password": "530"} {
+		var tr ts.Transfer
+		body := map[string]any{"rule": "push", "partner": partner, "account": "bob", "file": "f.bin", "maxAttempts": 5, "retryDelay": "100ms"}
+		if err := api.Must(t, 201, "POST", "/api/transfers", body).Decode(&tr); err != nil {
+			t.Fatal(err)
+		}
+		tr = api.WaitTransfer(t, tr.ID, time.Minute, "ended", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
+		if tr.Status != "ERROR" || tr.Attempts != 1 || tr.ErrorCode != "TeBadAuthentication" || !strings.Contains(tr.ErrorDetails, details) {
+			t.Errorf("push to %s ended %+v, want ERROR at its first attempt with TeBadAuthentication and %q", partner, tr, details)
+		}
+		t.Logf("push to %s: %s after %d of %d attempts, %s %q", partner, tr.Status, tr.Attempts, tr.MaxAttempts, tr.ErrorCode, tr.ErrorDetails)
 	}
 	api.Must(t, 400, "POST", "/api/partners", map[string]any{"name": "bad", "protocol": "ftp", "address": "h:21", "tls": true, "tlsCert": "not a certificate"})
 	_, pub := userKey(t)

@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/udmg/gateway/confine"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
 )
@@ -362,15 +359,15 @@ func (l *leaseWriter) Write(p []byte) (int, error) {
 // dial connects to the partner with the remote account's credentials.
 func (e *Engine) dial(ctx context.Context, p fsm.Partner, acc fsm.RemoteAccount) (partnerSession, error) {
 	if e.cfg.Secrets == nil {
-		return nil, errors.New("no AES passphrase to open the remote account's credentials")
+		return nil, permanent(fsm.TeInternal, errors.New("no AES passphrase to open the remote account's credentials"))
 	}
 	password, err := e.cfg.Secrets.Open(acc.Password)
 	if err != nil {
-		return nil, fmt.Errorf("remote account %s password: %w", acc.Login, err)
+		return nil, permanent(fsm.TeInternal, fmt.Errorf("remote account %s password: %w", acc.Login, err))
 	}
 	key, err := e.cfg.Secrets.Open(acc.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("remote account %s private key: %w", acc.Login, err)
+		return nil, permanent(fsm.TeInternal, fmt.Errorf("remote account %s private key: %w", acc.Login, err))
 	}
 	switch p.Protocol {
 	case fsm.ProtoSFTP:
@@ -420,30 +417,6 @@ func (c *conns) dial(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, net.ErrClosed
 	}
 	return conn, nil
-}
-
-// errorCode names a failure as Waarp Gateway's transfer error codes do.
-func errorCode(err error) string {
-	var netErr net.Error
-	var opErr *net.OpError
-	msg := err.Error()
-	switch {
-	case errors.Is(err, fsm.ErrUnknownObject):
-		return "TeInternal"
-	case errors.Is(err, errBadSize):
-		return "TeBadSize"
-	case errors.Is(err, fs.ErrNotExist), strings.Contains(msg, "file does not exist"), strings.Contains(msg, "550"):
-		return "TeFileNotFound"
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, confine.ErrProtected), strings.Contains(msg, "permission denied"):
-		return "TeForbidden"
-	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "530"):
-		return "TeBadAuthentication"
-	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return "TeConnection"
-	case errors.As(err, &netErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return "TeConnectionReset"
-	}
-	return "TeDataTransfer"
 }
 
 // remoteDir is the directory of a remote path, for creating it.

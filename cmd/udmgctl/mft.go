@@ -263,7 +263,7 @@ func (c *cli) rulesAdd(args []string) error {
 	return c.create("/api/rules", map[string]any{"name": pos[0], "direction": *direction, "path": *path, "localDir": *localDir}, "rule "+pos[0])
 }
 
-var transferFields = []string{"id", "status", "direction", "protocol", "rule", "server", "partner", "account", "remotePath", "filesize", "percent", "errorCode"}
+var transferFields = []string{"id", "status", "direction", "protocol", "rule", "server", "partner", "account", "remotePath", "filesize", "percent", "attempts", "errorCode", "nextRetry"}
 
 func (c *cli) transfersList(args []string) error {
 	fs := newFlagSet("transfers list")
@@ -275,10 +275,11 @@ func (c *cli) transfersList(args []string) error {
 	return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
 }
 
-// finished says whether t will change no more: DONE, CANCELLED, or ERROR
-// with its retries spent.
+// finished says whether t will change no more by itself: DONE, CANCELLED,
+// or ERROR (its attempts spent, or a cause no retry mends); only an
+// operator's retry moves it on.
 func finished(t wire.Transfer) bool {
-	return t.Status == "DONE" || t.Status == "CANCELLED" || (t.Status == "ERROR" && t.Attempts >= t.MaxAttempts)
+	return t.Status == "DONE" || t.Status == "CANCELLED" || t.Status == "ERROR"
 }
 
 // followPoll is how often --follow reads the transfer; followOutage is how
@@ -311,7 +312,7 @@ func (c *cli) transfersShow(args []string) error {
 		for _, kv := range [][2]string{{"ID", fmt.Sprint(t.ID)}, {"Rule", t.Rule + " (" + t.Direction + ")"},
 			{"With", strings.Trim(t.Partner+t.Server+" / "+t.Account, " /")}, {"Local path", t.LocalPath}, {"Remote path", t.RemotePath},
 			{"Status", t.Status}, {"Progress", progressText(t)}, {"Attempts", fmt.Sprintf("%d of %d", t.Attempts, t.MaxAttempts)},
-			{"Error", strings.TrimSpace(t.ErrorCode + " " + t.ErrorDetails)}, {"Node", t.NodeID}} {
+			{"Error code", or(t.ErrorCode, "-")}, {"Error", or(t.ErrorDetails, "-")}, {"Next retry", nextRetryText(t)}, {"Node", t.NodeID}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 		return tw.Flush()
@@ -333,6 +334,9 @@ func (c *cli) follow(path string, t wire.Transfer) error {
 	failingSince := time.Time{}
 	for {
 		line := fmt.Sprintf("transfer %d %-11s %s", t.ID, t.Status, progressText(t))
+		if t.NextRetry != "" {
+			line += fmt.Sprintf(" attempt %d of %d failed (%s), next at %s", t.Attempts, t.MaxAttempts, t.ErrorCode, t.NextRetry)
+		}
 		if line != last {
 			fmt.Fprint(c.stdout, prefix+line+suffix)
 			last = line
@@ -362,6 +366,20 @@ func (c *cli) follow(path string, t wire.Transfer) error {
 }
 
 // progressText is a bar, the bytes and the percentage of a transfer.
+// nextRetryText says when a failed transfer tries again ("-" when it
+// does not wait for a retry).
+func nextRetryText(t wire.Transfer) string {
+	next, err := time.Parse(time.RFC3339Nano, t.NextRetry)
+	if err != nil {
+		return or(t.NextRetry, "-")
+	}
+	in := time.Until(next).Round(time.Second)
+	if in <= 0 {
+		return next.Local().Format(time.RFC3339) + " (due)"
+	}
+	return fmt.Sprintf("%s (in %s, attempt %d of %d)", next.Local().Format(time.RFC3339), in, t.Attempts+1, t.MaxAttempts)
+}
+
 func progressText(t wire.Transfer) string {
 	if t.Filesize <= 0 {
 		return humanBytes(t.Progress) + " of an unknown size"

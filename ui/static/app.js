@@ -147,7 +147,10 @@ const panels = {
       bar.title = t.filesize > 0 ? Math.floor(100 * (t.progress || 0) / t.filesize) + " %" : "size unknown";
       const actions = document.createElement("span");
       actions.className = "actions";
-      for (const [act, when] of [["pause", ["PLANNED", "RUNNING"]], ["resume", ["PAUSED", "INTERRUPTED", "ERROR"]], ["cancel", ["PLANNED", "RUNNING", "PAUSED", "INTERRUPTED", "ERROR"]]]) {
+      // The actions the API allows in each status (an ERROR transfer is
+      // retried, not resumed).
+      for (const [act, when] of [["pause", ["PLANNED", "RUNNING", "INTERRUPTED"]], ["resume", ["PAUSED", "INTERRUPTED"]],
+        ["retry", ["ERROR", "CANCELLED"]], ["cancel", ["PLANNED", "RUNNING", "PAUSED", "INTERRUPTED", "ERROR"]]]) {
         if (!when.includes(t.status)) continue;
         const b = document.createElement("button");
         b.type = "button";
@@ -156,7 +159,13 @@ const panels = {
         b.addEventListener("click", () => act === "cancel" && !confirm("Cancel transfer " + t.id + "?") ? null : action(t.id, act));
         actions.appendChild(b);
       }
-      return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), t.file || t.localPath || t.remotePath, t.status, bar, actions];
+      const attempts = t.isServer ? "" : t.attempts + " of " + t.maxAttempts;
+      const error = document.createElement("span");
+      error.className = "error";
+      error.textContent = t.errorCode ? t.errorCode + ": " + (t.errorDetails || "") : "";
+      const retry = t.nextRetry ? new Date(t.nextRetry).toLocaleTimeString() : "";
+      return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), t.file || t.localPath || t.remotePath, t.status, bar,
+        attempts, error, retry, actions];
     });
   },
 };
