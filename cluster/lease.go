@@ -19,6 +19,8 @@ import (
 type raftFSM Node
 
 func (f *raftFSM) Apply(l *raft.Log) any {
+	// Once applied, readers waiting for this entry (WaitApplied) go on.
+	defer f.applied.set(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -110,6 +112,11 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	if err := f.machine.Restore(b); err != nil {
 		return err
+	}
+	// Raft restores the newest snapshot of the store (at start-up, or
+	// the one a leader just installed): the state is now at its index.
+	if metas, err := f.snaps.List(); err == nil && len(metas) > 0 {
+		f.applied.set(metas[0].Index)
 	}
 	// A restored lease has no arrival time; count it as seen now.
 	(*Node)(f).observeLease(f.machine.Lease(), 0)

@@ -20,11 +20,11 @@ var errNotEligible = errors.New("license does not allow this node to be ACTIVE")
 // license is the license in force: the replicated one, or the one-node
 // evaluation when none was installed (or the installed one is unreadable
 // with this build's vendor key).
-func (n *Node) license(st fsm.State, now time.Time) licensing.License {
-	if len(st.License) == 0 {
+func (n *Node) license(doc []byte, now time.Time) licensing.License {
+	if len(doc) == 0 {
 		return licensing.Evaluation()
 	}
-	l, err := licensing.Parse(st.License, licensing.VendorKey, now)
+	l, err := licensing.Parse(doc, licensing.VendorKey, now)
 	switch {
 	case err == nil, errors.Is(err, licensing.ErrExpired), errors.Is(err, licensing.ErrNotYetValid):
 		return l // an expired license licenses no node
@@ -77,9 +77,8 @@ func (n *Node) eligible() bool {
 	if n.cfg.LicenseRefused {
 		return false // its operator installed a license that is not valid
 	}
-	st := n.machine.State()
 	now := time.Now()
-	slots := slotsOf(st)
+	slots := slotsOf(n.machine.Nodes())
 	if slots[n.cfg.NodeID] {
 		return true
 	}
@@ -87,12 +86,12 @@ func (n *Node) eligible() bool {
 	for _, m := range n.members() {
 		alive[m.ID] = m.ID == n.cfg.NodeID || !slots[m.ID] || n.reachable(m.RaftAddr)
 	}
-	return licensing.MayBeActive(n.license(st, now), now, n.cfg.NodeID, slots, alive)
+	return licensing.MayBeActive(n.license(n.machine.License(), now), now, n.cfg.NodeID, slots, alive)
 }
 
-func slotsOf(st fsm.State) map[string]bool {
+func slotsOf(nodes map[string]fsm.Node) map[string]bool {
 	slots := map[string]bool{}
-	for id, node := range st.Nodes {
+	for id, node := range nodes {
 		if node.Licensed {
 			slots[id] = true
 		}
@@ -103,10 +102,9 @@ func slotsOf(st fsm.State) map[string]bool {
 // handOver moves leadership to a licensed voter that is alive and answers,
 // if there is one: the one registered first.
 func (n *Node) handOver() {
-	st := n.machine.State()
 	alive := n.aliveIDs()
 	var candidates []fsm.Node
-	for _, node := range st.Nodes {
+	for _, node := range n.machine.Nodes() {
 		if alive[node.ID] && node.ID != n.cfg.NodeID && node.Licensed {
 			candidates = append(candidates, node)
 		}
@@ -127,29 +125,29 @@ func (n *Node) handOver() {
 // reconcileLicense installs this node's license file when the cluster has
 // none or an older one, and reassigns slots when the rules say so.
 func (n *Node) reconcileLicense(now time.Time) {
-	st := n.machine.State()
-	if n.cfg.License != nil && !slices.Equal(st.License, n.cfg.License) {
+	doc, nodes := n.machine.License(), n.machine.Nodes()
+	if n.cfg.License != nil && !slices.Equal(doc, n.cfg.License) {
 		mine, _ := licensing.Parse(n.cfg.License, licensing.VendorKey, now)
-		current := n.license(st, now)
-		if len(st.License) == 0 || mine.Issued.After(current.Issued) {
+		current := n.license(doc, now)
+		if len(doc) == 0 || mine.Issued.After(current.Issued) {
 			if err := n.apply(fsm.Command{Op: fsm.OpLicenseSet, At: now, License: n.cfg.License}); err != nil {
 				n.log.Warn("install license", "err", err)
 				return
 			}
 			n.log.Info("license installed in the cluster", "licensee", mine.Licensee, "nodes", mine.Nodes, "expires", mine.Expires)
-			st = n.machine.State()
+			doc, nodes = n.machine.License(), n.machine.Nodes()
 		}
 	}
 	var members []licensing.Member
-	for _, node := range st.Nodes {
+	for _, node := range nodes {
 		if node.LicenseRefused {
 			continue
 		}
 		members = append(members, licensing.Member{ID: node.ID, Seq: node.Seq, Offline: node.Status == string(Offline),
 			OfflineSince: node.OfflineSince, Licensed: node.Licensed})
 	}
-	slots := licensing.Slots(n.license(st, now), members, now, n.cfg.Deadline)
-	if maps.Equal(slots, slotsOf(st)) {
+	slots := licensing.Slots(n.license(doc, now), members, now, n.cfg.Deadline)
+	if maps.Equal(slots, slotsOf(nodes)) {
 		return
 	}
 	ids := slices.Sorted(maps.Keys(slots))

@@ -258,7 +258,7 @@ func (n *Node) reconcile() {
 func (n *Node) reconcileStatus(now time.Time) {
 	alive := n.aliveIDs()
 	var offline []string
-	for id, node := range n.machine.State().Nodes {
+	for id, node := range n.machine.Nodes() {
 		want := Passive
 		switch {
 		case id == n.cfg.NodeID:
@@ -297,7 +297,7 @@ func (n *Node) reconcileMembers() {
 	for _, s := range f.Configuration().Servers {
 		voters[s.ID] = s.Address
 	}
-	registry := n.machine.State().Nodes
+	registry := n.machine.Nodes()
 	for _, m := range n.members() {
 		if addr, ok := voters[raft.ServerID(m.ID)]; !ok || string(addr) != m.RaftAddr {
 			if !n.proven(m) {
@@ -407,7 +407,7 @@ func (n *Node) RemoveNode(id string) error {
 		return err
 	}
 	inRaft := slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == id })
-	_, inTable := n.machine.State().Nodes[id]
+	_, inTable := n.machine.Nodes()[id]
 	if !inRaft && !inTable {
 		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
 	}

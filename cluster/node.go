@@ -118,6 +118,8 @@ type Node struct {
 	proofs     proofs
 	gossip     *memberlist.Memberlist
 	notifyCh   chan bool
+	snaps      raft.SnapshotStore // to date a restored snapshot (applied)
+	applied    appliedIndex       // what the machine has applied (applied.go)
 	hasState   atomic.Bool
 	raftAddr   string
 	gossipAddr string
@@ -237,6 +239,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
+	n.snaps = snaps
 	has, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
@@ -300,6 +303,19 @@ func (n *Node) State() fsm.State { return n.machine.State() }
 // f must return quickly and keep nothing it reaches.
 func (n *Node) Read(f func(s *fsm.State)) { n.machine.Read(f) }
 
+// Account, Transfer and Servers look single objects up in the replicated
+// state without copying the rest (fsm.Machine's lookups): logins, engine
+// ticks and the servers poll cost the same however large the state grows.
+func (n *Node) Account(server, login string) (fsm.LocalAccount, bool) {
+	return n.machine.Account(server, login)
+}
+
+// Transfer is transfer id as this node has applied it (see Account).
+func (n *Node) Transfer(id uint64) (fsm.Transfer, bool) { return n.machine.Transfer(id) }
+
+// Servers is a copy of the local servers alone (see Account).
+func (n *Node) Servers() map[string]fsm.Server { return n.machine.Servers() }
+
 // Subscribe delivers every mode change until the returned cancel is called.
 func (n *Node) Subscribe() (<-chan ModeChange, func()) { return n.modes.subscribe() }
 
@@ -346,7 +362,7 @@ func (n *Node) LeaseRemaining() (uint64, time.Duration) {
 // bcrypt hash; an unknown user costs the same time, and a password longer
 // than bcrypt reads never matches (authguard.Matches).
 func (n *Node) Authenticate(user, password string) bool {
-	u := n.machine.State().Users[user]
+	u, _ := n.machine.User(user)
 	return authguard.Matches(u.Hash, password)
 }
 
@@ -485,11 +501,6 @@ func (n *Node) Apply(c fsm.Command) error {
 	}
 	return err
 }
-
-// AppliedIndex is the index of the last log entry this node's state
-// machine has applied: once it reaches the index a leader reported after a
-// write, State includes that write.
-func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
 
 // LeaderAPI is the admin address (host:port) of the current leader, for
 // forwarding writes; false when no leader is known.

@@ -40,8 +40,12 @@ type Node interface {
 	Mode() cluster.Mode
 	StartedAt() time.Time
 	LastActive() time.Time
-	// State is a copy of the replicated state as this node has applied it.
+	// State is a copy of the replicated state as this node has applied it;
+	// requests use Read instead, which copies nothing.
 	State() fsm.State
+	// Read runs f on the replicated state in place, under its read lock: f
+	// copies out what it needs and returns at once.
+	Read(f func(s *fsm.State))
 	// Authenticate checks a password against the replicated bcrypt hash.
 	Authenticate(user, password string) bool
 	// Apply commits a change; cluster.ErrNotLeader on a follower.
@@ -49,6 +53,9 @@ type Node interface {
 	IsLeader() bool
 	// AppliedIndex is the last log index applied to State.
 	AppliedIndex() uint64
+	// WaitApplied returns once the log up to index is applied to State
+	// (woken by the apply, not polled), or with ctx's error.
+	WaitApplied(ctx context.Context, index uint64) error
 	// LeaderAPI is the leader's admin host:port, for forwarding writes.
 	LeaderAPI() (string, bool)
 }

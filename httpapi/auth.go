@@ -148,7 +148,7 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 		return nil, false
 	}
 	a.logins.Succeeded(ip, user)
-	u, ok := a.node.State().Users[user]
+	u, ok := lookup(a.node, ofUsers, user)
 	if !ok { // deleted between the two reads
 		unauthorized(w, r, "Basic", "invalid user name or password")
 		return nil, false
@@ -162,8 +162,7 @@ func (a *API) bearer(w http.ResponseWriter, r *http.Request, token string) (*pri
 		return nil, false
 	}
 	hash := tokenHash(token)
-	st := a.node.State()
-	t, ok := st.Tokens[hash]
+	t, ok := lookup(a.node, ofTokens, hash)
 	if !ok {
 		a.log.Warn("unknown bearer token", "remote", clientIP(r), "path", r.URL.Path)
 		unauthorized(w, r, "Bearer", "invalid or revoked token")
@@ -173,7 +172,7 @@ func (a *API) bearer(w http.ResponseWriter, r *http.Request, token string) (*pri
 		unauthorized(w, r, "Bearer", "token expired on "+t.Expires.UTC().Format(time.RFC3339)+"; create a new one")
 		return nil, false
 	}
-	u, ok := st.Users[t.User]
+	u, ok := lookup(a.node, ofUsers, t.User)
 	if !ok {
 		unauthorized(w, r, "Bearer", "invalid or revoked token")
 		return nil, false

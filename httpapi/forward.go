@@ -53,15 +53,8 @@ func (a *API) catchUp(resp *http.Response) error {
 	}
 	ctx, cancel := context.WithTimeout(resp.Request.Context(), catchUpLimit)
 	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for a.node.AppliedIndex() < index {
-		select {
-		case <-ctx.Done():
-			a.log.Warn("answering a forwarded write before this node applied it", "index", index, "applied", a.node.AppliedIndex())
-			return nil
-		case <-tick.C:
-		}
+	if err := a.node.WaitApplied(ctx, index); err != nil {
+		a.log.Warn("answering a forwarded write before this node applied it", "index", index, "applied", a.node.AppliedIndex(), "err", err)
 	}
 	return nil
 }

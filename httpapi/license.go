@@ -17,7 +17,7 @@ import (
 )
 
 func (a *API) getLicense(w http.ResponseWriter, r *http.Request, _ *principal) {
-	writeJSON(w, http.StatusOK, a.licenseView(a.node.State()))
+	writeJSON(w, http.StatusOK, a.licenseView(a.licenseState()))
 }
 
 func (a *API) licenseView(st fsm.State) wire.License {
@@ -85,5 +85,5 @@ func (a *API) putLicense(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	a.log.Info("license installed through the API", "id", l.ID, "licensee", l.Licensee, "nodes", l.Nodes, "expires", l.Expires, "by", p.user)
-	writeJSON(w, http.StatusOK, a.licenseView(a.node.State()))
+	writeJSON(w, http.StatusOK, a.licenseView(a.licenseState()))
 }

@@ -74,7 +74,7 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 	if !rs.LastContact.IsZero() {
 		out.AnsweredBy.LastContact = &rs.LastContact
 	}
-	nodes := n.State().Nodes
+	nodes := copyOf(n, ofNodes)
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
 		e := wire.ClusterEntry{NodeID: id, Status: nodes[id].Status, AdminAddr: nodes[id].AdminAddr,
 			Leader: id == rs.LeaderID, Active: id == out.Active}

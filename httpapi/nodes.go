@@ -64,7 +64,7 @@ func rowStatus(row mirror.Row, now time.Time) wire.NodeStatus {
 // stateNodes builds the node list from the replicated registry, ordered by
 // node ID like the table; this node's own row shows its live mode.
 func (a *API) stateNodes(now time.Time) wire.NodeList {
-	nodes := a.node.State().Nodes
+	nodes := copyOf(a.node, ofNodes)
 	out := wire.NodeList{Nodes: make([]wire.NodeStatus, 0, len(nodes))}
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
 		n := nodes[id]

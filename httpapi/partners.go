@@ -28,12 +28,12 @@ func partnerView(p fsm.Partner) wire.Partner {
 }
 
 func (a *API) listPartners(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "partners", a.node.State().Partners, nil, partnerView)
+	listOf(w, r, "partners", copyOf(a.node, ofPartners), nil, partnerView)
 }
 
 func (a *API) partner(w http.ResponseWriter, r *http.Request) (fsm.Partner, bool) {
 	name := r.PathValue("partner")
-	p, ok := a.node.State().Partners[name]
+	p, ok := lookup(a.node, ofPartners, name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no partner %q", name))
 	}
@@ -151,12 +151,13 @@ func (a *API) listRemoteAccounts(w http.ResponseWriter, r *http.Request, _ *prin
 	if !ok {
 		return
 	}
-	listOf(w, r, "accounts", a.node.State().RemoteAccounts, func(acc fsm.RemoteAccount) bool { return acc.Partner == p.Name }, remoteAccountView)
+	mine := func(acc fsm.RemoteAccount) bool { return acc.Partner == p.Name }
+	listOf(w, r, "accounts", filtered(a.node, ofRemoteAccounts, mine), nil, remoteAccountView)
 }
 
 func (a *API) remoteAccount(w http.ResponseWriter, r *http.Request) (fsm.RemoteAccount, bool) {
 	partner, login := r.PathValue("partner"), r.PathValue("login")
-	acc, ok := a.node.State().RemoteAccounts[fsm.AccountKey(partner, login)]
+	acc, ok := lookup(a.node, ofRemoteAccounts, fsm.AccountKey(partner, login))
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q at partner %q", login, partner))
 	}

@@ -45,7 +45,7 @@ func serverView(s fsm.Server) wire.Server {
 }
 
 func (a *API) listServers(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "servers", a.node.State().Servers, nil, serverView)
+	listOf(w, r, "servers", copyOf(a.node, ofServers), nil, serverView)
 }
 
 func (a *API) getServer(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -56,7 +56,7 @@ func (a *API) getServer(w http.ResponseWriter, r *http.Request, _ *principal) {
 
 func (a *API) server(w http.ResponseWriter, r *http.Request) (fsm.Server, bool) {
 	name := r.PathValue("server")
-	s, ok := a.node.State().Servers[name]
+	s, ok := lookup(a.node, ofServers, name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no server %q", name))
 	}
@@ -246,12 +246,13 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request, _ *principal)
 	if !ok {
 		return
 	}
-	listOf(w, r, "accounts", a.node.State().Accounts, func(acc fsm.LocalAccount) bool { return acc.Server == srv.Name }, accountView)
+	mine := func(acc fsm.LocalAccount) bool { return acc.Server == srv.Name }
+	listOf(w, r, "accounts", filtered(a.node, ofAccounts, mine), nil, accountView)
 }
 
 func (a *API) account(w http.ResponseWriter, r *http.Request) (fsm.LocalAccount, bool) {
 	server, login := r.PathValue("server"), r.PathValue("login")
-	acc, ok := a.node.State().Accounts[fsm.AccountKey(server, login)]
+	acc, ok := lookup(a.node, ofAccounts, fsm.AccountKey(server, login))
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q on server %q", login, server))
 	}

@@ -45,7 +45,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, p *principal) 
 // maxTokensPerUser, best effort: a failure only leaves them for next time.
 func (a *API) pruneTokens(user string, now time.Time) {
 	var drop, mine []fsm.Token
-	for _, t := range a.node.State().Tokens {
+	for _, t := range copyOf(a.node, ofTokens) {
 		switch {
 		case !now.Before(t.Expires):
 			drop = append(drop, t)

@@ -30,7 +30,7 @@ func ruleView(r fsm.Rule) wire.Rule {
 }
 
 func (a *API) listRules(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "rules", a.node.State().Rules, nil, ruleView)
+	listOf(w, r, "rules", copyOf(a.node, ofRules), nil, ruleView)
 }
 
 func parseDirection(d string) (bool, error) {
@@ -50,7 +50,7 @@ func (a *API) rule(w http.ResponseWriter, r *http.Request) (fsm.Rule, bool) {
 		writeError(w, http.StatusNotFound, err.Error())
 		return fsm.Rule{}, false
 	}
-	ru, ok := a.node.State().Rules[fsm.RuleKey(name, send)]
+	ru, ok := lookup(a.node, ofRules, fsm.RuleKey(name, send))
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no %s rule %q", dir, name))
 	}
@@ -169,7 +169,7 @@ func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of %v", status, transferStatuses))
 		return
 	}
-	ts := a.node.State().Transfers
+	ts := copyOf(a.node, ofTransfers)
 	ids := slices.Sorted(maps.Keys(ts))
 	switch s := q.Get("sort"); s {
 	case "", "id+", "start+":
@@ -193,7 +193,7 @@ func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal
 func (a *API) transfer(w http.ResponseWriter, r *http.Request) (fsm.Transfer, bool) {
 	s := r.PathValue("id")
 	id, err := strconv.ParseUint(s, 10, 64)
-	t, ok := a.node.State().Transfers[id]
+	t, ok := lookup(a.node, ofTransfers, id)
 	if err != nil || !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no live transfer %q (finished ones are in /api/history)", s))
 		return fsm.Transfer{}, false
@@ -229,11 +229,10 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 		writeError(w, http.StatusBadRequest, `a transfer needs "rule", "partner", "account" and "file"`)
 		return
 	}
-	st := a.node.State()
 	var ru fsm.Rule
 	var found int
 	for _, send := range []bool{true, false} {
-		if x, ok := st.Rules[fsm.RuleKey(*in.Rule, send)]; ok && (in.Direction == nil || *in.Direction == x.Direction()) {
+		if x, ok := lookup(a.node, ofRules, fsm.RuleKey(*in.Rule, send)); ok && (in.Direction == nil || *in.Direction == x.Direction()) {
 			ru, found = x, found+1
 		}
 	}
@@ -245,12 +244,12 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 		writeError(w, http.StatusBadRequest, fmt.Sprintf(`direction: rule %q exists both ways; say "send" or "receive"`, *in.Rule))
 		return
 	}
-	partner, ok := st.Partners[*in.Partner]
+	partner, ok := lookup(a.node, ofPartners, *in.Partner)
 	if !ok {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("partner: no partner %q", *in.Partner))
 		return
 	}
-	if _, ok := st.RemoteAccounts[fsm.AccountKey(partner.Name, *in.Account)]; !ok {
+	if _, ok := lookup(a.node, ofRemoteAccounts, fsm.AccountKey(partner.Name, *in.Account)); !ok {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("account: no account %q at partner %q", *in.Account, partner.Name))
 		return
 	}
@@ -298,7 +297,7 @@ func (a *API) transferAction(action string) handlerFunc {
 			return
 		}
 		a.log.Info("transfer "+action, "id", t.ID, "by", p.user)
-		t = a.node.State().Transfers[t.ID]
+		t, _ = lookup(a.node, ofTransfers, t.ID)
 		writeJSON(w, http.StatusAccepted, transferView(t))
 	}
 }

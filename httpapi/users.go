@@ -129,7 +129,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, _ *principal) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	users := a.node.State().Users
+	users := copyOf(a.node, ofUsers)
 	names := slices.Sorted(maps.Keys(users))
 	switch q.Get("sort") {
 	case "", "username+":
@@ -160,7 +160,7 @@ func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ *principal) {
 	name := r.PathValue("username")
-	u, ok := a.node.State().Users[name]
+	u, ok := lookup(a.node, ofUsers, name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no user %q", name))
 		return
@@ -252,7 +252,7 @@ func (a *API) changeUser(w http.ResponseWriter, r *http.Request, p *principal, r
 
 	a.userMu.Lock()
 	defer a.userMu.Unlock()
-	users := a.node.State().Users
+	users := copyOf(a.node, ofUsers)
 	old, ok := users[name]
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no user %q", name))
@@ -319,7 +319,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	name := r.PathValue("username")
 	a.userMu.Lock()
 	defer a.userMu.Unlock()
-	users := a.node.State().Users
+	users := copyOf(a.node, ofUsers)
 	if _, ok := users[name]; !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no user %q", name))
 		return
