@@ -58,11 +58,11 @@ func run(path string, env []string) error {
 		where = "settings"
 	}
 
+	// Said once the configuration passed, so that a refusal stays one line.
+	loopback := false
 	if cluster.LoneNode(cfg.Cluster.Join, cfg.Cluster.BootstrapExpect, cfg.Cluster.JoinToken, cfg.Cluster.TLSCert) {
 		raftBind, gossipBind := cluster.LoneBinds(cfg.Cluster.RaftAddress, cfg.Cluster.GossipAddress)
-		if raftBind != cfg.Cluster.RaftAddress || gossipBind != cfg.Cluster.GossipAddress {
-			log.Info("lone node without [cluster] Join, JoinToken or TLSCert: Raft and gossip bound to loopback", "raft", raftBind, "gossip", gossipBind)
-		}
+		loopback = raftBind != cfg.Cluster.RaftAddress || gossipBind != cfg.Cluster.GossipAddress
 		cfg.Cluster.RaftAddress, cfg.Cluster.GossipAddress = raftBind, gossipBind
 	}
 
@@ -149,6 +149,9 @@ func run(path string, env []string) error {
 	services := &countedServices{mftServices: newMFTServices(cfg, log, secrets, guard, transferIDs, mirrorDB.store)}
 	services.vip = addr
 	services.logins = logins
+	if loopback {
+		log.Info("lone node without [cluster] Join, JoinToken or TLSCert: Raft and gossip bound to loopback", "raft", cfg.Cluster.RaftAddress, "gossip", cfg.Cluster.GossipAddress)
+	}
 	node, err := cluster.Start(cluster.Config{
 		NodeID:          id,
 		DataDir:         cfg.Cluster.DataDir,
