@@ -111,8 +111,14 @@ func newEnv(t *testing.T) *env {
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.port = e.srv.Listener.Addr().(*net.TCPAddr).Port
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	nodeID := fmt.Sprintf("127.0.0.1:%d-test-0", e.port)
+	identity, err := cluster.LoadIdentity(cluster.IdentityConfig{NodeID: nodeID, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	node, err := cluster.Start(cluster.Config{
-		NodeID:          fmt.Sprintf("127.0.0.1:%d-test-0", e.port),
+		Identity:        identity,
+		NodeID:          nodeID,
 		DataDir:         t.TempDir(),
 		RaftBind:        fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		GossipBind:      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
