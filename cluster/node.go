@@ -44,7 +44,8 @@ type Config struct {
 	// they bootstrap a new cluster together.
 	BootstrapExpect int
 	// Identity authenticates this node to its peers (mutual TLS on the
-	// Raft port) and holds the gossip keys; see LoadIdentity.
+	// Raft port) and holds the gossip keys; see LoadIdentity. Nil: an
+	// identity of this process alone (in-process tests).
 	Identity *Identity
 
 	Heartbeat      time.Duration // lease renewal period h
@@ -155,7 +156,13 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Identity == nil {
-		return nil, errors.New("cluster: no node identity (LoadIdentity)")
+		// In-process tests: an identity of this process alone, which no
+		// other node trusts.
+		id, err := LoadIdentity(IdentityConfig{NodeID: cfg.NodeID, Name: "udmg"})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Identity = id
 	}
 	sess := make([]byte, 8)
 	if _, err := rand.Read(sess); err != nil {
