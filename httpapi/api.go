@@ -112,6 +112,7 @@ type API struct {
 	tokenTTL time.Duration
 	mux      *http.ServeMux
 	methods  map[string][]string // allowed methods by path pattern, for 405 answers
+	routes   []Route             // every endpoint, for Routes (openapi.go)
 	logins   *authguard.Guard
 	proxy    *httputil.ReverseProxy
 	scheme   string
@@ -152,10 +153,7 @@ func New(o Options) *API {
 	}
 	a.proxy, a.scheme = a.newProxy(o.ForwardDial)
 
-	a.mux.HandleFunc("GET /ping", a.ping)
-	a.mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
-		methodNotAllowed(w, r, []string{http.MethodGet})
-	})
+	a.public("GET", "/ping", http.HandlerFunc(a.ping))
 
 	anyone := rule{}
 	a.handle("GET", "/api/sb_healthcheck", anyone, a.healthcheck)
@@ -179,6 +177,7 @@ func New(o Options) *API {
 	a.handle("GET", "/metrics", rule{domain: DomainAdministration, need: permRead}, a.metrics(o.Metrics))
 	a.handle("GET", "/api/cluster", rule{domain: DomainAdministration, need: permRead}, a.clusterStatus)
 	a.routesMFT()
+	a.routesDocs()
 
 	for path, methods := range a.methods {
 		allowed := methods
@@ -188,8 +187,8 @@ func New(o Options) *API {
 	}
 	// The admin page's assets (no data; the page logs in through the API).
 	page := ui.Handler()
-	a.mux.Handle("GET /{$}", page)
-	a.mux.Handle("GET /ui/", page)
+	a.public("GET", "/{$}", page)
+	a.public("GET", "/ui/", page)
 	a.mux.Handle("/", a.guard(anyone, func(w http.ResponseWriter, r *http.Request, _ *principal) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -202,6 +201,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // the permission, then a write on a follower goes to the leader.
 func (a *API) handle(method, path string, rl rule, h handlerFunc) {
 	a.methods[path] = append(a.methods[path], method)
+	a.routes = append(a.routes, Route{Method: method, Pattern: path})
 	a.mux.Handle(method+" "+path, a.guard(rl, h))
 }
 
