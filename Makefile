@@ -13,10 +13,12 @@ all: build
 VENDOR_KEY ?= $(shell cat data/dev-vendor/vendor.pub.b64 2>/dev/null)
 LDFLAGS    := $(if $(VENDOR_KEY),-X github.com/udmg/gateway/licensing.vendorKey=$(VENDOR_KEY))
 
+# -buildvcs=auto: the binaries name the commit they were built from
+# (udmg-server -version, udmgctl version) even where GOFLAGS turns it off.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/udmg-server
-	$(GO) build -o bin/udmgctl ./cmd/udmgctl
-	$(GO) build -o bin/udmg-proxy ./cmd/udmg-proxy
+	$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/udmg-server
+	$(GO) build -buildvcs=auto -o bin/udmgctl ./cmd/udmgctl
+	$(GO) build -buildvcs=auto -o bin/udmg-proxy ./cmd/udmg-proxy
 
 # A development vendor key (data/dev-vendor, made once) and a license for
 # NODES nodes signed with it (data/dev-license.json); `make build` then
@@ -54,6 +56,7 @@ deps:
 	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	command -v spin >/dev/null 2>&1 || missing="$$missing spin"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v zsh >/dev/null 2>&1 || missing="$$missing zsh"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -120,7 +123,7 @@ model:
 			echo "model: FAILED: the fixed rules let two nodes serve at once (or the search was cut short)"; exit 1; fi
 	@cd bin/model && for m in OLD_RELEASE OLD_RELEASE=2 OLD_RELEASE=3; do \
 		spin -DN=$(N) -D$$m $(MODEL_FLAGS) -a lease.pml && gcc -O2 -w -DSAFETY -DNOREDUCE -o pan-old pan.c && \
-		./pan-old -m50 -w24 > old.txt; \
+		./pan-old -m50 -w24 -i > old.txt; \
 		if ! grep -q 'assertion violated' old.txt; then cat old.txt; \
 			echo "model: FAILED: the mutant $$m found no overlap"; exit 1; fi; \
 		echo "model: the mutant $$m lets two nodes serve at once:"; \

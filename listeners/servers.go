@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -35,9 +34,10 @@ type ManagerConfig struct {
 	Recorder func(server fsm.Server) Recorder
 	// Audit records every change to storage (nil: no write audit).
 	Audit *Audit
-	// State, when set, is read at each login, so that an account created
-	// a moment ago can log in at once; else the state of the last Update.
-	State func() fsm.State
+	// Account looks a login of a server up in the replicated state at each
+	// login, in place (cluster.Node.Account: no copy of the state), so that
+	// an account created a moment ago can log in at once (nil: none can).
+	Account func(server, login string) (fsm.LocalAccount, bool)
 	// Guard is the node's login throttle, shared with the admin API; it
 	// outlives the Manager so that failures still count after the lease
 	// is lost and regained (nil: one of the Manager's own).
@@ -54,9 +54,8 @@ type ManagerConfig struct {
 // went away, and the accounts are looked up in the latest state at each
 // login, so that account changes need no restart.
 type Manager struct {
-	cfg   ManagerConfig
-	log   *slog.Logger
-	state atomic.Pointer[fsm.State]
+	cfg ManagerConfig
+	log *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]*managed
@@ -91,15 +90,15 @@ func NewManager(cfg ManagerConfig) *Manager {
 	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "listeners"), running: map[string]*managed{}, failed: map[string]failure{}}
 }
 
-// Update makes the running servers those of st. A server that cannot start
-// (port taken, bad TLS key) is reported once and tried again every
-// startRetry; the others run regardless.
-func (m *Manager) Update(st fsm.State) error {
-	m.state.Store(&st)
+// Update makes the running servers those of the replicated state's servers
+// (fsm.State.Servers). A server that cannot start (port taken, bad TLS key)
+// is reported once and tried again every startRetry; the others run
+// regardless.
+func (m *Manager) Update(servers map[string]fsm.Server) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[string]string{}
-	for name, srv := range st.Servers {
+	for name, srv := range servers {
 		if srv.Enabled {
 			b, _ := json.Marshal(srv)
 			want[name] = string(b)
@@ -122,7 +121,7 @@ func (m *Manager) Update(st fsm.State) error {
 		if m.running[name] != nil || failed && f.fp == fp && time.Since(f.at) < startRetry {
 			continue
 		}
-		svc, err := m.start(st.Servers[name])
+		svc, err := m.start(servers[name])
 		if err != nil {
 			if !failed || f.fp != fp {
 				m.log.Error("server not started; retrying", "server", name, "err", err, "every", startRetry)
@@ -292,16 +291,10 @@ func (m *Manager) tlsConfig(srv fsm.Server) (*tls.Config, error) {
 }
 
 func (m *Manager) account(server, login string) (fsm.LocalAccount, bool) {
-	st := m.state.Load()
-	if m.cfg.State != nil {
-		fresh := m.cfg.State()
-		st = &fresh
-	}
-	if st == nil {
+	if m.cfg.Account == nil {
 		return fsm.LocalAccount{}, false
 	}
-	a, ok := st.Accounts[fsm.AccountKey(server, login)]
-	return a, ok
+	return m.cfg.Account(server, login)
 }
 
 // checkPassword: an unknown login or one without a password costs what a

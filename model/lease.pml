@@ -95,7 +95,7 @@ byte fe;        /* epoch */
 bool fc;        /* clean, for a release */
 byte ft;        /* D minus the proposer's time since proposing */
 
-byte leader;    /* the node the current Raft term belongs to */
+byte leader;    /* the node the current Raft term belongs to; N: none */
 
 /* Per node. */
 byte ph[N];     /* phase */
@@ -176,6 +176,8 @@ inline commit() {
 		printf("t=%d n%d holds epoch %d: waits %d, lease %d\n", rt, fn, fe, wt[fn], exp[fn])
 	:: fk == ACQ && !ok && ph[fn] == ACQUIRING ->
 		ph[fn] = IDLE; wt[fn] = 0
+	:: fk == ACQ && ph[fn] != ACQUIRING ->
+		printf("t=%d n%d's Acquire(epoch %d) commits, accepted=%d (n%d no longer waits for it)\n", rt, fn, fe, ok, fn)
 	:: fk == REN && ok && (ph[fn] == WAITING || ph[fn] == ACTIVE) ->
 		if
 		:: ft > exp[fn] -> exp[fn] = ft
@@ -253,6 +255,10 @@ proctype node(byte i) {
 	 * election, as the implementation does, is later still). */
 	:: d_step { ph[i] != IDLE || exp[i] + wt[i] + myEp[i] + done[i] > 0 || claim[i] < WAIT ->
 		ph[i] = IDLE; exp[i] = 0; wt[i] = 0; myEp[i] = 0; done[i] = 0; claim[i] = WAIT;
+		if
+		:: leader == i -> leader = N /* no leader until the next election */
+		:: else
+		fi;
 		printf("t=%d n%d restarts\n", rt, i)
 	}
 	od

@@ -27,9 +27,11 @@ func newMetrics(log *slog.Logger) *metrics.Registry {
 func watchNode(reg *metrics.Registry, node *cluster.Node, svc *countedServices, log *slog.Logger) func() {
 	err := reg.AddTransferCounts(func() map[string]int {
 		counts := map[string]int{}
-		for _, t := range node.State().Transfers {
-			counts[t.Status]++
-		}
+		node.Read(func(s *fsm.State) {
+			for _, t := range s.Transfers {
+				counts[t.Status]++
+			}
+		})
 		return counts
 	})
 	if err != nil {

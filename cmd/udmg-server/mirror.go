@@ -64,7 +64,7 @@ func (m *nodeMirror) run(node *cluster.Node, row mirror.Row) {
 		for {
 			m.submit(node)
 			if m.peers {
-				m.copyHistory(node.State())
+				m.copyHistory(archivedTransfers(node))
 			}
 			select {
 			case <-ctx.Done():
@@ -110,14 +110,25 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 // whole history, whichever node was ACTIVE. The replicated state keeps the
 // last fsm.RecentWindow archived transfers, read here every HeartbeatCheck
 // (by the refresh loop only).
-func (m *nodeMirror) copyHistory(st fsm.State) {
+// archivedTransfers are the state's archived transfers (a bounded window,
+// fsm.RecentWindow), read in place rather than with a copy of the state.
+func archivedTransfers(node *cluster.Node) map[uint64]fsm.Transfer {
+	out := map[uint64]fsm.Transfer{}
+	node.Read(func(s *fsm.State) {
+		for id, t := range s.Transfers {
+			if t.Archived {
+				out[id] = t
+			}
+		}
+	})
+	return out
+}
+
+func (m *nodeMirror) copyHistory(archived map[uint64]fsm.Transfer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	copied := make(map[uint64]bool, len(m.copied))
-	for id, t := range st.Transfers {
-		if !t.Archived {
-			continue
-		}
+	for id, t := range archived {
 		if !m.copied[id] {
 			if err := m.store.AddHistory(ctx, transfer.HistoryEntry(t)); err != nil {
 				m.log.Warn("history not copied; retrying later", "id", id, "err", err)

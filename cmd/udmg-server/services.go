@@ -98,12 +98,12 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 	m.engine = engine
 	m.servers = listeners.NewManager(listeners.ManagerConfig{
 		Host: m.cfg.Listeners.Host, GatewayHome: m.home, Protected: m.guard, HostKey: key, Allowed: node.LeaseValid, Logger: m.log,
-		Unseal: m.secrets.Open, Recorder: engine.Recorder, State: node.State, Audit: audit,
+		Unseal: m.secrets.Open, Recorder: engine.Recorder, Account: node.Account, Audit: audit,
 		Guard: m.logins,
 	})
 	// Errors are logged by the manager; one bad server does not keep the
 	// others (or the node) from serving.
-	m.servers.Update(st)
+	m.servers.Update(st.Servers)
 	m.stop = make(chan struct{})
 	m.wg.Add(1)
 	go func() {
@@ -115,7 +115,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 			case <-m.stop:
 				return
 			case <-t.C:
-				m.servers.Update(node.State())
+				m.servers.Update(node.Servers())
 			}
 		}
 	}()
