@@ -80,9 +80,9 @@ func newSecretsEnv(t *testing.T) *secretsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = httpapi.New(httpapi.Options{Node: node, Logger: log,
+	srv.Config.Handler = checkAPI(t, httpapi.New(httpapi.Options{Node: node, Logger: log,
 		Identity: httpapi.Identity{Hostname: "test-host", IP: "127.0.0.1", Port: port},
-		MFT:      httpapi.MFT{Secrets: secrets, Protected: guard, GatewayHome: home}})
+		MFT:      httpapi.MFT{Secrets: secrets, Protected: guard, GatewayHome: home}}))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// A bearer token: one bcrypt comparison, not one per request.
