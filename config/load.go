@@ -53,10 +53,13 @@ func fileError(path string, err error) error {
 	return fmt.Errorf("%s: %v", path, err)
 }
 
-// setting is one key of server.ini: where it lives and how to store its value.
+// setting is one key of server.ini: where it lives, how to store its value
+// and what it is for. Its default is the matching field of Default() (the
+// Config field named like the key, in the struct named like the section).
 type setting struct {
 	section, key string
 	set          func(c *Config, value string) error // the error is the problem only, without location
+	doc          string                              // its meaning, written into deploy/server.ini.example
 }
 
 // sectionNames lists the sections in the order of ARCHITECTURE.md.
@@ -64,58 +67,58 @@ var sectionNames = []string{"global", "paths", "admin", "database", "controller"
 
 // settings is every key server.ini accepts; nothing else is.
 var settings = []setting{
-	{"global", "GatewayName", text(func(c *Config) *string { return &c.Global.GatewayName })},
-	{"global", "NodeID", text(func(c *Config) *string { return &c.Global.NodeID })},
+	{"global", "GatewayName", text(func(c *Config) *string { return &c.Global.GatewayName }), "Name of this gateway: part of node IDs, the node table's rows and the cluster certificates' DNS name; no whitespace or '/'."},
+	{"global", "NodeID", text(func(c *Config) *string { return &c.Global.NodeID }), "Stable identity of this node; empty: <host>:<admin port>-<GatewayName>-0 (the admin address instead of the hostname on loopback), kept in DataDir/node-id and never changed after the first start."},
 
-	{"paths", "GatewayHome", text(func(c *Config) *string { return &c.Paths.GatewayHome })},
+	{"paths", "GatewayHome", text(func(c *Config) *string { return &c.Paths.GatewayHome }), "Root of the users' files (account homes, rule directories), shared by every node of the cluster."},
 
-	{"admin", "Host", text(func(c *Config) *string { return &c.Admin.Host })},
-	{"admin", "Port", port(func(c *Config) *int { return &c.Admin.Port })},
-	{"admin", "TLSCert", text(func(c *Config) *string { return &c.Admin.TLSCert })},
-	{"admin", "TLSKey", text(func(c *Config) *string { return &c.Admin.TLSKey })},
-	{"admin", "InitialUser", text(func(c *Config) *string { return &c.Admin.InitialUser })},
-	{"admin", "InitialPassword", text(func(c *Config) *string { return &c.Admin.InitialPassword })},
+	{"admin", "Host", text(func(c *Config) *string { return &c.Admin.Host }), "Address of the REST API, /ping, the admin page and /metrics; must be this node's own address, never the [vip] service address."},
+	{"admin", "Port", port(func(c *Config) *int { return &c.Admin.Port }), "Port of the REST API, /ping, the admin page and /metrics."},
+	{"admin", "TLSCert", text(func(c *Config) *string { return &c.Admin.TLSCert }), "Certificate file (PEM): the API is served over HTTPS when set, with TLSKey."},
+	{"admin", "TLSKey", text(func(c *Config) *string { return &c.Admin.TLSKey }), "Private key file (PEM) of TLSCert."},
+	{"admin", "InitialUser", text(func(c *Config) *string { return &c.Admin.InitialUser }), "First administrator, created when the cluster is bootstrapped."},
+	{"admin", "InitialPassword", text(func(c *Config) *string { return &c.Admin.InitialPassword }), "Its password (at most 72 bytes); empty: one is generated and logged once at bootstrap."},
 
-	{"database", "Type", text(func(c *Config) *string { return &c.Database.Type })},
-	{"database", "Address", text(func(c *Config) *string { return &c.Database.Address })},
-	{"database", "Name", text(func(c *Config) *string { return &c.Database.Name })},
-	{"database", "User", text(func(c *Config) *string { return &c.Database.User })},
-	{"database", "Password", text(func(c *Config) *string { return &c.Database.Password })},
-	{"database", "TLSCert", text(func(c *Config) *string { return &c.Database.TLSCert })},
-	{"database", "TLSKey", text(func(c *Config) *string { return &c.Database.TLSKey })},
-	{"database", "AESPassphrase", text(func(c *Config) *string { return &c.Database.AESPassphrase })},
+	{"database", "Type", text(func(c *Config) *string { return &c.Database.Type }), "Store of the node table and the transfer history: sqlite (embedded file DataDir/udmg.db) or postgresql (one database shared by the cluster)."},
+	{"database", "Address", text(func(c *Config) *string { return &c.Database.Address }), "PostgreSQL host:port (Type = postgresql)."},
+	{"database", "Name", text(func(c *Config) *string { return &c.Database.Name }), "PostgreSQL database name."},
+	{"database", "User", text(func(c *Config) *string { return &c.Database.User }), "PostgreSQL user."},
+	{"database", "Password", text(func(c *Config) *string { return &c.Database.Password }), "PostgreSQL password."},
+	{"database", "TLSCert", text(func(c *Config) *string { return &c.Database.TLSCert }), "Client certificate file (PEM) for PostgreSQL, with TLSKey."},
+	{"database", "TLSKey", text(func(c *Config) *string { return &c.Database.TLSKey }), "Private key file (PEM) of TLSCert."},
+	{"database", "AESPassphrase", text(func(c *Config) *string { return &c.Database.AESPassphrase }), "Operator's key file whose contents seal the cluster's secrets key instead of a key derived from [cluster] JoinToken; empty: not used; must lie outside GatewayHome."},
 
-	{"controller", "Heartbeat", duration(func(c *Config) *time.Duration { return &c.Controller.Heartbeat })},
-	{"controller", "Deadline", duration(func(c *Config) *time.Duration { return &c.Controller.Deadline })},
-	{"controller", "HeartbeatCheck", duration(func(c *Config) *time.Duration { return &c.Controller.HeartbeatCheck })},
+	{"controller", "Heartbeat", duration(func(c *Config) *time.Duration { return &c.Controller.Heartbeat }), "How often the ACTIVE node renews its lease through Raft."},
+	{"controller", "Deadline", duration(func(c *Config) *time.Duration { return &c.Controller.Deadline }), "How long a lease lasts after its renewal was proposed; at least 3 x Heartbeat. A successor waits it out before serving."},
+	{"controller", "HeartbeatCheck", duration(func(c *Config) *time.Duration { return &c.Controller.HeartbeatCheck }), "How often each node refreshes its status (node table, peer liveness); at most Deadline; Raft's timeouts derive from it."},
 
-	{"cluster", "DataDir", text(func(c *Config) *string { return &c.Cluster.DataDir })},
-	{"cluster", "RaftAddress", text(func(c *Config) *string { return &c.Cluster.RaftAddress })},
-	{"cluster", "GossipAddress", text(func(c *Config) *string { return &c.Cluster.GossipAddress })},
-	{"cluster", "AdvertiseHost", text(func(c *Config) *string { return &c.Cluster.AdvertiseHost })},
-	{"cluster", "Join", func(c *Config, v string) error { c.Cluster.Join = splitList(v); return nil }},
-	{"cluster", "BootstrapExpect", count(func(c *Config) *int { return &c.Cluster.BootstrapExpect })},
-	{"cluster", "JoinToken", text(func(c *Config) *string { return &c.Cluster.JoinToken })},
-	{"cluster", "GossipKey", text(func(c *Config) *string { return &c.Cluster.GossipKey })},
-	{"cluster", "TLSCert", text(func(c *Config) *string { return &c.Cluster.TLSCert })},
-	{"cluster", "TLSKey", text(func(c *Config) *string { return &c.Cluster.TLSKey })},
-	{"cluster", "TLSCA", text(func(c *Config) *string { return &c.Cluster.TLSCA })},
+	{"cluster", "DataDir", text(func(c *Config) *string { return &c.Cluster.DataDir }), "This node's own disk: Raft log and snapshots, node ID, embedded database (0700, never shared)."},
+	{"cluster", "RaftAddress", text(func(c *Config) *string { return &c.Cluster.RaftAddress }), "Raft bind host:port (mutual TLS; also carries forwarded writes); a lone node on the default binds 127.0.0.1."},
+	{"cluster", "GossipAddress", text(func(c *Config) *string { return &c.Cluster.GossipAddress }), "Gossip (membership) bind host:port, TCP and UDP; a lone node on the default binds 127.0.0.1."},
+	{"cluster", "AdvertiseHost", text(func(c *Config) *string { return &c.Cluster.AdvertiseHost }), "Address peers dial for Raft and gossip; empty: the host of RaftAddress, else the first non-loopback IPv4 address."},
+	{"cluster", "Join", func(c *Config, v string) error { c.Cluster.Join = splitList(v); return nil }, "Gossip addresses of peers, comma-separated (host:port, ...)."},
+	{"cluster", "BootstrapExpect", count(func(c *Config) *int { return &c.Cluster.BootstrapExpect }), "Nodes that must see each other before a brand-new cluster bootstraps; a node with Raft state never bootstraps again."},
+	{"cluster", "JoinToken", text(func(c *Config) *string { return &c.Cluster.JoinToken }), "Secret shared by every node of the cluster (udmgctl cluster token prints one): the cluster CA, node certificates, gossip key and secrets-sealing key derive from it. Comma-separated while rotating: the first is presented, all are trusted."},
+	{"cluster", "GossipKey", text(func(c *Config) *string { return &c.Cluster.GossipKey }), "Gossip encryption key(s): base64 of 16, 24 or 32 bytes, comma-separated, the first used to send; empty: derived from JoinToken."},
+	{"cluster", "TLSCert", text(func(c *Config) *string { return &c.Cluster.TLSCert }), "Operator node certificate file (PEM) instead of JoinToken, with TLSKey and TLSCA; names the node ID and GatewayName; client and server auth."},
+	{"cluster", "TLSKey", text(func(c *Config) *string { return &c.Cluster.TLSKey }), "Private key file (PEM) of TLSCert."},
+	{"cluster", "TLSCA", text(func(c *Config) *string { return &c.Cluster.TLSCA }), "CA bundle (PEM) that peers' node certificates are checked against."},
 
-	{"vip", "Address", text(func(c *Config) *string { return &c.VIP.Address })},
-	{"vip", "Interface", text(func(c *Config) *string { return &c.VIP.Interface })},
-	{"vip", "SourceAddress", boolean(func(c *Config) *bool { return &c.VIP.SourceAddress })},
+	{"vip", "Address", text(func(c *Config) *string { return &c.VIP.Address }), "Service address with its prefix (e.g. 192.168.56.100/24) that the ACTIVE node adds to Interface itself; empty: none."},
+	{"vip", "Interface", text(func(c *Config) *string { return &c.VIP.Interface }), "Network interface the service address is added to (e.g. eth1); required with Address."},
+	{"vip", "SourceAddress", boolean(func(c *Config) *bool { return &c.VIP.SourceAddress }), "true: connections to partners leave from the service address, so a partner's allow-list names one IP."},
 
-	{"listeners", "Host", text(func(c *Config) *string { return &c.Listeners.Host })},
-	{"listeners", "SFTPPort", port(func(c *Config) *int { return &c.Listeners.SFTPPort })},
-	{"listeners", "FTPPort", port(func(c *Config) *int { return &c.Listeners.FTPPort })},
-	{"listeners", "PassivePorts", setPassivePorts},
-	{"listeners", "PublicHost", text(func(c *Config) *string { return &c.Listeners.PublicHost })},
-	{"listeners", "WriteAudit", text(func(c *Config) *string { return &c.Listeners.WriteAudit })},
+	{"listeners", "Host", text(func(c *Config) *string { return &c.Listeners.Host }), "Interface on which the ACTIVE node opens the SFTP and FTP listeners."},
+	{"listeners", "SFTPPort", port(func(c *Config) *int { return &c.Listeners.SFTPPort }), "Port of the SFTP server \"sftp\" a fresh cluster creates once (with an account for InitialUser); checked free at start-up."},
+	{"listeners", "FTPPort", port(func(c *Config) *int { return &c.Listeners.FTPPort }), "Port of the FTP server \"ftp\" a fresh cluster creates once; checked free at start-up."},
+	{"listeners", "PassivePorts", setPassivePorts, "FTP passive port range A-B of that server."},
+	{"listeners", "PublicHost", text(func(c *Config) *string { return &c.Listeners.PublicHost }), "Address that server announces in FTP passive replies (behind a load balancer or NAT); empty: its local address."},
+	{"listeners", "WriteAudit", text(func(c *Config) *string { return &c.Listeners.WriteAudit }), "File to which the node appends one JSON line per write, rename and delete on GatewayHome with its lease epoch (fault campaigns); empty: off; outside GatewayHome."},
 
-	{"license", "File", text(func(c *Config) *string { return &c.License.File })},
+	{"license", "File", text(func(c *Config) *string { return &c.License.File }), "Signed license file (JSON); empty: one-node evaluation."},
 
-	{"log", "Level", text(func(c *Config) *string { return &c.Log.Level })},
-	{"log", "Format", text(func(c *Config) *string { return &c.Log.Format })},
+	{"log", "Level", text(func(c *Config) *string { return &c.Log.Level }), "debug, info, warn or error."},
+	{"log", "Format", text(func(c *Config) *string { return &c.Log.Format }), "text or json (the -log-format flag overrides it)."},
 
 	{"transfer", "CheckpointBytes", func(c *Config, v string) error {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -124,7 +127,7 @@ var settings = []setting{
 		}
 		c.Transfer.CheckpointBytes = n
 		return nil
-	}},
+	}, "Bytes a client transfer moves between two checkpoints committed through Raft; 0: the engine's default (16 MiB); -1: none (a transfer cut by failover starts again from zero)."},
 }
 
 func text(field func(*Config) *string) func(*Config, string) error {

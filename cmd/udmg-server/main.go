@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,12 +25,22 @@ import (
 	"github.com/udmg/gateway/logs"
 	"github.com/udmg/gateway/mirror"
 	"github.com/udmg/gateway/transfer"
+	"github.com/udmg/gateway/version"
 )
 
 func main() {
 	path := flag.String("c", "", "path to server.ini (default: built-in settings and UDMG_* environment variables)")
 	logFormat := flag.String("log-format", "", "text or json (overrides [log] Format and UDMG_LOG_FORMAT)")
+	showVersion := flag.Bool("version", false, "print the version, commit and Go version, and exit")
+	check := flag.String("check-config", "", "load and validate `FILE` (and UDMG_* overrides) as start-up does, print \"FILE: ok\" or the error, exit 0 or 1; starts nothing")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Read().Line("udmg-server"))
+		return
+	}
+	if *check != "" {
+		os.Exit(checkConfig(*check, os.Environ(), os.Stdout, os.Stderr))
+	}
 	env := os.Environ()
 	switch *logFormat {
 	case "":
@@ -76,13 +85,9 @@ func run(path string, env []string) error {
 	if err := checkFree(where, cfg); err != nil {
 		return err
 	}
-	var gossipKeys [][]byte
-	for _, k := range cluster.ParseTokens(cfg.Cluster.GossipKey) {
-		key, err := base64.StdEncoding.DecodeString(k)
-		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
-			return fmt.Errorf("%s: [cluster] GossipKey: must be 16, 24 or 32 bytes in base64 (several comma-separated, the first used to send)", where)
-		}
-		gossipKeys = append(gossipKeys, key)
+	gossipKeys, err := decodeGossipKeys(where, cfg)
+	if err != nil {
+		return err
 	}
 	advertise, err := cluster.ResolveAdvertise(cfg.Cluster.AdvertiseHost, cfg.Cluster.RaftAddress)
 	if err != nil {

@@ -32,9 +32,8 @@ func openVIP(where string, cfg *config.Config, log *slog.Logger) (*serviceAddres
 	if !v.Enabled() {
 		return nil, nil
 	}
-	if min := vip.MinLifetime + cfg.Controller.Heartbeat; cfg.Controller.Deadline < min {
-		return nil, fmt.Errorf("%s: [controller] Deadline %s is too short for [vip] Address %s (the kernel's address lifetimes are whole seconds: at least %s, 1s + Heartbeat)",
-			where, cfg.Controller.Deadline, v.Address, min)
+	if err := vipDeadline(where, cfg); err != nil {
+		return nil, err
 	}
 	h, err := vip.New(v.Address, v.Interface, log)
 	if err != nil {
@@ -42,6 +41,16 @@ func openVIP(where string, cfg *config.Config, log *slog.Logger) (*serviceAddres
 	}
 	log.Info("service address configured", "address", v.Address, "interface", v.Interface, "source_address", v.SourceAddress, "lease_grace", vip.Grace)
 	return &serviceAddress{h: h, deadline: cfg.Controller.Deadline, source: v.SourceAddress, log: log}, nil
+}
+
+// vipDeadline refuses a Deadline shorter than the kernel's whole-second
+// address lifetimes can follow (also checked by -check-config).
+func vipDeadline(where string, cfg *config.Config) error {
+	if min := vip.MinLifetime + cfg.Controller.Heartbeat; cfg.Controller.Deadline < min {
+		return fmt.Errorf("%s: [controller] Deadline %s is too short for [vip] Address %s (the kernel's address lifetimes are whole seconds: at least %s, 1s + Heartbeat)",
+			where, cfg.Controller.Deadline, cfg.VIP.Address, min)
+	}
+	return nil
 }
 
 // grace is cluster.Config.LeaseGrace: how long the address may outlast the
