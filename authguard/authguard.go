@@ -1,7 +1,8 @@
 // Package authguard makes password guessing expensive on every login of a
 // node: the admin API's HTTP Basic logins and the SFTP and FTP listeners
 // share one Guard, which slows failed logins per source address and per
-// account, bounds how many bcrypt comparisons run at once, and refuses
+// account, bounds how much CPU-heavy login work (bcrypt comparisons, key
+// exchange and TLS handshake signatures) runs at once, and refuses
 // passwords bcrypt would truncate.
 //
 // Where the counts live. The MFT listeners run only on the ACTIVE node, so
@@ -24,8 +25,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -95,20 +96,26 @@ type Guard struct {
 	knownMu sync.Mutex
 	known   map[string]time.Time
 	// slotWait bounds how long a login waits for a comparison slot.
-	slotWait time.Duration
-	now      func() time.Time
+	slotWait      time.Duration
+	handshakeWait time.Duration
+	compares      atomic.Uint64 // comparisons run (Compares)
+	now           func() time.Time
 }
 
 // Options tunes a Guard; zero values take the defaults.
 type Options struct {
-	// Concurrency is how many password comparisons run at once
-	// (GOMAXPROCS by default): a storm of wrong passwords then takes at
-	// most that many cores, and the rest of the node (Raft, the lease
-	// renewals) is scheduled between them.
+	// Concurrency is how many pieces of CPU-heavy login work (password
+	// comparisons, SSH key-exchange signatures, TLS handshake signatures:
+	// see heavy.go) run at once, max(1, GOMAXPROCS-1) by default: a
+	// login storm then leaves a core to the rest of the node (Raft, the
+	// lease renewals), not merely a share of preempted time slices.
 	Concurrency int
 	// SlotWait bounds the wait for a comparison slot (10s by default);
 	// past it the login is refused with ErrBusy.
 	SlotWait time.Duration
+	// HandshakeWait bounds a handshake signature's wait for a slot
+	// (DefaultHandshakeWait); past it the handshake fails.
+	HandshakeWait time.Duration
 }
 
 // New returns a Guard with the API's historical rules for both addresses
@@ -116,13 +123,16 @@ type Options struct {
 // doubling up to 30s; a full queue of waiting attempts is refused.
 func New(o Options) *Guard {
 	if o.Concurrency <= 0 {
-		o.Concurrency = runtime.GOMAXPROCS(0)
+		o.Concurrency = DefaultConcurrency()
 	}
 	if o.SlotWait <= 0 {
 		o.SlotWait = 10 * time.Second
 	}
+	if o.HandshakeWait <= 0 {
+		o.HandshakeWait = DefaultHandshakeWait
+	}
 	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
-		slotWait: o.SlotWait, now: time.Now, known: map[string]time.Time{}}
+		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, now: time.Now, known: map[string]time.Time{}}
 }
 
 // knownFor is how long a successful login spares its address the
@@ -226,18 +236,18 @@ func (g *Guard) Failed(addr, account string) Failure {
 	return Failure{AddrFailures: na, AccountFailures: nu, NextDelay: max(da, du)}
 }
 
-// Check runs one password comparison (check) in a bounded slot: it waits
-// at most the slot wait (ErrBusy), or until ctx ends.
+// Check runs one password comparison (check) in a heavy-work slot: it
+// waits at most the slot wait (ErrBusy), or until ctx ends.
 func (g *Guard) Check(ctx context.Context, check func() bool) (bool, error) {
-	t := time.NewTimer(g.slotWait)
-	defer t.Stop()
-	select {
-	case g.slots <- struct{}{}:
-	case <-t.C:
-		return false, ErrBusy
-	case <-ctx.Done():
-		return false, ctx.Err()
+	release, err := g.Acquire(ctx, g.slotWait)
+	if err != nil {
+		return false, err
 	}
-	defer func() { <-g.slots }()
+	defer release()
+	g.compares.Add(1)
 	return check(), nil
 }
+
+// Compares counts the password comparisons run so far (each one bcrypt's
+// worth of CPU): what a login storm cost, for the metrics and tests.
+func (g *Guard) Compares() uint64 { return g.compares.Load() }

@@ -287,6 +287,8 @@ func (m *Manager) tlsConfig(srv fsm.Server) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("FTPS certificate: %w", err)
 	}
+	// Each handshake's signature takes a heavy-work slot (authguard).
+	cert = m.cfg.Guard.TLSCertificate(cert)
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 

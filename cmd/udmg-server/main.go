@@ -215,7 +215,7 @@ func run(path string, env []string) error {
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.Admin.TLSCert != "" {
-			serveErr <- srv.ServeTLS(adminLn, cfg.Admin.TLSCert, cfg.Admin.TLSKey)
+			serveErr <- serveAdminTLS(srv, adminLn, cfg.Admin.TLSCert, cfg.Admin.TLSKey, logins)
 		} else {
 			serveErr <- srv.Serve(adminLn)
 		}
