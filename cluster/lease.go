@@ -37,9 +37,6 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		if r.Err == nil {
 			(*Node)(f).observeLease(r.Lease, l.Index)
 		}
-		if r.Op == fsm.OpLeaseRenew {
-			f.renewal.appliedNow(l.Index)
-		}
 	}
 	return r
 }
@@ -67,9 +64,6 @@ type arrival struct {
 func (s arrivalLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s arrivalLog) StoreLogs(logs []*raft.Log) error {
-	if s.n.renewal.storing(logs) {
-		defer s.n.renewal.storedNow()
-	}
 	now := bootClock()
 	for _, l := range logs {
 		if l.Type != raft.LogCommand || !bytes.Contains(l.Data, []byte(`"op":"lease.`)) {
@@ -239,8 +233,7 @@ func (n *Node) leaderLoop(ctx context.Context, won time.Duration) {
 				toldIneligible = true
 			}
 		default:
-			// Where the renewal's time went (renewaltrace.go).
-			n.log.Warn("lease lost while leading; trying a new epoch", append([]any{"err", err}, n.renewal.attrs(bootClock())...)...)
+			n.log.Warn("lease lost while leading; trying a new epoch", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -315,10 +308,8 @@ func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 		serving := phase == phaseActive
 		switch act {
 		case actLost:
-			n.renewal.expired(bootClock())
 			return errLeaseExpired
 		case actFence:
-			n.renewal.expired(bootClock())
 			n.fence("lease expired")
 			return errLeaseExpired
 		case actActivate:
@@ -385,7 +376,7 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 		case <-t.C:
 		}
 		proposed := bootClock()
-		err := n.applyRenewal(fsm.Command{Op: fsm.OpLeaseRenew, At: time.Now(),
+		err := n.apply(fsm.Command{Op: fsm.OpLeaseRenew, At: time.Now(),
 			Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
 		switch {
 		case err == nil:

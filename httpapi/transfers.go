@@ -278,7 +278,7 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 	if !a.allowedPath(w, "transfer of rule "+ru.Name+": local file", t.LocalPath, false) {
 		return
 	}
-	id, err := transfer.AddTransfer(a.mft.IDs, a.node.State, func(c fsm.Command) error { c.At = a.now(); return a.node.Apply(c) }, t, 0)
+	id, err := transfer.AddTransfer(a.mft.IDs, a.node.Read, func(c fsm.Command) error { c.At = a.now(); return a.node.Apply(c) }, t, 0)
 	if !a.committed(w, "create transfer", err) {
 		return
 	}

@@ -14,6 +14,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ import (
 type Node interface {
 	ID() string
 	State() fsm.State
+	// Read runs f on the replicated state in place (cluster.Node.Read):
+	// ticks and per-file records read it without copying it.
+	Read(f func(s *fsm.State))
 	Apply(fsm.Command) error
 	LeaseValid() bool
 	// LeaseRemaining gives the epoch of the lease this node holds.
@@ -402,10 +406,32 @@ func (e *Engine) tick(ctx context.Context) {
 	if !e.cfg.Node.LeaseValid() {
 		return
 	}
-	st := e.cfg.Node.State()
+	// One pass over the state in place picks what this tick acts on:
+	// the workers' transfers, the due client transfers, the finished ones
+	// to archive; nothing else is copied.
+	now := time.Now()
+	current := make(map[uint64]fsm.Transfer, len(e.workers))
+	var due, finished []fsm.Transfer
+	e.cfg.Node.Read(func(s *fsm.State) {
+		for id, t := range s.Transfers {
+			switch {
+			case e.workers[id] != nil:
+				current[id] = t
+			case t.Finished():
+				if !t.Archived {
+					finished = append(finished, t)
+				}
+			case !t.IsServer && (t.Status == fsm.StatusPlanned && !now.Before(t.NextRetry) || t.Status == fsm.StatusInterrupted):
+				due = append(due, t)
+			}
+		}
+	})
+	byID := func(a, b fsm.Transfer) int { return cmp.Compare(a.ID, b.ID) }
+	slices.SortFunc(due, byID)
+	slices.SortFunc(finished, byID)
 	// Operators' pause and cancel: the transfer left RUNNING under us.
 	for id, w := range e.workers {
-		if t, ok := st.Transfers[id]; !ok || t.Status != fsm.StatusRunning || t.Epoch != e.epoch {
+		if t, ok := current[id]; !ok || t.Status != fsm.StatusRunning || t.Epoch != e.epoch {
 			status := "deleted"
 			if ok {
 				status = t.Status
@@ -413,30 +439,22 @@ func (e *Engine) tick(ctx context.Context) {
 			w.cancel(fmt.Errorf("transfer %s by an operator", status))
 		}
 	}
-	e.schedule(ctx, st)
+	e.schedule(ctx, due)
 	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
 		e.lastProgress = time.Now()
 		e.recordProgress()
 	}
-	e.archive(ctx, st)
+	e.archive(ctx, finished)
 }
 
-// schedule starts the planned, due and interrupted client-mode transfers,
-// oldest first, up to the concurrency limit.
-func (e *Engine) schedule(ctx context.Context, st fsm.State) {
-	now := time.Now()
-	for _, id := range slices.Sorted(maps.Keys(st.Transfers)) {
+// schedule starts the due client-mode transfers (planned and due, or
+// interrupted; sorted by ID, so oldest first), up to the concurrency limit.
+func (e *Engine) schedule(ctx context.Context, due []fsm.Transfer) {
+	for _, t := range due {
 		if len(e.workers) >= e.cfg.Concurrency {
 			return
 		}
-		t := st.Transfers[id]
-		if t.IsServer || e.workers[id] != nil {
-			continue
-		}
-		due := t.Status == fsm.StatusPlanned && !now.Before(t.NextRetry) || t.Status == fsm.StatusInterrupted
-		if !due {
-			continue
-		}
+		id := t.ID
 		// An attempt begins with a new transfer or a due retry; resuming
 		// a paused or interrupted one goes on with the same attempt.
 		attempt := t.Attempts == 0 || t.Status == fsm.StatusPlanned && !t.NextRetry.IsZero()
@@ -489,7 +507,9 @@ func (e *Engine) finish(r result) {
 		}
 		return
 	}
-	t, ok := e.cfg.Node.State().Transfers[r.id]
+	var t fsm.Transfer
+	var ok bool
+	e.cfg.Node.Read(func(s *fsm.State) { t, ok = s.Transfers[r.id] })
 	if !ok {
 		return
 	}
@@ -518,16 +538,15 @@ func (e *Engine) finish(r result) {
 
 // archive writes finished transfers to the history table, then marks them
 // archived so that the state keeps only a recent window of them.
-func (e *Engine) archive(ctx context.Context, st fsm.State) {
+// archive writes finished transfers not yet archived (sorted by ID) to
+// the history table and marks them archived, up to 100 a tick.
+func (e *Engine) archive(ctx context.Context, finished []fsm.Transfer) {
 	if time.Now().Before(e.archiveBackoff) {
 		return
 	}
 	var ids []uint64
-	for _, id := range slices.Sorted(maps.Keys(st.Transfers)) {
-		t := st.Transfers[id]
-		if !t.Finished() || t.Archived {
-			continue
-		}
+	for _, t := range finished {
+		id := t.ID
 		if e.cfg.History != nil {
 			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			err := e.cfg.History.AddHistory(hctx, HistoryEntry(t))
@@ -570,11 +589,12 @@ func HistoryEntry(t fsm.Transfer) mirror.HistoryEntry {
 // refuses a duplicate, and the proposer then asks again.
 type IDs struct{ last atomic.Uint64 }
 
-// Next returns an ID not yet used in st nor by this process.
-func (a *IDs) Next(st fsm.State) uint64 {
+// Next returns an ID not yet used in the state (whose highest is
+// inState, fsm.State.NextTransferID) nor by this process.
+func (a *IDs) Next(inState uint64) uint64 {
 	for {
 		last := a.last.Load()
-		next := max(last, st.NextTransferID) + 1
+		next := max(last, inState) + 1
 		if a.last.CompareAndSwap(last, next) {
 			return next
 		}
@@ -582,11 +602,14 @@ func (a *IDs) Next(st fsm.State) uint64 {
 }
 
 // AddTransfer commits t with a fresh ID from ids, asking again when another
-// proposer took the ID meanwhile; it returns the ID.
-func AddTransfer(ids *IDs, st func() fsm.State, apply func(fsm.Command) error, t fsm.Transfer, epoch uint64) (uint64, error) {
+// proposer took the ID meanwhile; it returns the ID. read reads the state in
+// place (cluster.Node.Read) for the highest ID it holds.
+func AddTransfer(ids *IDs, read func(func(*fsm.State)), apply func(fsm.Command) error, t fsm.Transfer, epoch uint64) (uint64, error) {
 	var err error
 	for range 5 {
-		t.ID = ids.Next(st())
+		var inState uint64
+		read(func(s *fsm.State) { inState = s.NextTransferID })
+		t.ID = ids.Next(inState)
 		err = apply(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: epoch, Transfer: &t})
 		if !errors.Is(err, fsm.ErrExists) {
 			return t.ID, err

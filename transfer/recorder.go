@@ -40,13 +40,14 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 		return nil, ErrNotActive
 	}
 	send := !f.Upload
-	st := e.cfg.Node.State()
+	var rule string
+	e.cfg.Node.Read(func(s *fsm.State) { rule = matchRule(s.Rules, f.Path, send) })
 	t := fsm.Transfer{
-		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: matchRule(st.Rules, f.Path, send),
+		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: rule,
 		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
 		Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: time.Now(), NodeID: e.cfg.Node.ID(),
 	}
-	id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.State, e.cfg.Node.Apply, t, e.epoch)
+	id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ type leaseNode struct {
 
 func (n *leaseNode) ID() string                { return "node-under-test" }
 func (n *leaseNode) State() fsm.State          { return n.state }
+func (n *leaseNode) Read(f func(*fsm.State))   { f(&n.state) }
 func (n *leaseNode) Apply(c fsm.Command) error { return nil }
 func (n *leaseNode) LeaseRemaining() (uint64, time.Duration) {
 	if n.LeaseValid() {

@@ -40,14 +40,18 @@ func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
 		r.err = fmt.Errorf("transfer %d of rule %s: local path %s: %w", t.ID, t.Rule, t.LocalPath, err)
 		return r
 	}
-	st := e.cfg.Node.State()
-	p, ok := st.Partners[t.Agent]
-	if !ok {
+	var p fsm.Partner
+	var acc fsm.RemoteAccount
+	var found, hasAccount bool
+	e.cfg.Node.Read(func(s *fsm.State) {
+		p, found = s.Partners[t.Agent]
+		acc, hasAccount = s.RemoteAccounts[fsm.AccountKey(t.Agent, t.Account)]
+	})
+	if !found {
 		r.err = fmt.Errorf("partner %q: %w", t.Agent, fsm.ErrUnknownObject)
 		return r
 	}
-	acc, ok := st.RemoteAccounts[fsm.AccountKey(t.Agent, t.Account)]
-	if !ok {
+	if !hasAccount {
 		r.err = fmt.Errorf("remote account %q of partner %q: %w", t.Account, t.Agent, fsm.ErrUnknownObject)
 		return r
 	}
