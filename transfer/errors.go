@@ -27,19 +27,26 @@ type failure struct {
 	permanent bool
 }
 
-// permanentError marks a failure that no retry can mend (a partner whose
-// host key or certificate is not the configured one, unusable credentials),
-// with the code it is shown under.
-type permanentError struct {
-	code string
-	err  error
+// codedError gives a failure its code and says whether a retry can mend
+// it, where the error itself does not tell: a partner whose host key or
+// certificate is not the configured one, unusable credentials, the
+// gateway's own storage or secrets.
+type codedError struct {
+	code      string
+	permanent bool
+	err       error
 }
 
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
 
 // permanent wraps err as a failure with code that is not retried.
-func permanent(code string, err error) error { return &permanentError{code: code, err: err} }
+func permanent(code string, err error) error {
+	return &codedError{code: code, permanent: true, err: err}
+}
+
+// transient wraps err as a failure with code that is retried.
+func transient(code string, err error) error { return &codedError{code: code, err: err} }
 
 // classify names the cause of a transfer's failure from the errors of the
 // libraries themselves (x/crypto/ssh, pkg/sftp status codes, FTP reply
@@ -47,7 +54,7 @@ func permanent(code string, err error) error { return &permanentError{code: code
 // except where a library has no type for it (ssh client authentication).
 func classify(err error) failure {
 	var (
-		perm      *permanentError
+		coded     *codedError
 		certErr   *tls.CertificateVerificationError
 		unknownCA x509.UnknownAuthorityError
 		badHost   x509.HostnameError
@@ -59,8 +66,8 @@ func classify(err error) failure {
 		netErr    net.Error
 	)
 	switch {
-	case errors.As(err, &perm):
-		return failure{perm.code, true}
+	case errors.As(err, &coded):
+		return failure{coded.code, coded.permanent}
 	case errors.Is(err, ErrNotActive):
 		return failure{fsm.TeShuttingDown, false}
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &invalid):

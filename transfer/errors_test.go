@@ -126,6 +126,7 @@ func TestClassify(t *testing.T) {
 		{"host key mismatch", fmt.Errorf("ssh: handshake failed: %w", permanent(fsm.TeBadAuthentication, errors.New("host key"))), fsm.TeBadAuthentication, true},
 		{"ssh credentials refused", errors.New("ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain"), fsm.TeBadAuthentication, true},
 		{"local file missing", missingLocal(), fsm.TeFileNotFound, true},
+		{"GatewayHome missing", transient(fsm.TeInternal, fmt.Errorf("open GatewayHome: %w", missingLocal())), fsm.TeInternal, false},
 		{"local permission denied", &fs.PathError{Op: "open", Path: "x", Err: syscall.EACCES}, fsm.TeForbidden, true},
 		{"sftp no such file", &sftp.StatusError{Code: uint32(sftp.ErrSSHFxNoSuchFile)}, fsm.TeFileNotFound, true},
 		{"sftp permission denied", fmt.Errorf("remote file: %w", &sftp.StatusError{Code: uint32(sftp.ErrSSHFxPermissionDenied)}), fsm.TeForbidden, true},

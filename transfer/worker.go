@@ -67,7 +67,8 @@ func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
 
 	root, err := os.OpenRoot(e.cfg.GatewayHome)
 	if err != nil {
-		r.err = fmt.Errorf("open GatewayHome: %w", err)
+		// The gateway's own storage (an unmounted share?), not the file.
+		r.err = transient(fsm.TeInternal, fmt.Errorf("open GatewayHome: %w", err))
 		return r
 	}
 	defer root.Close()

@@ -1,0 +1,86 @@
+package ui_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	ts "github.com/udmg/gateway/testsupport"
+)
+
+// TestFailedTransfersOnPage shows why transfers failed: a pull of a missing
+// file is ERROR with its code, its attempts and a retry button (not
+// resume), which retries it; a push to a partner that does not answer yet
+// shows its code and the time of its next attempt.
+func TestFailedTransfersOnPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx := browser(t)
+	sshd := ts.StartSSHD(t)
+	c := ts.NewCluster(t, 1)
+	n := c.WaitOneActive(30*time.Second, "")
+	api := n.Admin()
+	api.AddSSHDPartner(t, sshd, t.TempDir())
+	if err := os.MkdirAll(c.Home, 0o755); err != nil { // where pulled files go
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "down", "protocol": "sftp", "address": closed, "hostKey": sshd.HostKey})
+	api.Must(t, 201, "POST", "/api/partners/down/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
+
+	var missing, later ts.Transfer
+	if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "remote", "account": sshd.User, "file": "missing.bin"}).Decode(&missing); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "down", "account": sshd.User, "file": "later.bin", "retryDelay": "1h"}).Decode(&later); err != nil {
+		t.Fatal(err)
+	}
+	failed := api.WaitTransfer(t, missing.ID, time.Minute, "ERROR", func(tr ts.Transfer) bool { return tr.Status == "ERROR" })
+	api.WaitTransfer(t, later.ID, time.Minute, "waiting for its next attempt", func(tr ts.Transfer) bool { return tr.NextRetry != "" })
+
+	do(t, ctx, "open the page", chromedp.Navigate(n.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	login(t, ctx, ts.AdminPassword)
+	do(t, ctx, "see the transfers panel", chromedp.WaitVisible(chromedp.CSS("#transfers-card")))
+	cells := func(id uint64) []string {
+		out := get(t, ctx, "read the transfer's row", chromedp.Evaluate[string](fmt.Sprintf(`(() => {
+			for (const tr of document.querySelectorAll("#transfers tbody tr"))
+				if (tr.cells[0].textContent === "%d") return [...tr.cells].map((c) => c.textContent + (c.querySelector("button") ? "[" + [...c.querySelectorAll("button")].map((b) => b.dataset.action).join(",") + "]" : "")).join("|");
+			return "";
+		})()`, id)))
+		return strings.Split(out, "|")
+	}
+	var row []string
+	if !ts.Eventually(10*time.Second, func() bool { row = cells(missing.ID); return len(row) >= 10 }) {
+		t.Fatalf("no row for transfer %d: %q", missing.ID, row)
+	}
+	// ID, rule, partner, file, status, progress, attempts, error, next retry, actions
+	if row[4] != "ERROR" || row[6] != "1 of 5" || !strings.HasPrefix(row[7], "TeFileNotFound: ") || !strings.Contains(row[7], "missing.bin") ||
+		row[8] != "" || !strings.Contains(row[9], "retry") || strings.Contains(row[9], "resume") {
+		t.Errorf("failed transfer's row %q, want ERROR, 1 of 5, TeFileNotFound with the file, no next retry, retry and no resume", row)
+	}
+	row = cells(later.ID)
+	if len(row) < 10 || row[4] != "PLANNED" || !strings.HasPrefix(row[7], "TeConnection: ") || row[8] == "" {
+		t.Errorf("retrying transfer's row %q, want PLANNED, TeConnection and the next retry's time", row)
+	}
+	t.Logf("screenshot of failed transfers: %s", screenshot(t, ctx, "ui-failed-transfers"))
+
+	// The page lists transfers by ID: the missing file's comes first.
+	if missing.ID > later.ID {
+		t.Fatalf("transfer %d planned before %d has a greater ID", missing.ID, later.ID)
+	}
+	do(t, ctx, "retry", chromedp.Click(chromedp.CSS(`#transfers tbody tr:first-child button[data-action="retry"]`)))
+	api.WaitTransfer(t, missing.ID, time.Minute, "retried and failed again", func(tr ts.Transfer) bool {
+		return tr.Status == "ERROR" && tr.Stop != failed.Stop
+	})
+}
