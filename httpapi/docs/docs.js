@@ -104,7 +104,7 @@ function operation(doc, path, method, op) {
     publicOp ? el("span", {class: "public"}, "no authentication") : null);
   const body = el("div", {class: "body"});
   if (op.description) body.append(el("p", {}, op.description));
-  body.append(el("p", {}, "Operation ", el("code", {}, op.operationId || "")));
+  body.append(el("p", {}, "Operation ", el("a", {href: "#op-" + op.operationId}, el("code", {}, op.operationId || ""))));
   const params = (doc.paths[path].parameters || []).concat(op.parameters || []);
   if (params.length) body.append(el("h4", {}, "Parameters"), parametersTable(doc, params));
   if (op.requestBody) {
@@ -114,7 +114,7 @@ function operation(doc, path, method, op) {
     body.append(contentList(doc, rb.content));
   }
   body.append(el("h4", {}, "Answers"), responsesTable(doc, op.responses));
-  const d = el("details", {class: "op", "data-text": (method + " " + path + " " + (op.summary || "") + " " + (op.operationId || "")).toLowerCase()}, head, body);
+  const d = el("details", {class: "op", id: "op-" + (op.operationId || method + path), "data-text": (method + " " + path + " " + (op.summary || "") + " " + (op.operationId || "")).toLowerCase()}, head, body);
   return d;
 }
 
@@ -146,6 +146,9 @@ function render(doc) {
       el("div", {class: "body"}, el("h3", {}, name), s.description ? el("p", {}, s.description) : null, el("div", {class: "schema"}, schemaText(s)))));
   }
   document.getElementById("status").textContent = count + " operations on " + Object.keys(doc.paths).length + " paths.";
+  // A link to #op-<operationId> opens that operation.
+  const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target) { if (target.tagName === "DETAILS") target.open = true; target.scrollIntoView(); }
 }
 
 function filter(q) {
