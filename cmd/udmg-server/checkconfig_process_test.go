@@ -47,11 +47,11 @@ func server(t *testing.T, dir string, extra []string, args ...string) (int, stri
 // was built from (a commit of this repository, "(modified)" when the tree
 // had changes) and the Go toolchain; "devel" where the build recorded none.
 func TestVersion(t *testing.T) {
-	if err := exec.Command("git", "rev-parse", "--is-inside-work-tree").Run(); err != nil {
-		t.Skipf("SKIPPED: not in a git checkout or no git (%v): a build cannot record its commit", err)
-	}
 	line := regexp.MustCompile(`^udmg-server version (\S+) commit ([0-9a-f]{40}|devel)( \(modified\))? (go\S+)\n$`)
-	for _, vcs := range []string{"true", "false"} {
+	for _, vcs := range []string{"false", "true"} {
+		if err := exec.Command("git", "rev-parse", "--is-inside-work-tree").Run(); vcs == "true" && err != nil {
+			t.Skipf("SKIPPED the stamped build: not in a git checkout or no git (%v)", err)
+		}
 		bin := filepath.Join(t.TempDir(), "udmg-server")
 		build := exec.Command("go", "build", "-buildvcs="+vcs, "-o", bin, ".")
 		// No index.lock taken by the git status the build runs: others

@@ -17,45 +17,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/udmg/gateway/version"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
-
-const usage = `udmgctl administers a UDMG gateway cluster over its REST API.
-
-Usage: udmgctl [global flags] COMMAND [flags] [args]
-
-Commands:
-  nodes list                         the cluster's nodes and their modes
-  nodes remove ID                    remove a node from the cluster (Raft voters and node table)
-  cluster status                     who is ACTIVE, the lease epoch, time until the lease expires
-  cluster token                      print a fresh random [cluster] JoinToken (offline)
-  users list                         users and their permissions
-  users add NAME --password PW [--perms transfers=rw-,users=r--]
-                                     (here --password is the new user's; give yours
-                                     before the command or in UDMGCTL_PASSWORD)
-  users delete NAME
-` + mftUsage + `  token create                       print a bearer token (use it with --token)
-  token revoke --token T             revoke a bearer token
-  license show [--file F [--pubkey P]]
-                                     the cluster's license, or a license file checked locally
-  license install FILE               install a license file in the cluster
-  secrets rotate                     a new secrets key; every sealed password and key resealed
-  license keygen --out DIR           make a vendor key pair (vendor.key, vendor.pub)
-  license sign --key vendor.key --licensee NAME --nodes N --expires 2027-12-31 [--out F]
-
-Global flags (also accepted after the command):
-  --addr URL         API address (env UDMGCTL_ADDR, default http://127.0.0.1:8080)
-  --user NAME        user name (env UDMGCTL_USER, default admin)
-  --password PW      password (env UDMGCTL_PASSWORD)
-  --token T          bearer token instead of a password (env UDMGCTL_TOKEN)
-  --json             print the API's JSON instead of tables
-
-Permissions are written like file modes per domain (administration, servers,
-partners, rules, users, transfers): r read, w write, d delete, - none.
-`
 
 // cli holds the global flags and where output goes.
 type cli struct {
@@ -73,7 +41,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
+		writeUsage(stdout, c.commands())
 		return 0
 	}
 	fmt.Fprintln(stderr, "udmgctl: "+oneLine(err.Error()))
@@ -95,7 +63,7 @@ func (c *cli) globalFlags(fs *flag.FlagSet, except ...string) {
 			fs.StringVar(f.v, f.name, *f.v, "")
 		}
 	}
-	fs.BoolVar(&c.json, "json", c.json, "print JSON")
+	fs.BoolVar(&c.json, "json", c.json, "") // no usage: help lists it with the global flags
 }
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -106,23 +74,29 @@ func newFlagSet(name string) *flag.FlagSet {
 }
 
 // parse reads flags wherever they appear among the positional arguments
-// ("users add alice --password x" as well as "users add --password x alice").
+// ("users add alice --password x" as well as "users add --password x alice"),
+// puts enumerated values in the API's case, and returns a *helpRequest for
+// -h and a *usageError naming the flag for a bad one.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				return nil, &helpRequest{fs}
 			}
-			return nil, fmt.Errorf("%s: %w", fs.Name(), err)
+			return nil, &usageError{fmt.Errorf("%s: %w", fs.Name(), flagError(fs, err))}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			break
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	if err := canonEnums(fs); err != nil {
+		return nil, &usageError{fmt.Errorf("%s: %w", fs.Name(), err)}
+	}
+	return pos, nil
 }
 
 func (c *cli) main(args []string, getenv func(string) string) error {
@@ -137,49 +111,50 @@ func (c *cli) main(args []string, getenv func(string) string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w (see udmgctl help)", err)
+		return fmt.Errorf("%w (see udmgctl help)", flagError(fs, err))
 	}
 	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" {
+	table := c.commands()
+	help := false
+	if len(rest) > 0 && rest[0] == "help" {
+		rest, help = rest[1:], true
+	}
+	if len(rest) == 0 {
 		return flag.ErrHelp
 	}
-	group, sub := rest[0], ""
-	if len(rest) > 1 {
-		sub = rest[1]
-	}
-	type command func(args []string) error
-	commands := map[string]map[string]command{
-		"nodes":   {"list": c.nodesList, "remove": c.nodesRemove},
-		"users":   {"list": c.usersList, "add": c.usersAdd, "delete": c.usersDelete},
-		"token":   {"create": c.tokenCreate, "revoke": c.tokenRevoke},
-		"license": {"show": c.licenseShow, "install": c.licenseInstall, "keygen": c.licenseKeygen, "sign": c.licenseSign},
-		"cluster": {"status": c.clusterStatus, "token": c.clusterToken},
-		"secrets": {"rotate": c.secretsRotate},
-	}
-	for g, subs := range c.mftCommands() {
-		commands[g] = map[string]command{}
-		for n, f := range subs {
-			commands[g][n] = f
-		}
-	}
-	subs, ok := commands[group]
+	cmd, cmdArgs, ok := find(table, rest)
 	if !ok {
-		return fmt.Errorf("unknown command %q (commands: nodes, cluster, users, token, license, secrets, servers, accounts, partners, remote-accounts, rules, transfers, history; see udmgctl help)", group)
-	}
-	cmd, ok := subs[sub]
-	if !ok {
-		var names []string
-		for _, n := range []string{"list", "add", "delete", "create", "revoke", "show", "install", "keygen", "sign", "status", "token", "remove", "rotate", "enable", "disable", "pause", "resume", "cancel", "retry"} {
-			if subs[n] != nil {
-				names = append(names, n)
-			}
+		group := rest[0]
+		subs := subcommands(table, group)
+		switch {
+		case len(subs) == 0:
+			return fmt.Errorf("unknown command %q (commands: %s; see udmgctl help)", group, strings.Join(groups(table), ", "))
+		case help || len(rest) > 1 && isHelpFlag(rest[1]):
+			writeGroupHelp(c.stdout, table, group)
+			return nil
+		case len(rest) == 1:
+			return fmt.Errorf("%s: missing subcommand (%s; see udmgctl %s -h)", group, strings.Join(subs, ", "), group)
 		}
-		if sub == "" {
-			return fmt.Errorf("%s: missing subcommand (%s)", group, strings.Join(names, ", "))
-		}
-		return fmt.Errorf("%s: unknown subcommand %q (%s)", group, sub, strings.Join(names, ", "))
+		return fmt.Errorf("%s: unknown subcommand %q (%s; see udmgctl %s -h)", group, rest[1], strings.Join(subs, ", "), group)
 	}
-	return cmd(rest[2:])
+	if help {
+		cmdArgs = []string{"-h"}
+	}
+	err := cmd.run(cmdArgs)
+	var h *helpRequest
+	var u *usageError
+	switch {
+	case errors.As(err, &h):
+		writeCommandHelp(c.stdout, cmd, h.fs)
+		return nil
+	case errors.As(err, &u):
+		return fmt.Errorf("%w (see udmgctl %s -h)", err, cmd.path)
+	}
+	return err
+}
+
+func isHelpFlag(s string) bool {
+	return s == "-h" || s == "--h" || s == "-help" || s == "--help"
 }
 
 func or(s, def string) string {
@@ -193,9 +168,23 @@ func or(s, def string) string {
 func positional(name string, args []string, want ...string) error {
 	if len(args) != len(want) {
 		if len(want) == 0 {
-			return fmt.Errorf("%s: unexpected argument %q", name, args[0])
+			return &usageError{fmt.Errorf("%s: unexpected argument %q", name, args[0])}
 		}
-		return fmt.Errorf("%s: want %s, got %d argument(s)", name, strings.Join(want, " "), len(args))
+		return &usageError{fmt.Errorf("%s: want %s, got %d argument(s)", name, strings.Join(want, " "), len(args))}
 	}
+	return nil
+}
+
+// version is `udmgctl version`: this binary's version, commit and Go
+// version, one line (or JSON with --json).
+func (c *cli) version(args []string) error {
+	if _, err := c.args("version", args, nil); err != nil {
+		return err
+	}
+	in := version.Read()
+	if c.json {
+		return c.encodeJSON(map[string]any{"version": in.Version, "commit": in.Commit, "modified": in.Modified, "go": in.Go})
+	}
+	fmt.Fprintln(c.stdout, in.Line("udmgctl"))
 	return nil
 }

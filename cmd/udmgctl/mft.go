@@ -12,46 +12,6 @@ import (
 	"github.com/udmg/gateway/httpapi/wire"
 )
 
-const mftUsage = `  servers list | delete NAME | enable NAME | disable NAME
-  servers add NAME --protocol sftp|ftp --port N [--root DIR] [--passive 30000-30009]
-              [--public-host H] [--tls [--tls-required]]   local servers the ACTIVE node opens
-  accounts list SERVER | delete SERVER LOGIN
-  accounts add SERVER LOGIN [--password PW] [--key-file id.pub]
-  partners list | delete NAME
-  partners add NAME --protocol sftp|ftp --address HOST:PORT [--host-key "ssh-ed25519 AAAA…"]
-              [--tls [--tls-cert-file PEM]]  (FTPS partner; PEM: its certificate or CA)
-  remote-accounts list PARTNER | delete PARTNER LOGIN
-  remote-accounts add PARTNER LOGIN [--password PW] [--key-file id_ed25519]
-                                     (sealed with the AES passphrase before they are stored)
-  rules list | delete NAME send|receive
-  rules add NAME --direction send|receive --path REMOTE_DIR [--local-dir DIR]
-  transfers list [--status S] | pause ID | resume ID | cancel ID | retry ID
-  transfers show ID [--follow]       one transfer; --follow draws its progress until it ends
-  transfers add --rule R --partner P --account A --file F [--direction send|receive]
-  history list [--status S] [--limit N]
-`
-
-// mftCommands are the servers, accounts, partners, rules, transfers and
-// history commands.
-func (c *cli) mftCommands() map[string]map[string]func([]string) error {
-	return map[string]map[string]func([]string) error{
-		"servers": {"list": c.serversList, "add": c.serversAdd, "delete": c.deleter("servers delete", "/api/servers/%s", "NAME"),
-			"enable": c.putter("servers enable", "/api/servers/%s/enable", "NAME"), "disable": c.putter("servers disable", "/api/servers/%s/disable", "NAME")},
-		"accounts": {"list": c.lister("accounts list", "/api/servers/%s/accounts", "accounts", []string{"login", "hasPassword", "publicKeys"}, "SERVER"),
-			"add": c.accountsAdd("accounts add", "/api/servers/%s/accounts", "key-file", "publicKeys"), "delete": c.deleter("accounts delete", "/api/servers/%s/accounts/%s", "SERVER", "LOGIN")},
-		"partners": {"list": c.lister("partners list", "/api/partners", "partners", []string{"name", "protocol", "address", "tls", "hostKey"}),
-			"add": c.partnersAdd, "delete": c.deleter("partners delete", "/api/partners/%s", "NAME")},
-		"remote-accounts": {"list": c.lister("remote-accounts list", "/api/partners/%s/accounts", "accounts", []string{"login", "hasPassword", "hasPrivateKey"}, "PARTNER"),
-			"add": c.accountsAdd("remote-accounts add", "/api/partners/%s/accounts", "key-file", "privateKey"), "delete": c.deleter("remote-accounts delete", "/api/partners/%s/accounts/%s", "PARTNER", "LOGIN")},
-		"rules": {"list": c.lister("rules list", "/api/rules", "rules", []string{"name", "direction", "path", "localDir"}),
-			"add": c.rulesAdd, "delete": c.deleter("rules delete", "/api/rules/%s/%s", "NAME", "DIRECTION")},
-		"transfers": {"list": c.transfersList, "add": c.transfersAdd, "show": c.transfersShow,
-			"pause": c.putter("transfers pause", "/api/transfers/%s/pause", "ID"), "resume": c.putter("transfers resume", "/api/transfers/%s/resume", "ID"),
-			"cancel": c.putter("transfers cancel", "/api/transfers/%s/cancel", "ID"), "retry": c.putter("transfers retry", "/api/transfers/%s/retry", "ID")},
-		"history": {"list": c.historyList},
-	}
-}
-
 // args parses a command's flags and checks its positional arguments.
 func (c *cli) args(name string, args []string, fs *flag.FlagSet, want ...string) ([]string, error) {
 	if fs == nil {
@@ -408,8 +368,10 @@ func (c *cli) transfersAdd(args []string) error {
 	c.globalFlags(fs)
 	body := map[string]any{}
 	flags := map[string]*string{}
-	for _, f := range []string{"rule", "partner", "account", "file", "direction"} {
-		flags[f] = fs.String(f, "", f)
+	for _, f := range [][2]string{{"rule", "the rule (its paths say where the file goes)"}, {"partner", "the partner to send to or receive from"},
+		{"account", "our account at the partner (remote-accounts)"}, {"file", "the file, relative to the rule's local-dir and path"},
+		{"direction", "send or receive, when the rule exists both ways"}} {
+		flags[f[0]] = fs.String(f[0], "", f[1])
 	}
 	if _, err := c.args("transfers add", args, fs); err != nil {
 		return err
