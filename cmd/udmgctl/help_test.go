@@ -257,4 +257,8 @@ func TestEnumsAnyCase(t *testing.T) {
 	if out := mustRun(t, addr, "rules", "list"); !regexp.MustCompile(`(?m)^in\s+receive\s`).MatchString(out) {
 		t.Errorf("rules add --direction Receive:\n%s", out)
 	}
+	mustRun(t, addr, "rules", "delete", "in", "RECEIVE")
+	if out := mustRun(t, addr, "rules", "list"); regexp.MustCompile(`(?m)^in\s`).MatchString(out) {
+		t.Errorf("rules delete in RECEIVE left the rule:\n%s", out)
+	}
 }

@@ -22,7 +22,10 @@ func (c *cli) args(name string, args []string, fs *flag.FlagSet, want ...string)
 	if err != nil {
 		return nil, err
 	}
-	return pos, positional(name, pos, want...)
+	if err := positional(name, pos, want...); err != nil {
+		return nil, err
+	}
+	return canonPositional(pos, want), nil
 }
 
 func escaped(pos []string) []any {

@@ -116,6 +116,17 @@ func canonEnums(fs *flag.FlagSet) error {
 	return err
 }
 
+// canonPositional puts the positional arguments named like an enumerated
+// flag (rules delete NAME DIRECTION) in the API's case.
+func canonPositional(pos, want []string) []string {
+	for i, name := range want {
+		if e, ok := enums[strings.ToLower(name)]; ok && i < len(pos) {
+			pos[i] = e.canon(pos[i])
+		}
+	}
+	return pos
+}
+
 // helpRequest is what a command's flag parsing returns for -h: the
 // dispatcher prints that command's help from it.
 type helpRequest struct{ fs *flag.FlagSet }
