@@ -37,6 +37,9 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		if r.Err == nil {
 			(*Node)(f).observeLease(r.Lease, l.Index)
 		}
+		if r.Op == fsm.OpLeaseRenew {
+			f.renewal.appliedNow(l.Index)
+		}
 	}
 	return r
 }
@@ -64,6 +67,9 @@ type arrival struct {
 func (s arrivalLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s arrivalLog) StoreLogs(logs []*raft.Log) error {
+	if s.n.renewal.storing(logs) {
+		defer s.n.renewal.storedNow()
+	}
 	now := bootClock()
 	for _, l := range logs {
 		if l.Type != raft.LogCommand || !bytes.Contains(l.Data, []byte(`"op":"lease.`)) {
@@ -233,7 +239,8 @@ func (n *Node) leaderLoop(ctx context.Context, won time.Duration) {
 				toldIneligible = true
 			}
 		default:
-			n.log.Warn("lease lost while leading; trying a new epoch", "err", err)
+			// Where the renewal's time went (renewaltrace.go).
+			n.log.Warn("lease lost while leading; trying a new epoch", append([]any{"err", err}, n.renewal.attrs(bootClock())...)...)
 		}
 		select {
 		case <-ctx.Done():
@@ -308,8 +315,10 @@ func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 		serving := phase == phaseActive
 		switch act {
 		case actLost:
+			n.renewal.expired(bootClock())
 			return errLeaseExpired
 		case actFence:
+			n.renewal.expired(bootClock())
 			n.fence("lease expired")
 			return errLeaseExpired
 		case actActivate:
@@ -376,7 +385,7 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 		case <-t.C:
 		}
 		proposed := bootClock()
-		err := n.apply(fsm.Command{Op: fsm.OpLeaseRenew, At: time.Now(),
+		err := n.applyRenewal(fsm.Command{Op: fsm.OpLeaseRenew, At: time.Now(),
 			Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch}})
 		switch {
 		case err == nil:

@@ -132,6 +132,7 @@ type Node struct {
 	leaseMu  sync.Mutex
 	lease    *leaseMachine
 	arrivals map[uint64]arrival
+	renewal  renewalTrace // where renewals spend their time (renewaltrace.go)
 
 	reconcileMu sync.Mutex
 
