@@ -148,8 +148,11 @@ type Transfer struct {
 	// RUNNING transfer of an older epoch was cut by a failover.
 	NodeID string `json:"nodeId,omitempty"`
 	Epoch  uint64 `json:"epoch,omitempty"`
-	// Retries: Attempts made so far, at most MaxAttempts; the n-th retry
-	// waits RetryDelay·RetryFactor^(n-1), from NextRetry on.
+	// Retries: Attempts started so far (the running one included; a
+	// resumed pause or failover goes on with its attempt), at most
+	// MaxAttempts; the n-th retry waits RetryDelay·RetryFactor^(n-1), from
+	// NextRetry on. A PLANNED transfer with an ErrorCode waits for its next
+	// attempt at NextRetry.
 	Attempts    int           `json:"attempts"`
 	MaxAttempts int           `json:"maxAttempts"`
 	RetryDelay  time.Duration `json:"retryDelay"`
@@ -329,7 +332,7 @@ func (m *Machine) applyMFT(c Command) error {
 		for _, id := range slices.Sorted(maps.Keys(s.Transfers)) {
 			t := s.Transfers[id]
 			if t.Status == StatusRunning && t.Epoch < c.Epoch {
-				t.Status, t.ErrorCode = StatusInterrupted, "TeConnectionReset"
+				t.Status, t.ErrorCode = StatusInterrupted, TeConnectionReset
 				t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
 				if t.IsServer {
 					t.Stop = c.At
