@@ -21,7 +21,7 @@ var (
 	figures = flag.Bool("figures", false, "run the measurement (make bench); skipped without it")
 	rounds  = flag.Int("rounds", 5, "interleaved rounds of each comparison; the table shows medians")
 	bigSize = flag.Int64("size", 1<<30, "bytes of the large file (SFTP, FTP, cp, client-mode push)")
-	only    = flag.String("only", "", "comma-separated figures to run (sftp, ftp, concurrent, checkpoint, lease); empty: all")
+	only    = flag.String("only", "", "comma-separated figures to run (sftp, ftp, concurrent, checkpoint, lease, small); empty: all")
 	clients = flag.Int("clients", 100, "concurrent SFTP uploads")
 	small   = flag.Int64("small", 10<<20, "bytes of each concurrent upload")
 	nodeEnv = flag.String("env", "UDMG_CONTROLLER_HEARTBEAT=1s,UDMG_CONTROLLER_DEADLINE=10s",
@@ -60,6 +60,7 @@ func TestFigures(t *testing.T) {
 		{"concurrent", (*bench).concurrentUploads},
 		{"checkpoint", (*bench).checkpointCost},
 		{"lease", (*bench).leaseUnderUpload},
+		{"small", (*bench).smallFiles},
 	} {
 		if *only == "" || slices.Contains(strings.Split(*only, ","), f.name) {
 			rows = append(rows, f.run(b)...)

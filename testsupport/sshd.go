@@ -31,6 +31,18 @@ type SSHD struct {
 // it skips the test when sshd is not installed (make deps installs it).
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
+	return startSSHD(t, false)
+}
+
+// StartSSHDInternalSFTP is StartSSHD serving SFTP in sshd's own process
+// (Subsystem sftp internal-sftp), as the small-file reference.
+func StartSSHDInternalSFTP(t testing.TB) *SSHD {
+	t.Helper()
+	return startSSHD(t, true)
+}
+
+func startSSHD(t testing.TB, internal bool) *SSHD {
+	t.Helper()
 	sshd, err := exec.LookPath("sshd")
 	if err != nil {
 		sshd = "/usr/sbin/sshd"
@@ -86,7 +98,7 @@ func StartSSHD(t testing.TB) *SSHD {
 		"PermitRootLogin prohibit-password",
 		"StrictModes no",
 		"UsePAM no",
-		"Subsystem sftp " + sftpServer,
+		"Subsystem sftp " + map[bool]string{false: sftpServer, true: "internal-sftp"}[internal],
 		"LogLevel ERROR",
 	}, "\n") + "\n"
 	cfg := filepath.Join(dir, "sshd_config")

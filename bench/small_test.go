@@ -1,0 +1,249 @@
+package bench_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	ts "github.com/udmg/gateway/testsupport"
+)
+
+var (
+	smallSessions = flag.Int("small-sessions", 16, "concurrent sessions of the small-file figure")
+	smallFor      = flag.Duration("small-for", 15*time.Second, "how long each side of the small-file figure runs")
+)
+
+// smallFile is the size of each file of the small-file figure.
+const smallFile = 4 << 10
+
+// smallFiles is the small-file figure: -small-sessions SFTP
+// sessions each uploading 4 KiB files one after the other for -small-for,
+// through the gateway (durable: fsync, start and end records committed)
+// and through OpenSSH's internal-sftp, with the same Go client (pkg/sftp,
+// aes128-gcm); then the disk's own limit, as many writers doing
+// create+write+fsync+close. Rows give files/s and per-file p50/p99, and the
+// load average of the machine around each side.
+func (b *bench) smallFiles() []row {
+	signer, err := ssh.ParsePrivateKey(mustRead(b, b.key))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	sshd := ts.StartSSHDInternalSFTP(b.t)
+	sshdSigner, err := ssh.ParsePrivateKey([]byte(sshd.ClientKey))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var rows []row
+	var gwRate, sshRate, diskRate []float64
+	for r := range *rounds {
+		dir := fmt.Sprintf("small%d", r)
+		gwDir, sshDir := filepath.Join(b.home, dir), filepath.Join(b.sshdDir, dir)
+		for _, d := range []string{gwDir, sshDir} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir)
+		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir)
+		disk := b.smallDisk(filepath.Join(b.work, dir))
+		gwRate, sshRate, diskRate = append(gwRate, gw.rate), append(sshRate, ssh.rate), append(diskRate, disk.rate)
+		rows = append(rows,
+			gw.row(fmt.Sprintf("small files %dx4KiB %s, gateway, round %d", *smallSessions, *smallFor, r+1)),
+			ssh.row(fmt.Sprintf("small files %dx4KiB %s, OpenSSH internal-sftp, round %d", *smallSessions, *smallFor, r+1)),
+			disk.row(fmt.Sprintf("disk create+write+fsync, %d writers, round %d", *smallSessions, r+1)))
+		for _, d := range []string{gwDir, sshDir, filepath.Join(b.work, dir)} {
+			if err := os.RemoveAll(d); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+	}
+	return append(rows,
+		row{name: "small files ratio gateway/OpenSSH", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, sshRate)), note: "goal >= 1.0x"},
+		row{name: "small files ratio gateway/disk limit", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, diskRate)), note: "goal >= 0.7x"})
+}
+
+// smallResult is one side of the small-file figure.
+type smallResult struct {
+	files          int
+	rate           float64 // files per second
+	p50, p99       time.Duration
+	loadBefore, ld string
+}
+
+func (s smallResult) row(name string) row {
+	return row{name: name, value: fmt.Sprintf("%d files", s.files), rate: fmt.Sprintf("%.0f files/s", s.rate),
+		note: fmt.Sprintf("p50 %s, p99 %s; load %s -> %s", s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.loadBefore, s.ld)}
+}
+
+// smallRun uploads small files over -small-sessions sessions to addr for
+// -small-for, into remote (a path the server resolves to local), and checks
+// that every acknowledged file is there in full.
+func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string) smallResult {
+	conf := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+		Config: ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com"}}}
+	clients := make([]*sftp.Client, *smallSessions)
+	for i := range clients {
+		sc, err := ssh.Dial("tcp", addr, conf)
+		if err != nil {
+			b.t.Fatalf("ssh %s@%s: %v", user, addr, err)
+		}
+		c, err := sftp.NewClient(sc)
+		if err != nil {
+			b.t.Fatalf("sftp %s@%s: %v", user, addr, err)
+		}
+		defer sc.Close()
+		defer c.Close()
+		clients[i] = c
+	}
+	data := make([]byte, smallFile)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	res := smallResult{loadBefore: loadavg()}
+	times := make([][]time.Duration, len(clients))
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(*smallFor)
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(end); n++ {
+				t0 := time.Now()
+				f, err := c.Create(fmt.Sprintf("%s/s%02d-%06d.bin", remote, i, n))
+				if err == nil {
+					_, err = f.Write(data)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				times[i] = append(times[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	res.ld = loadavg()
+	var all []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			b.t.Fatalf("small files to %s, session %d: %v", addr, i, err)
+		}
+		all = append(all, times[i]...)
+	}
+	entries, err := os.ReadDir(local)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	found := 0
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".bin") && info.Size() == smallFile {
+			found++
+		}
+	}
+	if found != len(all) {
+		b.t.Fatalf("%s: %d files acknowledged, %d complete in %s", addr, len(all), found, local)
+	}
+	slices.Sort(all)
+	res.files, res.rate = len(all), float64(len(all))/wall.Seconds()
+	res.p50, res.p99 = all[len(all)/2], all[(99*len(all)+99)/100-1]
+	return res
+}
+
+// smallDisk is the disk's durable limit for small files: writers doing
+// create+write+fsync+close in dir for -small-for.
+func (b *bench) smallDisk(dir string) smallResult {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	data := make([]byte, smallFile)
+	res := smallResult{loadBefore: loadavg()}
+	times := make([][]time.Duration, *smallSessions)
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(*smallFor)
+	for i := range times {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(end); n++ {
+				t0 := time.Now()
+				f, err := os.Create(filepath.Join(dir, fmt.Sprintf("d%02d-%06d.bin", i, n)))
+				if err != nil {
+					b.t.Error(err)
+					return
+				}
+				_, err = f.Write(data)
+				if err == nil {
+					err = f.Sync()
+				}
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					b.t.Error(err)
+					return
+				}
+				times[i] = append(times[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	res.ld = loadavg()
+	var all []time.Duration
+	for _, t := range times {
+		all = append(all, t...)
+	}
+	if len(all) == 0 {
+		b.t.Fatal("the disk wrote no file")
+	}
+	slices.Sort(all)
+	res.files, res.rate = len(all), float64(len(all))/wall.Seconds()
+	res.p50, res.p99 = all[len(all)/2], all[(99*len(all)+99)/100-1]
+	return res
+}
+
+// medianRatio is the median of a[i]/b[i] (rounds are interleaved).
+func medianRatio(a, b []float64) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i] / b[i]
+	}
+	slices.Sort(r)
+	if len(r)%2 == 1 {
+		return r[len(r)/2]
+	}
+	return (r[len(r)/2-1] + r[len(r)/2]) / 2
+}
+
+// loadavg is the machine's 1-minute load average (the machine is shared).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+func mustRead(b *bench, path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return data
+}
