@@ -1,7 +1,9 @@
 // Package bench holds the MFT figures of the issue as a reproducible
 // measurement (make bench): SFTP through the gateway against OpenSSH's
-// sftp-server, FTP against cp, 100 concurrent SFTP uploads, and what
-// checkpoints cost a client-mode push. It runs real node processes and the
+// sftp-server, FTP against cp, 100 concurrent SFTP uploads, what
+// checkpoints cost a client-mode push, and small files (-only=small: 16
+// sessions of 4 KiB files against OpenSSH's internal-sftp and the disk's
+// create+write+fsync limit). It runs real node processes and the
 // stock clients (testsupport), takes minutes, and is skipped unless the
 // test binary gets -figures, so make test does not run it.
 package bench
