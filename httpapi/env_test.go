@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -33,7 +34,23 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	licensing.VendorKey, vendorPriv = pub, priv
-	os.Exit(m.Run())
+	if _, err := description(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Answers of udmg-server processes are checked by the client.
+	http.DefaultTransport = checkingTransport{next: http.DefaultTransport}
+	code := m.Run()
+	checked.Lock()
+	fmt.Printf("openapi: %d exchanges checked against httpapi/openapi.json, %d of its operations answered with success\n", sum(checked.all), len(checked.ok))
+	checked.Unlock()
+	clientMismatches.Lock()
+	for _, m := range clientMismatches.list {
+		fmt.Println("openapi: FAIL (client side):", m)
+		code = 1
+	}
+	clientMismatches.Unlock()
+	os.Exit(code)
 }
 
 // env is one real single-node cluster, in process, with its API served by
@@ -151,7 +168,9 @@ func newEnv(t *testing.T) *env {
 	if !ts.Eventually(30*time.Second, func() bool { return node.IsLeader() && node.State().Initialized }) {
 		t.Fatalf("node did not lead and initialise within 30s")
 	}
-	e.srv.Config.Handler = e.api(httpapi.Options{})
+	// Every request of the suite and its answer are checked against the
+	// OpenAPI description (openapi_test.go).
+	e.srv.Config.Handler = checkAPI(t, e.api(httpapi.Options{}))
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
@@ -172,7 +191,7 @@ func (e *env) api(o httpapi.Options) *httpapi.API {
 
 // serve serves another API of the same node (other options) for one test.
 func (e *env) serve(o httpapi.Options) *ts.APIClient {
-	srv := httptest.NewServer(e.api(o))
+	srv := httptest.NewServer(checkAPI(e.t, e.api(o)))
 	e.t.Cleanup(srv.Close)
 	return &ts.APIClient{Base: srv.URL, User: "admin", Password: adminPassword}
 }
