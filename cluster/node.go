@@ -270,6 +270,13 @@ func (n *Node) startRaft() error {
 	n.stream = stream
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: newHCLogger(n.log, "raft-net"),
+		// No pipelined replication: hashicorp/raft's pipeline can deadlock
+		// on shutdown (a replication goroutine parked in
+		// netPipeline.AppendEntries while decodeResponses waits on doneCh;
+		// raft#612), which the chaos campaign saw as nodes hanging on
+		// SIGTERM. Synchronous AppendEntries cost nothing measurable at
+		// a renewal every Heartbeat.
+		MaxRPCsInFlight: 1,
 	})
 	n.trans = trans
 	r, err := raft.NewRaft(rc, (*raftFSM)(n), arrivalLog{store, n}, store, snaps, trans)
@@ -451,9 +458,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Debug("gossip leave", "err", err)
 	}
 	n.gossip.Shutdown()
-	err := n.raft.Shutdown().Error()
-	n.store.Close()
-	return err
+	// Raft's shutdown waits for its goroutines; bounded by ctx, so that a
+	// stuck one cannot keep a stopping process alive (its lease was
+	// released or runs out on its own).
+	stopped := make(chan error, 1)
+	go func() { stopped <- n.raft.Shutdown().Error() }()
+	select {
+	case err := <-stopped:
+		n.store.Close()
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: raft did not stop: %w", ctx.Err())
+	}
 }
 
 func (n *Node) voters() int {
