@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,29 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/udmg/gateway/licensing"
 	ts "github.com/udmg/gateway/testsupport"
 )
-
-// presentedKey is the SSH host key an SFTP listener presents.
-func presentedKey(t *testing.T, addr string) string {
-	t.Helper()
-	var got string
-	cfg := &ssh.ClientConfig{User: "nobody", Auth: []ssh.AuthMethod{ssh.Password("x")}, Timeout: 5 * time.Second,
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			got = string(ssh.MarshalAuthorizedKey(key))
-			return nil
-		}}
-	if c, err := ssh.Dial("tcp", addr, cfg); err == nil {
-		c.Close()
-	}
-	if got == "" {
-		t.Fatalf("no host key from %s", addr)
-	}
-	return got
-}
 
 // pushDone sends GatewayHome/out/name to the partner of
 // ts.AddSSHDPartner and waits for DONE: the sealed private key opened.
@@ -66,7 +45,7 @@ func TestWrongKEKRefusesActive(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 1, "UDMG_DATABASE_AESPASSPHRASE="+keyFile)
 	n := c.WaitOneActive(30*time.Second, "")
-	hostKey := presentedKey(t, n.SFTPAddr())
+	hostKey := ts.HostKey(t, n.SFTPAddr())
 	n.Kill()
 
 	os.WriteFile(keyFile, []byte("another passphrase B\n"), 0o600)
@@ -109,7 +88,7 @@ func TestWrongKEKRefusesActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = c.WaitOneActive(30*time.Second, "")
-	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key %s after the right key file came back, was %s", got, hostKey)
 	}
 }
@@ -181,7 +160,7 @@ func TestUpgradeFromKeyFileLayout(t *testing.T) {
 	remoteDir := t.TempDir()
 	api.AddSSHDPartner(t, sshd, remoteDir)
 	pushDone(t, c, api, sshd, remoteDir, "before-upgrade.bin")
-	hostKey := presentedKey(t, n.SFTPAddr())
+	hostKey := ts.HostKey(t, n.SFTPAddr())
 	legacy := filepath.Join(c.Home, "passphrase.aes")
 	if _, err := os.Stat(legacy); err != nil {
 		t.Fatalf("the previous release left no key file: %v", err)
@@ -196,7 +175,7 @@ func TestUpgradeFromKeyFileLayout(t *testing.T) {
 	if n.CountLog("is now kept in the cluster state") != 1 {
 		t.Errorf("no log line saying the key file was moved in and can be deleted:\n%s", n.LogTail(20))
 	}
-	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key after upgrade %s, was %s", got, hostKey)
 	}
 	api = n.Admin()
@@ -215,7 +194,7 @@ func TestUpgradeFromKeyFileLayout(t *testing.T) {
 	}
 	n = c.WaitOneActive(30*time.Second, "")
 	pushDone(t, c, n.Admin(), sshd, remoteDir, "after-overwrite.bin")
-	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key after the file was overwritten %s, was %s", got, hostKey)
 	}
 	if bytes.Contains([]byte(n.Log()), []byte("wrong AES passphrase")) {
@@ -233,7 +212,7 @@ func TestLoneNodeGivenToken(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 1, "UDMG_CLUSTER_JOINTOKEN=")
 	n := c.WaitOneActive(30*time.Second, "")
-	hostKey := presentedKey(t, n.SFTPAddr())
+	hostKey := ts.HostKey(t, n.SFTPAddr())
 	kek := filepath.Join(n.DataDir, "secrets.kek")
 	fi, err := os.Stat(kek)
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -255,7 +234,7 @@ func TestLoneNodeGivenToken(t *testing.T) {
 	if !ts.Eventually(10*time.Second, func() bool { return n.CountLog("secrets key resealed") == 1 }) {
 		t.Errorf("no reseal under the token logged:\n%s", n.LogTail(15))
 	}
-	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key with the token %s, was %s", got, hostKey)
 	}
 	n.Kill()
@@ -266,7 +245,7 @@ func TestLoneNodeGivenToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = c.WaitOneActive(30*time.Second, "")
-	if got := presentedKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key without the DataDir key %s, was %s", got, hostKey)
 	}
 }

@@ -3,37 +3,15 @@ package transfer_test
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/udmg/gateway/httpapi/wire"
 	ts "github.com/udmg/gateway/testsupport"
 )
-
-// sftpHostKey is the host key an SFTP server presents (the handshake
-// reaches it before authentication fails).
-func sftpHostKey(t *testing.T, addr string) string {
-	t.Helper()
-	var got string
-	cfg := &ssh.ClientConfig{User: "nobody", Auth: []ssh.AuthMethod{ssh.Password("x")}, Timeout: 5 * time.Second,
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			got = string(ssh.MarshalAuthorizedKey(key))
-			return nil
-		}}
-	if c, err := ssh.Dial("tcp", addr, cfg); err == nil {
-		c.Close()
-	}
-	if got == "" {
-		t.Fatalf("no host key from %s", addr)
-	}
-	return got
-}
 
 // pushOnce sends GatewayHome/out/name to the partner and waits for DONE:
 // the partner's private key and password opened.
@@ -158,7 +136,7 @@ func TestSecretsRotate(t *testing.T) {
 	api := n.Admin()
 	remoteDir := t.TempDir()
 	setupPartner(t, api, sshd, remoteDir)
-	hostKey := sftpHostKey(t, n.SFTPAddr())
+	hostKey := ts.HostKey(t, n.SFTPAddr())
 	pushOnce(t, c.Home, api, remoteDir, "before.bin")
 
 	rotate := func() wire.SecretsRotation {
@@ -183,7 +161,7 @@ func TestSecretsRotate(t *testing.T) {
 	}
 	n = c.WaitOneActive(30*time.Second, "")
 	api = n.Admin()
-	if got := sftpHostKey(t, n.SFTPAddr()); got != hostKey {
+	if got := ts.HostKey(t, n.SFTPAddr()); got != hostKey {
 		t.Errorf("host key changed by the rotation: %s, was %s", got, hostKey)
 	}
 	if rot = rotate(); rot.Generation != 3 {

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	ts "github.com/udmg/gateway/testsupport"
 )
@@ -21,7 +18,7 @@ func TestSecretsRotateThroughFollower(t *testing.T) {
 	}
 	c := ts.NewCluster(t, 3)
 	active := c.WaitOneActive(30*time.Second, "PASSIVE")
-	before := sshHostKey(t, active.SFTPAddr())
+	before := ts.HostKey(t, active.SFTPAddr())
 	follower := c.Other(active)
 
 	out := mustRun(t, follower.AdminURL(), "secrets", "rotate")
@@ -38,24 +35,7 @@ func TestSecretsRotateThroughFollower(t *testing.T) {
 	if next == active {
 		t.Fatal("no failover")
 	}
-	if got := sshHostKey(t, next.SFTPAddr()); got != before {
+	if got := ts.HostKey(t, next.SFTPAddr()); got != before {
 		t.Errorf("host key after rotation and failover: %s, was %s", got, before)
 	}
-}
-
-func sshHostKey(t *testing.T, addr string) string {
-	t.Helper()
-	var got string
-	cfg := &ssh.ClientConfig{User: "nobody", Auth: []ssh.AuthMethod{ssh.Password("x")}, Timeout: 5 * time.Second,
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			got = string(ssh.MarshalAuthorizedKey(key))
-			return nil
-		}}
-	if c, err := ssh.Dial("tcp", addr, cfg); err == nil {
-		c.Close()
-	}
-	if got == "" {
-		t.Fatalf("no host key from %s", addr)
-	}
-	return got
 }
