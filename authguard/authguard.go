@@ -148,20 +148,27 @@ func (g *Guard) Succeeded(addr, account string) {
 	now := g.now()
 	g.knownMu.Lock()
 	defer g.knownMu.Unlock()
-	if _, ok := g.known[key]; !ok && len(g.known) >= knownCapacity {
+	Remember(g.known, key, now, knownFor, knownCapacity)
+}
+
+// Remember notes in seen that key was seen at now, keeping seen within
+// capacity: a new key first evicts the entries older than ttl and, if that
+// is not enough, the oldest one. The caller holds seen's lock.
+func Remember(seen map[string]time.Time, key string, now time.Time, ttl time.Duration, capacity int) {
+	if _, ok := seen[key]; !ok && len(seen) >= capacity {
 		oldest := ""
-		for k, at := range g.known {
-			if now.Sub(at) >= knownFor {
-				delete(g.known, k)
-			} else if oldest == "" || at.Before(g.known[oldest]) {
+		for k, at := range seen {
+			if now.Sub(at) >= ttl {
+				delete(seen, k)
+			} else if oldest == "" || at.Before(seen[oldest]) {
 				oldest = k
 			}
 		}
-		if len(g.known) >= knownCapacity {
-			delete(g.known, oldest)
+		if len(seen) >= capacity {
+			delete(seen, oldest)
 		}
 	}
-	g.known[key] = now
+	seen[key] = now
 }
 
 func (g *Guard) isKnown(addr, account string, now time.Time) bool {

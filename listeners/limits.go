@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/udmg/gateway/authguard"
 )
 
 // MaxStartups bounds the connections that have not logged in yet, as
@@ -141,21 +143,7 @@ func (l *Limits) trust(remote net.Addr) {
 	src := hostOf(remote)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	if _, ok := l.trusted[src]; !ok && len(l.trusted) >= trustCapacity {
-		oldest := ""
-		for a, at := range l.trusted {
-			if now.Sub(at) >= trustFor {
-				delete(l.trusted, a)
-			} else if oldest == "" || at.Before(l.trusted[oldest]) {
-				oldest = a
-			}
-		}
-		if len(l.trusted) >= trustCapacity {
-			delete(l.trusted, oldest)
-		}
-	}
-	l.trusted[src] = now
+	authguard.Remember(l.trusted, src, l.now(), trustFor, trustCapacity)
 }
 
 // Dropped counts the connections dropped by MaxStartups so far.
