@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -37,6 +38,20 @@ func (c *APIClient) WithToken(token string) *APIClient {
 	d := *c
 	d.Token = token
 	return &d
+}
+
+// Tokened creates a bearer token for c's user (POST /api/tokens) and
+// returns a copy of c that uses it: a storm that slows Basic logins of
+// that user leaves it unslowed.
+func (c *APIClient) Tokened(t testing.TB) *APIClient {
+	t.Helper()
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := c.Must(t, 201, "POST", "/api/tokens", nil).Decode(&tok); err != nil {
+		t.Fatal(err)
+	}
+	return c.WithToken(tok.Token)
 }
 
 // Response is one API answer.

@@ -101,14 +101,7 @@ func TestLoginStorm(t *testing.T) {
 	c := ts.NewCluster(t, 1)
 	p := c.WaitOneActive(60*time.Second, "")
 	admin := p.Admin()
-	r := admin.Must(t, 201, "POST", "/api/tokens", nil)
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := r.Decode(&tok); err != nil {
-		t.Fatal(err)
-	}
-	metrics := admin.WithToken(tok.Token) // the storm slows admin's Basic logins, not tokens
+	metrics := admin.Tokened(t) // the storm slows admin's Basic logins, not tokens
 	// alice is a partner's client: OpenSSH's sftp in its own process,
 	// with a key, from its own address.
 	key := filepath.Join(t.TempDir(), "id")

@@ -101,14 +101,7 @@ func thousandStorm(t *testing.T, label, bin string) thousand {
 		c := ts.NewCluster(t, 1)
 		p := c.WaitOneActive(60*time.Second, "")
 		admin := p.Admin()
-		r := admin.Must(t, 201, "POST", "/api/tokens", nil)
-		var tok struct {
-			Token string `json:"token"`
-		}
-		if err := r.Decode(&tok); err != nil {
-			t.Fatal(err)
-		}
-		metrics := admin.WithToken(tok.Token)
+		metrics := admin.Tokened(t)
 		for i := range stormAccounts {
 			admin.Must(t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": fmt.Sprintf("user%d", i), "password": fmt.Sprintf("password-%d", i)})
 		}
