@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -120,4 +121,32 @@ func (c *APIClient) AddSSHDPartner(t testing.TB, sshd *SSHD, remoteDir string) {
 	c.Must(t, 201, "POST", "/api/partners/remote/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
 	c.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": remoteDir, "localDir": "out"})
 	c.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "pull", "direction": "receive", "path": remoteDir, "localDir": "in"})
+}
+
+// FailingTransfers declares sshd as partner "remote" (AddSSHDPartner) and a
+// partner "down" on a closed port, then starts two pulls that fail: one of
+// a file "remote" lacks (permanent: ERROR at once) and one from "down"
+// (transient: retried in an hour). home is the node's GatewayHome, where
+// pulled files go.
+func (c *APIClient) FailingTransfers(t testing.TB, sshd *SSHD, home string) (missing, later Transfer) {
+	t.Helper()
+	c.AddSSHDPartner(t, sshd, t.TempDir())
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	c.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "down", "protocol": "sftp", "address": closed, "hostKey": sshd.HostKey})
+	c.Must(t, 201, "POST", "/api/partners/down/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
+	if err := c.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "remote", "account": sshd.User, "file": "missing.bin"}).Decode(&missing); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "down", "account": sshd.User, "file": "later.bin", "retryDelay": "1h"}).Decode(&later); err != nil {
+		t.Fatal(err)
+	}
+	return missing, later
 }

@@ -2,8 +2,6 @@ package ui_test
 
 import (
 	"fmt"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,26 +24,7 @@ func TestFailedTransfersOnPage(t *testing.T) {
 	c := ts.NewCluster(t, 1)
 	n := c.WaitOneActive(30*time.Second, "")
 	api := n.Admin()
-	api.AddSSHDPartner(t, sshd, t.TempDir())
-	if err := os.MkdirAll(c.Home, 0o755); err != nil { // where pulled files go
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
-	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "down", "protocol": "sftp", "address": closed, "hostKey": sshd.HostKey})
-	api.Must(t, 201, "POST", "/api/partners/down/accounts", map[string]any{"login": sshd.User, "privateKey": sshd.ClientKey})
-
-	var missing, later ts.Transfer
-	if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "remote", "account": sshd.User, "file": "missing.bin"}).Decode(&missing); err != nil {
-		t.Fatal(err)
-	}
-	if err := api.Must(t, 201, "POST", "/api/transfers", map[string]any{"rule": "pull", "partner": "down", "account": sshd.User, "file": "later.bin", "retryDelay": "1h"}).Decode(&later); err != nil {
-		t.Fatal(err)
-	}
+	missing, later := api.FailingTransfers(t, sshd, c.Home)
 	failed := api.WaitTransfer(t, missing.ID, time.Minute, "ERROR", func(tr ts.Transfer) bool { return tr.Status == "ERROR" })
 	api.WaitTransfer(t, later.ID, time.Minute, "waiting for its next attempt", func(tr ts.Transfer) bool { return tr.NextRetry != "" })
 
