@@ -1,0 +1,17 @@
+package fsm
+
+// Needs is the lowest command version that carries everything c asks for:
+// a new op, or a new field an older binary would silently drop, needs the
+// version that introduced it. The leader writes each entry at the lowest
+// version every voter applies (cluster: the version negotiation), and
+// refuses, rather than writes, a command that needs more, so a cluster in a
+// rolling upgrade never holds an entry one of its members cannot honour.
+//
+// Every op or field added with a new Version gets its case here.
+func Needs(c Command) int {
+	switch {
+	case c.Put != "":
+		return 2
+	}
+	return 1
+}
