@@ -32,12 +32,13 @@ type meta struct {
 	HasState  bool   `json:"state"`
 	NoLicense bool   `json:"nolicense,omitempty"`
 	Started   int64  `json:"started,omitempty"` // process start, Unix milliseconds
+	FSM       int    `json:"fsm,omitempty"`     // newest command version it applies
 }
 
 // registration is the registry entry gossip says the node should have.
 func (m meta) registration() fsm.Node {
 	n := fsm.Node{ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, AdminAddr: m.AdminAddr,
-		RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense}
+		RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense, FSMVersion: m.FSM}
 	if m.Started != 0 {
 		n.Started = time.UnixMilli(m.Started).UTC()
 	}
@@ -48,7 +49,8 @@ func (m meta) registration() fsm.Node {
 // gossip says of the node (want).
 func sameRegistration(r, want fsm.Node) bool {
 	return r.Hostname == want.Hostname && r.IP == want.IP && r.AdminPort == want.AdminPort && r.AdminAddr == want.AdminAddr &&
-		r.RaftAddr == want.RaftAddr && r.GossipAddr == want.GossipAddr && r.LicenseRefused == want.LicenseRefused && r.Started.Equal(want.Started)
+		r.RaftAddr == want.RaftAddr && r.GossipAddr == want.GossipAddr && r.LicenseRefused == want.LicenseRefused && r.Started.Equal(want.Started) &&
+		r.FSMVersion == want.FSMVersion
 }
 
 type gossipDelegate Node
@@ -57,7 +59,7 @@ func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	n := (*Node)(d)
 	b, _ := json.Marshal(meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Hostname: n.cfg.Hostname,
 		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, AdminAddr: n.adminAddr(), Gossip: n.gossipAddr, HasState: n.hasState.Load(), NoLicense: n.cfg.LicenseRefused,
-		Started: n.started.UnixMilli()})
+		Started: n.started.UnixMilli(), FSM: fsm.Current()})
 	if len(b) > limit {
 		return nil
 	}

@@ -545,7 +545,7 @@ func (n *Node) LeaderAPI() (string, bool) {
 // apply proposes a command and waits for it to be applied, returning the
 // machine's verdict.
 func (n *Node) apply(c fsm.Command) error {
-	b, err := fsm.Encode(c)
+	b, err := n.encode(c)
 	if err != nil {
 		return err
 	}
