@@ -65,10 +65,20 @@ func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *gossipDelegate) NotifyMsg([]byte)                           {}
-func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
-func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d *gossipDelegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == msgLoginFailure {
+		(*Node)(d).loginReceived(b[1:])
+	}
+}
+
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte {
+	if q := (*Node)(d).logins.Load(); q != nil {
+		return q.GetBroadcasts(overhead, limit)
+	}
+	return nil
+}
+func (d *gossipDelegate) LocalState(join bool) []byte            { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {}
 
 func (n *Node) startGossip() error {
 	host, portStr, err := net.SplitHostPort(n.cfg.GossipBind)
@@ -105,6 +115,7 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("listen gossip %s: %w", n.cfg.GossipBind, err)
 	}
 	n.gossip = ml
+	n.logins.Store(&memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: ml.NumMembers})
 	return nil
 }
 
