@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -191,28 +192,31 @@ func runEncrypt(_ context.Context, c *call) (Result, error) {
 	return Result{Path: dst, Output: "encrypted to " + dst}, nil
 }
 
-// readSigned reads an OpenPGP message (armored or not) into w and, when
-// verify, refuses it unless a key of kr signed it. The check comes after the
-// whole body is read (when OpenPGP can tell), and before write renames.
-func readSigned(src io.Reader, w io.Writer, kr openpgp.EntityList, verify bool) error {
+// readSigned reads an OpenPGP message (armored or not), decrypted with kr
+// if need be, into w and, when verifiers are given, refuses it unless one
+// of them signed it. The check comes after the whole body is read (when
+// OpenPGP can tell), and before write renames.
+func readSigned(src io.Reader, w io.Writer, kr, verifiers openpgp.EntityList) error {
 	data, err := dearmor(src)
 	if err != nil {
 		return err
 	}
-	md, err := openpgp.ReadMessage(data, kr, nil, nil)
+	md, err := openpgp.ReadMessage(data, append(kr, verifiers...), nil, nil)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(w, md.UnverifiedBody); err != nil {
 		return err
 	}
-	if !verify {
+	if len(verifiers) == 0 {
 		return nil
 	}
 	switch {
 	case !md.IsSigned:
 		return fmt.Errorf("%w: the message is not signed", ErrBadSignature)
-	case md.SignedBy == nil:
+	case md.SignedBy == nil || !slices.ContainsFunc(verifiers, func(e *openpgp.Entity) bool {
+		return e.PrimaryKey.KeyId == md.SignedBy.Entity.PrimaryKey.KeyId
+	}):
 		return fmt.Errorf("%w: signed by key %X, none of the given keys", ErrBadSignature, md.SignedByKeyId)
 	case md.SignatureError != nil:
 		return fmt.Errorf("%w: %v", ErrBadSignature, md.SignatureError)
@@ -232,20 +236,18 @@ func runDecrypt(_ context.Context, c *call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	verify := c.args.has("verifyKey")
-	if verify {
-		pub, err := c.keys("verifyKey", false)
-		if err != nil {
+	var verifiers openpgp.EntityList
+	if c.args.has("verifyKey") {
+		if verifiers, err = c.keys("verifyKey", false); err != nil {
 			return Result{}, err
 		}
-		kr = append(kr, pub...)
 	}
 	dst, err := c.argPath("path", plainName(src))
 	if err != nil {
 		return Result{}, err
 	}
 	if err := c.transform(src, dst, func(in io.Reader, w io.Writer) error {
-		return readSigned(in, w, kr, verify)
+		return readSigned(in, w, kr, verifiers)
 	}); err != nil {
 		return Result{}, fmt.Errorf("decrypt %s: %w", src, err)
 	}
@@ -337,7 +339,7 @@ func runVerify(_ context.Context, c *call) (Result, error) {
 			return Result{}, err
 		}
 		if err := c.transform(src, dst, func(in io.Reader, w io.Writer) error {
-			return readSigned(in, w, kr, true)
+			return readSigned(in, w, nil, kr)
 		}); err != nil {
 			return Result{}, fmt.Errorf("verify %s: %w", src, err)
 		}

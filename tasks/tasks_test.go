@@ -42,6 +42,13 @@ func newHome(t *testing.T) *home {
 	return h
 }
 
+// with is h for a subtest (its failures are the subtest's).
+func (h *home) with(t *testing.T) *home {
+	c := *h
+	c.t = t
+	return &c
+}
+
 // put writes a file under home.
 func (h *home) put(rel, content string) {
 	h.t.Helper()
