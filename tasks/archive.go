@@ -27,6 +27,13 @@ func init() {
 			{name: "file", kind: kString},
 			{name: "format", kind: kString, oneOf: formats},
 		},
+		check: func(a args) error {
+			if p := a.str("path"); !strings.Contains(p, "#") {
+				_, err := format(a, p)
+				return err
+			}
+			return nil
+		},
 		run: runArchive,
 	}
 	specs["EXTRACT"] = kindSpec{
