@@ -10,6 +10,8 @@ package fsm
 // Every op or field added with a new Version gets its case here.
 func Needs(c Command) int {
 	switch {
+	case needsSchedules(c):
+		return 3
 	case c.Put != "":
 		return 2
 	}

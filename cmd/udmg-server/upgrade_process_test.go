@@ -21,7 +21,7 @@ import (
 
 // TestRollingUpgrade upgrades a running three-node cluster node by node,
 // followers first, to a binary that writes the next command version (this
-// tree linked with fsm.testNextVersion=3), while SFTP uploads flow through
+// tree linked with fsm.testNextVersion=4), while SFTP uploads flow through
 // whichever node is ACTIVE. A node restarted on the old binary once the
 // upgraded leader writes newer entries stops with one line naming the entry
 // and exits 4, without applying it; upgraded, it applies it. At the end no
@@ -70,7 +70,7 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 		t.Logf("%s stopped (exit %d)", p.Name, p.ExitCode())
 		if i == len(order)-1 {
-			// The two upgraded nodes lead now and write version 3: a node
+			// The two upgraded nodes lead now and write version 4: a node
 			// that missed the upgrade must stop at their first entry.
 			c.WaitOneActive(60*time.Second, "", p)
 			if commitMarker(c, 60*time.Second) == "" {
@@ -82,13 +82,13 @@ func TestRollingUpgrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !p.Wait(60 * time.Second) {
-				t.Fatalf("%s on the old binary kept running among version-3 entries; log:\n%s", p.Name, p.LogTail(20))
+				t.Fatalf("%s on the old binary kept running among version-4 entries; log:\n%s", p.Name, p.LogTail(20))
 			}
 			if code := p.ExitCode(); code != 4 {
 				t.Fatalf("%s on the old binary exited %d, want 4; log:\n%s", p.Name, code, p.LogTail(20))
 			}
 			line := lastLine(p.Log()[from:], "upgrade this node")
-			if !strings.Contains(line, "version 3 is newer than this binary understands (2): upgrade this node") || !strings.Contains(line, "log entry ") {
+			if !strings.Contains(line, "version 4 is newer than this binary understands (3): upgrade this node") || !strings.Contains(line, "log entry ") {
 				t.Fatalf("%s stopped without the line naming the entry; log:\n%s", p.Name, p.LogTail(20))
 			}
 			t.Logf("%s restarted on the old binary: exit 4, %s", p.Name, line)
@@ -144,29 +144,29 @@ func TestRollingUpgrade(t *testing.T) {
 		for _, l := range strings.Split(log, "\n") {
 			if strings.Contains(l, "upgrade this node") {
 				halts++
-				if !strings.Contains(l, "version 3 is newer than this binary understands (2)") {
+				if !strings.Contains(l, "version 4 is newer than this binary understands (3)") {
 					t.Errorf("%s: unclear stop line %s", p.Name, l)
 				}
 			}
 		}
 	}
-	t.Logf("%d uploads acknowledged, all present; %d stops of old binaries at version-3 entries; state digest %s on all three nodes", len(acked), halts, digests[0][:12])
+	t.Logf("%d uploads acknowledged, all present; %d stops of old binaries at version-4 entries; state digest %s on all three nodes", len(acked), halts, digests[0][:12])
 }
 
-// buildNextVersion builds this tree as a release writing command version 3.
+// buildNextVersion builds this tree as a release writing command version 4.
 func buildNextVersion(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "udmg-server-v3")
+	bin := filepath.Join(t.TempDir(), "udmg-server-v4")
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("go", "build", "-o", bin, "-ldflags",
 		"-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic())+
-			" -X github.com/udmg/gateway/fsm.testNextVersion=3", "./cmd/udmg-server")
+			" -X github.com/udmg/gateway/fsm.testNextVersion=4", "./cmd/udmg-server")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build (version 3): %v\n%s", err, out)
+		t.Fatalf("go build (version 4): %v\n%s", err, out)
 	}
 	return bin
 }
