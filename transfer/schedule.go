@@ -82,13 +82,21 @@ func Planned(ru fsm.Rule, p fsm.Partner, account, local, remote string, now time
 		MaxAttempts: DefaultMaxAttempts, RetryDelay: DefaultRetryDelay, RetryFactor: DefaultRetryFactor}
 }
 
-// scheduler is owned by its goroutine (startSchedules).
+// scheduler is owned by its goroutine (startSchedules), which runs at and
+// cron schedules itself and each look of a watch or poll in a goroutine of
+// its own (one at a time per schedule), so that a slow partner delays no
+// slot.
 type scheduler struct {
-	e *Engine
-	// seen is, per watch or poll schedule, each file as first seen with
-	// its current size and mtime; looked is when it was last looked at.
-	seen   map[string]map[string]sighting
-	looked map[string]time.Time
+	e      *Engine
+	looked map[string]time.Time // when each watch or poll was last looked at
+	looks  sync.WaitGroup
+
+	mu sync.Mutex
+	// busy marks the watches and polls looking now; seen is, per watch
+	// or poll, each file as first seen with its current size and mtime
+	// (its inner map is its look's).
+	busy map[string]bool
+	seen map[string]map[string]sighting
 	// problem is the last problem logged per schedule (logged once).
 	problem map[string]string
 }
@@ -108,9 +116,10 @@ type remoteFile struct {
 // startSchedules runs the scheduler until ctx ends; wait returns once it
 // has.
 func (e *Engine) startSchedules(ctx context.Context) (wait func()) {
-	s := &scheduler{e: e, seen: map[string]map[string]sighting{}, looked: map[string]time.Time{}, problem: map[string]string{}}
+	s := &scheduler{e: e, seen: map[string]map[string]sighting{}, looked: map[string]time.Time{}, problem: map[string]string{}, busy: map[string]bool{}}
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		defer s.looks.Wait()
 		t := time.NewTicker(scheduleTick)
 		defer t.Stop()
 		for {
@@ -158,20 +167,37 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 			if now.Sub(s.looked[sc.Name]) < cmp.Or(sc.Interval, DefaultScheduleInterval) {
 				continue
 			}
-			s.looked[sc.Name] = now
-			if sc.Kind == fsm.ScheduleWatch {
-				err = s.watch(sc, now)
-			} else {
-				err = s.poll(ctx, sc, now)
+			s.mu.Lock()
+			busy := s.busy[sc.Name]
+			s.busy[sc.Name] = true
+			s.mu.Unlock()
+			if busy {
+				continue
 			}
+			s.looked[sc.Name] = now
+			s.looks.Go(func() {
+				var err error
+				if sc.Kind == fsm.ScheduleWatch {
+					err = s.watch(sc, now)
+				} else {
+					err = s.poll(ctx, sc, now)
+				}
+				s.report(sc, err)
+				s.mu.Lock()
+				delete(s.busy, sc.Name)
+				s.mu.Unlock()
+			})
+			continue
 		default:
 			err = fmt.Errorf("unknown kind %q", sc.Kind)
 		}
 		s.report(sc, err)
 	}
 	maps.DeleteFunc(s.looked, func(name string, _ time.Time) bool { return !names[name] })
-	maps.DeleteFunc(s.seen, func(name string, _ map[string]sighting) bool { return !names[name] })
-	maps.DeleteFunc(s.problem, func(name string, _ string) bool { return !names[name] })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.seen, func(name string, _ map[string]sighting) bool { return !names[name] && !s.busy[name] })
+	maps.DeleteFunc(s.problem, func(name string, _ string) bool { return !names[name] && !s.busy[name] })
 }
 
 // report logs a schedule's problem once, and its end.
@@ -180,10 +206,13 @@ func (s *scheduler) report(sc fsm.Schedule, err error) {
 	if err != nil {
 		msg = err.Error()
 	}
-	if msg == s.problem[sc.Name] {
+	s.mu.Lock()
+	same := msg == s.problem[sc.Name]
+	s.problem[sc.Name] = msg
+	s.mu.Unlock()
+	if same {
 		return
 	}
-	s.problem[sc.Name] = msg
 	if err != nil {
 		s.e.log.Warn("schedule cannot run", "schedule", sc.Name, "kind", sc.Kind, "err", err)
 	} else {
@@ -242,7 +271,9 @@ func (s *scheduler) commit(sc fsm.Schedule, a fsm.ScheduleArgs, t fsm.Transfer) 
 // complete notes the files of sc's directory as seen now and returns the
 // complete ones not yet run, sorted.
 func (s *scheduler) complete(sc fsm.Schedule, files map[string]remoteFile, now time.Time) []string {
+	s.mu.Lock()
 	seen := s.seen[sc.Name]
+	s.mu.Unlock()
 	next := make(map[string]sighting, len(files))
 	var ready []string
 	for name, f := range files {
@@ -256,7 +287,9 @@ func (s *scheduler) complete(sc fsm.Schedule, files map[string]remoteFile, now t
 			ready = append(ready, name)
 		}
 	}
+	s.mu.Lock()
 	s.seen[sc.Name] = next
+	s.mu.Unlock()
 	slices.Sort(ready)
 	return ready
 }
