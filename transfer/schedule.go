@@ -30,9 +30,11 @@ import (
 //
 //   - at: the slot is the time; it runs once that time has come.
 //   - cron: the slots are the spec's times after the last run (the
-//     schedule's creation for the first). An ACTIVE that finds several
-//     slots past (a failover, a cluster down) runs only the latest of them:
-//     a cron schedule catches up at most one missed slot, never a burst.
+//     schedule's creation for the first), run in order. Of the slots that
+//     came due before this engine looked at the schedule (a failover, a
+//     cluster down, the schedule disabled), it runs only the latest: a
+//     cron schedule catches up at most one missed slot, never a burst.
+//     Slots that come due while it looks are all run, late if need be.
 //   - watch: a file of the local directory is sent once it is complete:
 //     seen by two looks Settle apart or more (Interval apart at least) with
 //     the same size and mtime. Its run is kept while the file is there
@@ -75,6 +77,20 @@ func DueSlot(s cron.Schedule, last, now time.Time) time.Time {
 	return next
 }
 
+// NextSlot is the slot a cron schedule runs now, zero when none is due:
+// the first after last, unless that came due before since (when this
+// engine began to look at the schedule), then the latest due before since.
+func NextSlot(s cron.Schedule, last, since, now time.Time) time.Time {
+	next := s.Next(last.UTC())
+	switch {
+	case next.IsZero() || next.After(now):
+		return time.Time{}
+	case next.After(since):
+		return next
+	}
+	return DueSlot(s, last, since)
+}
+
 // Planned is a new client-mode transfer of rule ru with partner p.
 func Planned(ru fsm.Rule, p fsm.Partner, account, local, remote string, now time.Time) fsm.Transfer {
 	return fsm.Transfer{IsSend: ru.Send, Protocol: p.Protocol, Rule: ru.Name, Agent: p.Name, Account: account,
@@ -89,6 +105,7 @@ func Planned(ru fsm.Rule, p fsm.Partner, account, local, remote string, now time
 type scheduler struct {
 	e      *Engine
 	looked map[string]time.Time // when each watch or poll was last looked at
+	since  map[string]time.Time // when each enabled cron was first looked at
 	looks  sync.WaitGroup
 
 	mu sync.Mutex
@@ -116,7 +133,7 @@ type remoteFile struct {
 // startSchedules runs the scheduler until ctx ends; wait returns once it
 // has.
 func (e *Engine) startSchedules(ctx context.Context) (wait func()) {
-	s := &scheduler{e: e, seen: map[string]map[string]sighting{}, looked: map[string]time.Time{}, problem: map[string]string{}, busy: map[string]bool{}}
+	s := &scheduler{e: e, seen: map[string]map[string]sighting{}, looked: map[string]time.Time{}, since: map[string]time.Time{}, problem: map[string]string{}, busy: map[string]bool{}}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer s.looks.Wait()
@@ -159,7 +176,10 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 		case fsm.ScheduleCron:
 			var spec cron.Schedule
 			if spec, err = ParseCron(sc.Cron); err == nil {
-				if slot := DueSlot(spec, cmp.Or(sc.LastRun, sc.Created), now); !slot.IsZero() {
+				if _, ok := s.since[sc.Name]; !ok {
+					s.since[sc.Name] = now
+				}
+				if slot := NextSlot(spec, cmp.Or(sc.LastRun, sc.Created), s.since[sc.Name], now); !slot.IsZero() {
 					err = s.runSlot(sc, slot)
 				}
 			}
@@ -193,7 +213,9 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 		}
 		s.report(sc, err)
 	}
-	maps.DeleteFunc(s.looked, func(name string, _ time.Time) bool { return !names[name] })
+	for _, m := range []map[string]time.Time{s.looked, s.since} {
+		maps.DeleteFunc(m, func(name string, _ time.Time) bool { return !names[name] })
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	maps.DeleteFunc(s.seen, func(name string, _ map[string]sighting) bool { return !names[name] && !s.busy[name] })

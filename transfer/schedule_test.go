@@ -36,6 +36,20 @@ func TestDueSlot(t *testing.T) {
 	if got := transfer.DueSlot(minutely, last, last.Add(3*time.Minute+5*time.Second)); !got.Equal(last.Add(3 * time.Minute)) {
 		t.Errorf("minutely after 3 missed: %v", got)
 	}
+	// While an engine looks, every slot runs, late if need be; of those
+	// due before it looked, only the latest.
+	since := last.Add(7 * time.Second)
+	for _, c := range []struct {
+		name       string
+		last, want time.Time
+	}{
+		{"missed before the engine looked", last, last.Add(6 * time.Second)},
+		{"late while it looks", since.Add(time.Second), since.Add(3 * time.Second)},
+	} {
+		if got := transfer.NextSlot(every, c.last, since, since.Add(10*time.Second)); !got.Equal(c.want) {
+			t.Errorf("NextSlot, %s: %v, want %v", c.name, got, c.want)
+		}
+	}
 	for _, bad := range []string{"61 * * * *", "* * * * * * *", "@weekly-ish", ""} {
 		if _, err := transfer.ParseCron(bad); err == nil {
 			t.Errorf("cron %q parsed", bad)
