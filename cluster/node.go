@@ -79,6 +79,10 @@ type Config struct {
 	// renewal took from proposal to commit: how close the node runs to
 	// Deadline. It runs on the renewal goroutine and must return at once.
 	OnRenewal func(time.Duration)
+	// OnLoginFailure is told of each failed login another node reported
+	// (ShareLoginFailure); it runs on a gossip goroutine and must return
+	// at once.
+	OnLoginFailure func(addr, account string)
 	// LeaseGrace is how long this node's effects may outlast its lease on
 	// its own clock (a service address with a kernel lifetime); every
 	// successor waits that much longer. Zero when nothing outlasts it.
@@ -118,6 +122,9 @@ type Node struct {
 	stream     *streamLayer
 	proofs     proofs
 	gossip     *memberlist.Memberlist
+	logins     atomic.Pointer[memberlist.TransmitLimitedQueue] // failed logins to gossip (logins.go)
+	loginSeq   atomic.Uint64
+	loginsSeen loginDedup
 	notifyCh   chan bool
 	snaps      raft.SnapshotStore // to date a restored snapshot (applied)
 	applied    appliedIndex       // what the machine has applied (applied.go)
@@ -545,7 +552,7 @@ func (n *Node) LeaderAPI() (string, bool) {
 // apply proposes a command and waits for it to be applied, returning the
 // machine's verdict.
 func (n *Node) apply(c fsm.Command) error {
-	b, err := fsm.Encode(c)
+	b, err := n.encode(c)
 	if err != nil {
 		return err
 	}
