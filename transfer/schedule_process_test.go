@@ -35,6 +35,14 @@ func TestSchedulesAcrossFailover(t *testing.T) {
 	c := ts.NewCluster(t, 3)
 	old := c.WaitOneActive(60*time.Second, "PASSIVE")
 	api := old.Admin()
+	// A young cluster on a loaded machine may still change leaders: go on
+	// once it takes a write.
+	if !ts.Eventually(60*time.Second, func() bool {
+		r, err := api.Do("POST", "/api/rules", map[string]any{"name": "warm-up", "direction": "send", "path": "/warm-up"})
+		return err == nil && (r.Status == 201 || r.Status == 409)
+	}) {
+		t.Fatal("the cluster takes no writes")
+	}
 	pushDir, pollDir := t.TempDir(), t.TempDir()
 	api.AddSSHDPartner(t, sshd, pushDir)
 	for _, d := range []string{"out", "in", "watch"} {
@@ -52,6 +60,8 @@ func TestSchedulesAcrossFailover(t *testing.T) {
 	write(pollDir, "poll", 0)
 	write(filepath.Join(c.Home, "watch"), "watch", 0)
 	ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "tick.txt"), 1<<10)
+	onceSum := ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "once.txt"), 1<<10)
+	at := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
 	schedule := func(body map[string]any) {
 		body["partner"], body["account"] = "remote", sshd.User
 		api.Must(t, 201, "POST", "/api/schedules", body)
@@ -59,6 +69,7 @@ func TestSchedulesAcrossFailover(t *testing.T) {
 	schedule(map[string]any{"name": "fetch", "kind": "poll", "rule": "pull", "dir": pollDir, "after": "move:" + pollDir + "/done", "interval": "1s"})
 	schedule(map[string]any{"name": "drop", "kind": "watch", "rule": "push", "dir": "watch", "interval": "1s"})
 	schedule(map[string]any{"name": "tick", "kind": "cron", "rule": "push", "cron": "* * * * * *", "file": "tick.txt"})
+	schedule(map[string]any{"name": "once", "kind": "at", "rule": "push", "at": at.Format(time.RFC3339), "file": "once.txt"})
 
 	// Kill the ACTIVE once every kind has run and some fetches are
 	// still to finish or be moved.
@@ -106,7 +117,13 @@ func TestSchedulesAcrossFailover(t *testing.T) {
 				return false
 			}
 		}
-		return true
+		trs, err := api.Transfers()
+		for _, tr := range trs {
+			if tr.LocalPath == "out/once.txt" && tr.Status == "DONE" {
+				return err == nil
+			}
+		}
+		return false
 	}) {
 		t.Fatalf("not every file fetched and moved, or sent; log:\n%s", next.LogTail(60))
 	}
@@ -138,6 +155,29 @@ func TestSchedulesAcrossFailover(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(pollDir, "*.bin")); len(left) != 0 {
 		t.Errorf("files left unmoved at the partner: %v", left)
+	}
+
+	// At: one run, at its time, whichever node was ACTIVE then.
+	if ts.FileSHA256(t, filepath.Join(pushDir, "once.txt")) != onceSum {
+		t.Error("at schedule: the partner's once.txt differs")
+	}
+	if once := runs(t, api, "once"); len(once) != 1 || len(byLocal["out/once.txt"]) != 1 || once[0].TransferID != byLocal["out/once.txt"][0].ID {
+		t.Errorf("at schedule: runs %+v, transfers %+v", once, byLocal["out/once.txt"])
+	}
+
+	// Watch: a file gone is forgotten (the runs stay bounded by the
+	// directory); the others stay taken.
+	if err := os.Remove(filepath.Join(c.Home, "watch", "watch-00.bin")); err != nil {
+		t.Fatal(err)
+	}
+	if !ts.Eventually(30*time.Second, func() bool {
+		keys := map[string]bool{}
+		for _, r := range runs(t, api, "drop") {
+			keys[r.Key] = true
+		}
+		return !keys["watch-00.bin"] && keys["watch-01.bin"] && len(keys) == 2*files-1
+	}) {
+		t.Errorf("watch runs after watch-00.bin was removed: %+v", runs(t, api, "drop"))
 	}
 
 	// Cron: one transfer per slot, none outside a slot, slots on the
