@@ -62,6 +62,32 @@ func TestScheduleSlotCreateIfAbsent(t *testing.T) {
 	}
 }
 
+// TestScheduleAtRescheduled: an at schedule runs its time once; given a
+// new time, it runs again.
+func TestScheduleAtRescheduled(t *testing.T) {
+	m := activeOn(t)
+	at := t0.Add(time.Minute)
+	mustApply(t, m, Command{Op: OpSchedulePut, Put: PutCreate, At: t0, Schedule: &Schedule{Name: "a", Kind: ScheduleAt, At: at, File: "f", Enabled: true}})
+	if r := mustApply(t, m, scheduleRun("a", 1, 30, ScheduleArgs{Slot: at})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mustApply(t, m, scheduleRun("a", 1, 31, ScheduleArgs{Slot: at})); !errors.Is(r.Err, ErrRunTaken) {
+		t.Fatalf("the same time again: %v", r.Err)
+	}
+	mustApply(t, m, Command{Op: OpSchedulePut, Put: PutUpdate, At: t0, Schedule: &Schedule{Name: "a", Kind: ScheduleAt, At: at, File: "g", Enabled: true}})
+	if r := mustApply(t, m, scheduleRun("a", 1, 31, ScheduleArgs{Slot: at})); !errors.Is(r.Err, ErrRunTaken) {
+		t.Fatalf("the same time after an update of another field: %v", r.Err)
+	}
+	later := at.Add(time.Hour)
+	mustApply(t, m, Command{Op: OpSchedulePut, Put: PutUpdate, At: t0, Schedule: &Schedule{Name: "a", Kind: ScheduleAt, At: later, File: "g", Enabled: true}})
+	if r := mustApply(t, m, scheduleRun("a", 1, 31, ScheduleArgs{Slot: later})); r.Err != nil {
+		t.Fatalf("the new time: %v", r.Err)
+	}
+	if sc := m.State().Schedules["a"]; len(sc.Runs) != 2 || !sc.LastRun.Equal(later) {
+		t.Fatalf("runs %+v, last %s", sc.Runs, sc.LastRun)
+	}
+}
+
 // TestScheduleWatchSet: each file is taken once; forgotten (gone), it can
 // be taken again; After is recorded.
 func TestScheduleWatchSet(t *testing.T) {
