@@ -81,6 +81,13 @@ func scheduleView(sc fsm.Schedule) wire.Schedule {
 	return v
 }
 
+// putSchedule is the put of sc without its run state, which the machine
+// keeps (and which would only weigh on the log).
+func putSchedule(mode fsm.PutMode, sc fsm.Schedule) fsm.Command {
+	sc.Created, sc.LastRun, sc.Runs = time.Time{}, time.Time{}, nil
+	return fsm.Command{Op: fsm.OpSchedulePut, Put: mode, Schedule: &sc}
+}
+
 func (a *API) listSchedules(w http.ResponseWriter, r *http.Request, _ *principal) {
 	listOf(w, r, "schedules", copyOf(a.node, ofSchedules), nil, scheduleView)
 }
@@ -113,7 +120,7 @@ func (a *API) createSchedule(w http.ResponseWriter, r *http.Request, p *principa
 		return
 	}
 	sc := fsm.Schedule{Enabled: true}
-	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "create schedule", fsm.Command{Op: fsm.OpSchedulePut, Put: fsm.PutCreate, Schedule: &sc}) {
+	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "create schedule", putSchedule(fsm.PutCreate, sc)) {
 		return
 	}
 	a.log.Info("schedule created", "schedule", sc.Name, "kind", sc.Kind, "rule", sc.Rule, "partner", sc.Partner, "by", p.user)
@@ -135,7 +142,7 @@ func (a *API) updateSchedule(w http.ResponseWriter, r *http.Request, p *principa
 		writeError(w, http.StatusBadRequest, "name, kind: a schedule cannot be renamed or change its kind")
 		return
 	}
-	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "update schedule", fsm.Command{Op: fsm.OpSchedulePut, Put: fsm.PutUpdate, Schedule: &sc}) {
+	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "update schedule", putSchedule(fsm.PutUpdate, sc)) {
 		return
 	}
 	a.log.Info("schedule changed", "schedule", sc.Name, "by", p.user)
@@ -279,7 +286,7 @@ func (a *API) scheduleSwitch(on bool) handlerFunc {
 			return
 		}
 		sc.Enabled = on
-		if !a.apply(w, "switch schedule", fsm.Command{Op: fsm.OpSchedulePut, Put: fsm.PutUpdate, Schedule: &sc}) {
+		if !a.apply(w, "switch schedule", putSchedule(fsm.PutUpdate, sc)) {
 			return
 		}
 		a.log.Info("schedule switched", "schedule", sc.Name, "enabled", on, "by", p.user)
