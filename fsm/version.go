@@ -11,6 +11,8 @@ package fsm
 // (Node.FSMVersion, which the negotiation itself carries, needs none.)
 func Needs(c Command) int {
 	switch {
+	case needsSchedules(c):
+		return 3
 	case c.Put != "":
 		return 2
 	}
