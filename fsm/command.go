@@ -57,6 +57,15 @@ const (
 	// OpTransferTakeover marks the transfers an older epoch left RUNNING
 	// as INTERRUPTED.
 	OpTransferTakeover Op = "transfer.takeover"
+
+	// Schedules (schedules.go, version 3): put and delete by operators;
+	// run (a slot or file taken with its transfer), after (a poll's
+	// delete or move done) and forget (runs of files gone) by the ACTIVE.
+	OpSchedulePut    Op = "schedule.put"
+	OpScheduleDelete Op = "schedule.delete"
+	OpScheduleRun    Op = "schedule.run"
+	OpScheduleAfter  Op = "schedule.after"
+	OpScheduleForget Op = "schedule.forget"
 )
 
 // Version is the command schema version this binary writes and the newest
@@ -67,13 +76,18 @@ const (
 //   - 1: the releases before versions; their entries carry no "v".
 //   - 2: puts say whether they create or update (Command.Put), and a
 //     user.put that changes the password revokes the user's tokens.
-const Version = 2
+//   - 3: rule tasks, task progress, schedules.
+const Version = 3
 
 // testNextVersion, set only at link time (go build -ldflags "-X
 // github.com/udmg/gateway/fsm.testNextVersion=3"), makes a binary that
 // writes and applies that version instead of Version: the process tests'
 // stand-in for the next release.
 var testNextVersion string
+
+// Current is the newest command version this binary applies and, in a
+// cluster whose voters all apply it, writes.
+func Current() int { return current }
 
 // current is the version this binary writes and the newest it applies.
 var current = func() int {
@@ -138,6 +152,10 @@ type Command struct {
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`
+	// Schedule is the body of OpSchedulePut, ScheduleArgs that of the
+	// ACTIVE's schedule commands.
+	Schedule     *Schedule     `json:"schedule,omitempty"`
+	ScheduleArgs *ScheduleArgs `json:"scheduleArgs,omitempty"`
 }
 
 // LeaseArgs is the body of the three lease commands.
@@ -232,7 +250,10 @@ func Decode(data []byte) (Command, error) {
 		missing = c.Name == ""
 	default:
 		var known bool
-		if known, missing = decodeMFT(c); !known {
+		if known, missing = decodeSchedule(c); !known {
+			known, missing = decodeMFT(c)
+		}
+		if !known {
 			return Command{}, fmt.Errorf("op %q (version %d) is unknown to this binary (version %d): %w", c.Op, c.version(), current, ErrUnsupported)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -92,10 +93,10 @@ func TestUnsupportedHaltsMachine(t *testing.T) {
 		entry string
 		want  []string
 	}{
-		{`{"op":"user.put","v":3,"user":{"name":"u","hash":"aA=="}}`, []string{`op "user.put" version 3 is newer than this binary understands (2)`, "upgrade this node"}},
+		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":{"name":"u","hash":"aA=="}}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer than this binary understands (%d)`, Version+1, Version), "upgrade this node"}},
 		// A newer release may reshape a body: the version is read first.
-		{`{"op":"user.put","v":3,"user":"now a string"}`, []string{`op "user.put" version 3 is newer`}},
-		{`{"op":"quota.set","v":2}`, []string{`op "quota.set" (version 2) is unknown to this binary (version 2)`, "upgrade this node"}},
+		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":"now a string"}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer`, Version+1)}},
+		{`{"op":"quota.set","v":2}`, []string{fmt.Sprintf(`op "quota.set" (version 2) is unknown to this binary (version %d)`, Version), "upgrade this node"}},
 		{`{"op":"quota.set"}`, []string{`op "quota.set" (version 1) is unknown`}},
 	} {
 		m := New()
@@ -208,13 +209,13 @@ func TestSnapshotVersion(t *testing.T) {
 	if err := json.Unmarshal(snap, &head); err != nil || head.V != Version || len(head.Users) != 1 {
 		t.Fatalf("snapshot %s: version %d, users %v", snap, head.V, head.Users)
 	}
-	newer := bytes.Replace(snap, []byte(`{"v":2,`), []byte(`{"v":3,`), 1)
+	newer := bytes.Replace(snap, fmt.Appendf(nil, `{"v":%d,`, Version), fmt.Appendf(nil, `{"v":%d,`, Version+1), 1)
 	if bytes.Equal(newer, snap) {
 		t.Fatalf("snapshot does not start with its version: %s", snap)
 	}
 	other := New()
-	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "written by version 3, newer than this binary understands (2)") {
-		t.Fatalf("restore of a version-3 snapshot: %v", err)
+	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("written by version %d, newer than this binary understands (%d)", Version+1, Version)) {
+		t.Fatalf("restore of a snapshot of version %d: %v", Version+1, err)
 	}
 	if len(other.State().Users) != 0 {
 		t.Fatal("refused snapshot changed the state")
@@ -225,5 +226,60 @@ func TestSnapshotVersion(t *testing.T) {
 	}
 	if s := other.State(); s.Lease.Epoch != 4 || len(s.Users) != 1 {
 		t.Fatalf("restored %+v", s)
+	}
+}
+
+// TestSnapshotSaysEntryVersion: a snapshot carries the highest version among
+// the entries applied, not the binary's, so that an older voter of a
+// cluster in a rolling upgrade (whose leader writes at the voters' lowest
+// version) can install it; restored, the machine keeps that version.
+func TestSnapshotSaysEntryVersion(t *testing.T) {
+	m := New()
+	mustApply(t, m, Command{Op: OpUserPut, V: 1, User: &User{Name: "u", Hash: []byte("h")}})
+	version := func(m *Machine) int {
+		t.Helper()
+		snap, err := m.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ V int }
+		if err := json.Unmarshal(snap, &head); err != nil {
+			t.Fatal(err)
+		}
+		return head.V
+	}
+	if v := version(m); v != 1 {
+		t.Fatalf("snapshot after version-1 entries says version %d", v)
+	}
+	mustApply(t, m, Command{Op: OpUserPut, V: 2, Put: PutUpdate, User: &User{Name: "u", Hash: []byte("h2")}})
+	mustApply(t, m, Command{Op: OpNodeRemove, V: 1, Name: "gone"})
+	if v := version(m); v != 2 {
+		t.Fatalf("snapshot after a version-2 entry says version %d", v)
+	}
+	snap, _ := m.Snapshot()
+	other := New()
+	if err := other.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(other); v != 2 {
+		t.Fatalf("restored machine's snapshot says version %d, want 2", v)
+	}
+}
+
+func TestNeeds(t *testing.T) {
+	for _, tc := range []struct {
+		c    Command
+		want int
+	}{
+		{Command{Op: OpUserPut, User: &User{Name: "u"}}, 1},
+		{Command{Op: OpUserPut, Put: PutCreate, User: &User{Name: "u"}}, 2},
+		{Command{Op: OpNodeRegister, Node: &Node{ID: "n", FSMVersion: 3}}, 1},
+	} {
+		if got := Needs(tc.c); got != tc.want {
+			t.Errorf("Needs(%s put=%q) = %d, want %d", tc.c.Op, tc.c.Put, got, tc.want)
+		}
+	}
+	if KnownVersion(Node{}) != 2 || KnownVersion(Node{FSMVersion: 3}) != 3 {
+		t.Error("KnownVersion: a node that never said applies 2; one that said 3, 3")
 	}
 }

@@ -313,17 +313,7 @@ func (m *Machine) applyMFT(c Command) error {
 		}
 		s.Seeded = true
 	case OpTransferAdd:
-		t := *c.Transfer
-		if _, ok := s.Transfers[t.ID]; ok {
-			return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
-		}
-		if c.Epoch != 0 {
-			t.Epoch = c.Epoch
-		}
-		t.Archived = false
-		s.Transfers[t.ID] = t
-		s.NextTransferID = max(s.NextTransferID, t.ID)
-		m.prune()
+		return m.addTransfer(c)
 	case OpTransferUpdate:
 		return m.updateTransfer(c)
 	case OpTransferAction:
@@ -382,6 +372,23 @@ func deleteCascade[P, C any](parents map[string]P, children map[string]C, name, 
 			delete(children, k)
 		}
 	}
+	return nil
+}
+
+// addTransfer adds c's new transfer (an ID taken is refused).
+func (m *Machine) addTransfer(c Command) error {
+	s := &m.s
+	t := *c.Transfer
+	if _, ok := s.Transfers[t.ID]; ok {
+		return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
+	}
+	if c.Epoch != 0 {
+		t.Epoch = c.Epoch
+	}
+	t.Archived = false
+	s.Transfers[t.ID] = t
+	s.NextTransferID = max(s.NextTransferID, t.ID)
+	m.prune()
 	return nil
 }
 
@@ -534,6 +541,9 @@ func (s *State) initMFT() {
 	if s.Transfers == nil {
 		s.Transfers = map[uint64]Transfer{}
 	}
+	if s.Schedules == nil {
+		s.Schedules = map[string]Schedule{}
+	}
 }
 
 func (s State) cloneMFT(c *State) {
@@ -548,5 +558,6 @@ func (s State) cloneMFT(c *State) {
 	c.RemoteAccounts = maps.Clone(s.RemoteAccounts)
 	c.Rules = maps.Clone(s.Rules)
 	c.Transfers = maps.Clone(s.Transfers)
+	c.Schedules = maps.Clone(s.Schedules) // runs are replaced, never changed in place
 	c.initMFT()
 }

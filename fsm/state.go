@@ -32,6 +32,8 @@ type State struct {
 	// Transfers are the live ones and a recent window of finished ones.
 	Transfers      map[uint64]Transfer `json:"transfers"`
 	NextTransferID uint64              `json:"nextTransferId"`
+	// Schedules start transfers on the ACTIVE node (schedules.go).
+	Schedules map[string]Schedule `json:"schedules,omitempty"`
 	// Seeded is set once the default servers were created (OpSeed), so
 	// that an operator who deletes them does not see them come back.
 	Seeded bool `json:"seeded,omitempty"`
@@ -81,6 +83,12 @@ type Node struct {
 	// it is up); a node gone longer than Deadline gives its slot back.
 	OfflineSince time.Time `json:"offlineSince,omitempty"`
 	Licensed     bool      `json:"licensed"`
+	// FSMVersion is the newest command version the node's binary applies,
+	// as it gossiped it (0: not known, which counts as 2, the last release
+	// before nodes told it). The leader writes at the lowest of its voters'
+	// (cluster: writeVersion). An older binary drops the field: harmless,
+	// since it only ever makes the leader more careful.
+	FSMVersion int `json:"fsmVersion,omitempty"`
 	// LicenseRefused marks a node whose own license file is invalid: it
 	// never takes a slot.
 	LicenseRefused bool `json:"licenseRefused,omitempty"`
