@@ -9,6 +9,7 @@
 // proxy's prefix (udmg-proxy's /service/NAME/).
 
 const REFRESH_MS = 1000;
+const LIVE_LIMIT = 200; // live transfers shown on the overview
 const MODES = ["ACTIVE", "PASSIVE", "OFFLINE", "UNLICENSED"];
 const $ = (sel, root) => (root || document).querySelector(sel);
 const enc = encodeURIComponent;
@@ -220,7 +221,7 @@ const panels = {
   },
   async transfers() {
     let data;
-    try { data = await api("GET", "api/transfers?limit=1000"); }
+    try { data = await api("GET", "api/transfers?limit=" + LIVE_LIMIT); }
     catch (e) { if (e.status === 403) { $("#transfers-card").hidden = true; return; } throw e; }
     fill("#transfers", data.transfers, (t) => {
       const bar = el("progress", { max: t.filesize > 0 ? t.filesize : 1 });
@@ -236,6 +237,7 @@ const panels = {
       return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), t.localPath || t.remotePath, t.status, t.step, bar,
         attempts, error, retry, actions];
     });
+    $("#transfers-more").textContent = data.transfers.length === LIVE_LIMIT ? "Showing the first " + LIVE_LIMIT + " live transfers." : "";
     $("#transfers").dataset.loaded = "1";
     $("#transfers-card").hidden = false;
   },
