@@ -278,7 +278,7 @@ $("#license-form").addEventListener("submit", async (ev) => {
 
 // ---- history: finished transfers, newest first, a page at a time ----
 
-const history = { offset: 0 };
+const history = { offset: 0, seq: 0 };
 
 async function loadHistory() {
   const f = $("#history-filter").elements;
@@ -287,8 +287,10 @@ async function loadHistory() {
   let q = "api/history?limit=" + (limit + 1) + "&offset=" + history.offset;
   if (f.status.value) q += "&status=" + enc(f.status.value);
   $("#history-error").textContent = "";
+  const seq = ++history.seq; // only the last request's answer is shown
   try {
     const items = (await api("GET", q)).history;
+    if (seq !== history.seq) return;
     fill("#history", items.slice(0, limit), (h) => [h.id, when(h.start), when(h.stop), h.rule, h.direction, h.agent, h.account,
       h.localPath || h.remotePath, h.status, h.step, h.errorCode ? h.errorCode + ": " + (h.errorDetails || "") : "", h.nodeId]);
     const page = history.offset / limit + 1;
