@@ -111,8 +111,20 @@ func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 	return out
 }
 
+// Progress counts the bytes past the furthest point reported so far:
+// pipelined writes may report their offsets out of order, and a report
+// behind the furthest one moved nothing new.
 func (r *record) Progress(p int64) {
-	r.e.cfg.Meter.add(!r.upload, int(p-r.moved.Swap(p)))
+	for {
+		prev := r.moved.Load()
+		if p <= prev {
+			return
+		}
+		if r.moved.CompareAndSwap(prev, p) {
+			r.e.cfg.Meter.add(!r.upload, int(p-prev))
+			return
+		}
+	}
 }
 
 func (r *record) End(size int64, cut error) error {
