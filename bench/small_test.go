@@ -4,8 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +53,12 @@ func (b *bench) smallFiles() []row {
 				b.t.Fatal(err)
 			}
 		}
+		stopPerf, stopCount := b.perf(true, "small"), b.syscalls(r == 0)
 		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir)
+		stopPerf()
+		if counts := stopCount(); counts != nil {
+			rows = append(rows, syscallRow(counts, gw.files))
+		}
 		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir)
 		disk := b.smallDisk(filepath.Join(b.work, dir))
 		gwRate, sshRate, diskRate = append(gwRate, gw.rate), append(sshRate, ssh.rate), append(diskRate, disk.rate)
@@ -246,4 +253,56 @@ func mustRead(b *bench, path string) []byte {
 		b.t.Fatal(err)
 	}
 	return data
+}
+
+// perfSyscalls are the storage syscalls counted on the gateway (with
+// -perf) during its first small-file run.
+var perfSyscalls = []string{"fsync", "fdatasync", "renameat", "renameat2", "openat", "pwrite64", "sync_file_range"}
+
+// syscalls counts, with -perf and when on, the storage syscalls of the
+// gateway (perf stat on its tracepoints) until the returned func is
+// called, which gives the counts (nil when not counting).
+func (b *bench) syscalls(on bool) func() map[string]int64 {
+	if *perfOut == "" || !on {
+		return func() map[string]int64 { return nil }
+	}
+	out := filepath.Join(*perfOut, "small.syscalls.csv")
+	args := []string{"stat", "-x", ",", "-o", out, "-p", fmt.Sprint(b.active.Pid())}
+	for _, s := range perfSyscalls {
+		args = append(args, "-e", "syscalls:sys_enter_"+s)
+	}
+	cmd := exec.Command("perf", args...)
+	if err := cmd.Start(); err != nil {
+		b.t.Logf("perf stat: %v", err)
+		return func() map[string]int64 { return nil }
+	}
+	return func() map[string]int64 {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		data, err := os.ReadFile(out)
+		if err != nil {
+			b.t.Logf("perf stat: %v", err)
+			return nil
+		}
+		counts := map[string]int64{}
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Split(line, ",")
+			if len(f) < 3 {
+				continue
+			}
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				counts[strings.TrimPrefix(f[2], "syscalls:sys_enter_")] = n
+			}
+		}
+		return counts
+	}
+}
+
+// syscallRow shows the counted syscalls per file uploaded.
+func syscallRow(counts map[string]int64, files int) row {
+	var parts []string
+	for _, s := range perfSyscalls {
+		parts = append(parts, fmt.Sprintf("%s %.2f", s, float64(counts[s])/float64(max(files, 1))))
+	}
+	return row{name: "small files, gateway syscalls per file", value: fmt.Sprintf("%d files", files), note: strings.Join(parts, ", ")}
 }
