@@ -57,6 +57,9 @@ const (
 	// OpTransferTakeover marks the transfers an older epoch left RUNNING
 	// as INTERRUPTED.
 	OpTransferTakeover Op = "transfer.takeover"
+	// OpTransferTask records the start or the end of one task of a
+	// transfer's chain (version 3), fenced like checkpoints.
+	OpTransferTask Op = "transfer.task"
 )
 
 // Version is the command schema version this binary writes and the newest
@@ -67,7 +70,12 @@ const (
 //   - 1: the releases before versions; their entries carry no "v".
 //   - 2: puts say whether they create or update (Command.Put), and a
 //     user.put that changes the password revokes the user's tokens.
-const Version = 2
+//   - 3: rule tasks, task progress, schedules: rules carry preTasks,
+//     postTasks and errorTasks, transfer.task records each task's start
+//     and end, transfer.add of a TRANSFER task's child is idempotent by
+//     its key, a takeover leaves chains past their data RUNNING, and a
+//     retry starts the chain over.
+const Version = 3
 
 // testNextVersion, set only at link time (go build -ldflags "-X
 // github.com/udmg/gateway/fsm.testNextVersion=3"), makes a binary that
@@ -135,6 +143,7 @@ type Command struct {
 	Rule          *Rule           `json:"rule,omitempty"`
 	Transfer      *Transfer       `json:"transfer,omitempty"`
 	Change        *TransferChange `json:"change,omitempty"`
+	Task          *TaskChange     `json:"task,omitempty"`
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -92,10 +93,10 @@ func TestUnsupportedHaltsMachine(t *testing.T) {
 		entry string
 		want  []string
 	}{
-		{`{"op":"user.put","v":3,"user":{"name":"u","hash":"aA=="}}`, []string{`op "user.put" version 3 is newer than this binary understands (2)`, "upgrade this node"}},
+		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":{"name":"u","hash":"aA=="}}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer than this binary understands (%d)`, Version+1, Version), "upgrade this node"}},
 		// A newer release may reshape a body: the version is read first.
-		{`{"op":"user.put","v":3,"user":"now a string"}`, []string{`op "user.put" version 3 is newer`}},
-		{`{"op":"quota.set","v":2}`, []string{`op "quota.set" (version 2) is unknown to this binary (version 2)`, "upgrade this node"}},
+		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":"now a string"}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer`, Version+1)}},
+		{fmt.Sprintf(`{"op":"quota.set","v":%d}`, Version), []string{fmt.Sprintf(`op "quota.set" (version %d) is unknown to this binary (version %d)`, Version, Version), "upgrade this node"}},
 		{`{"op":"quota.set"}`, []string{`op "quota.set" (version 1) is unknown`}},
 	} {
 		m := New()
@@ -208,13 +209,13 @@ func TestSnapshotVersion(t *testing.T) {
 	if err := json.Unmarshal(snap, &head); err != nil || head.V != Version || len(head.Users) != 1 {
 		t.Fatalf("snapshot %s: version %d, users %v", snap, head.V, head.Users)
 	}
-	newer := bytes.Replace(snap, []byte(`{"v":2,`), []byte(`{"v":3,`), 1)
+	newer := bytes.Replace(snap, fmt.Appendf(nil, `{"v":%d,`, Version), fmt.Appendf(nil, `{"v":%d,`, Version+1), 1)
 	if bytes.Equal(newer, snap) {
 		t.Fatalf("snapshot does not start with its version: %s", snap)
 	}
 	other := New()
-	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "written by version 3, newer than this binary understands (2)") {
-		t.Fatalf("restore of a version-3 snapshot: %v", err)
+	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("written by version %d, newer than this binary understands (%d)", Version+1, Version)) {
+		t.Fatalf("restore of a newer snapshot: %v", err)
 	}
 	if len(other.State().Users) != 0 {
 		t.Fatal("refused snapshot changed the state")

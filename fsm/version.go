@@ -10,6 +10,10 @@ package fsm
 // Every op or field added with a new Version gets its case here.
 func Needs(c Command) int {
 	switch {
+	case c.Op == OpTransferTask,
+		c.Rule != nil && c.Rule.HasTasks(),
+		c.Transfer != nil && (c.Transfer.ChildKey != "" || c.Transfer.Parent != 0 || len(c.Transfer.Tasks) > 0):
+		return 3
 	case c.Put != "":
 		return 2
 	}

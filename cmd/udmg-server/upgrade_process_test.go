@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/licensing"
 	ts "github.com/udmg/gateway/testsupport"
 )
@@ -88,7 +89,7 @@ func TestRollingUpgrade(t *testing.T) {
 				t.Fatalf("%s on the old binary exited %d, want 4; log:\n%s", p.Name, code, p.LogTail(20))
 			}
 			line := lastLine(p.Log()[from:], "upgrade this node")
-			if !strings.Contains(line, "version 3 is newer than this binary understands (2): upgrade this node") || !strings.Contains(line, "log entry ") {
+			if !strings.Contains(line, newerThan+": upgrade this node") || !strings.Contains(line, "log entry ") {
 				t.Fatalf("%s stopped without the line naming the entry; log:\n%s", p.Name, p.LogTail(20))
 			}
 			t.Logf("%s restarted on the old binary: exit 4, %s", p.Name, line)
@@ -144,7 +145,7 @@ func TestRollingUpgrade(t *testing.T) {
 		for _, l := range strings.Split(log, "\n") {
 			if strings.Contains(l, "upgrade this node") {
 				halts++
-				if !strings.Contains(l, "version 3 is newer than this binary understands (2)") {
+				if !strings.Contains(l, newerThan) {
 					t.Errorf("%s: unclear stop line %s", p.Name, l)
 				}
 			}
@@ -153,7 +154,11 @@ func TestRollingUpgrade(t *testing.T) {
 	t.Logf("%d uploads acknowledged, all present; %d stops of old binaries at version-3 entries; state digest %s on all three nodes", len(acked), halts, digests[0][:12])
 }
 
-// buildNextVersion builds this tree as a release writing command version 3.
+// newerThan is how a node of this release refuses the next one's entries.
+var newerThan = fmt.Sprintf("version %d is newer than this binary understands (%d)", fsm.Version+1, fsm.Version)
+
+// buildNextVersion builds this tree as a release writing command version
+// fsm.Version+1.
 func buildNextVersion(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "udmg-server-v3")
@@ -163,7 +168,7 @@ func buildNextVersion(t *testing.T) string {
 	}
 	cmd := exec.Command("go", "build", "-o", bin, "-ldflags",
 		"-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic())+
-			" -X github.com/udmg/gateway/fsm.testNextVersion=3", "./cmd/udmg-server")
+			fmt.Sprintf(" -X github.com/udmg/gateway/fsm.testNextVersion=%d", fsm.Version+1), "./cmd/udmg-server")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build (version 3): %v\n%s", err, out)
