@@ -148,6 +148,10 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	// Refusals the description describes too.
 	step(api, "POST", "/api/servers", map[string]any{"name": "x", "protocol": "sftp", "port": 22, "colour": "red"}, 400)
 	step(api, "GET", "/api/transfers?status=done", nil, 400)
+	bad := map[string]any{"errorTasks": []map[string]any{{"type": "NO-SUCH-TASK"}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", bad, 400); !strings.Contains(string(r.Body), `rule tour: errorTasks task 1 (\"NO-SUCH-TASK\")`) {
+		t.Fatalf("bad task refused without naming the rule, list and position: %s", r.Body)
+	}
 	step(anyone, "GET", "/api/servers", nil, 401)
 
 	// And away again.
