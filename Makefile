@@ -57,6 +57,7 @@ deps:
 	command -v spin >/dev/null 2>&1 || missing="$$missing spin"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v zsh >/dev/null 2>&1 || missing="$$missing zsh"; \
+	command -v gpg >/dev/null 2>&1 && command -v gpgconf >/dev/null 2>&1 || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
