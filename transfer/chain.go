@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -159,7 +160,7 @@ func (e *Engine) runPhase(ctx context.Context, t fsm.Transfer, phase string, lis
 		if err := e.apply(fsm.Command{Op: fsm.OpTransferTask, Task: &start}); err != nil {
 			return fmt.Errorf("%s: start not recorded: %w", what, err)
 		}
-		facts.Now = time.Now()
+		facts.Now, facts.TaskKey = time.Now(), phase+"/"+strconv.Itoa(i)
 		res, err := e.runTask(ctx, task, facts, env)
 		if ctx.Err() != nil {
 			// Cut: its end is unknown, the next run does it again.
@@ -258,9 +259,13 @@ func (e *Engine) startChild(parent fsm.Transfer, c tasks.Child) (uint64, error) 
 	case !filepath.IsLocal(c.File):
 		return 0, fmt.Errorf("file: %q is not a relative path inside GatewayHome", c.File)
 	}
+	// A relative remote name is in the rule's path, as an API transfer's.
 	remote := c.Remote
 	if remote == "" {
-		remote = path.Join(ru.Path, path.Base(filepath.ToSlash(c.File)))
+		remote = path.Base(filepath.ToSlash(c.File))
+	}
+	if !path.IsAbs(remote) {
+		remote = path.Join(ru.Path, remote)
 	}
 	t := fsm.Transfer{IsSend: true, Protocol: p.Protocol, Rule: ru.Name, Agent: p.Name, Account: c.Account,
 		LocalPath: filepath.ToSlash(c.File), RemotePath: remote, Filesize: -1, Status: fsm.StatusPlanned, Step: fsm.StepNone,

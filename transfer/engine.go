@@ -541,6 +541,9 @@ func (e *Engine) finish(ctx context.Context, r result) {
 		}
 		e.log.Info("transfer stopped", "id", r.id, "progress", r.progress, "why", r.stopped)
 		return
+	case r.errorTasks:
+		e.endErrorTasks(r.id)
+		return
 	case r.err == nil:
 		err := e.update(fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone,
 			Step: fsm.StepFinalization, Progress: &r.progress, Filesize: &r.size})
@@ -556,15 +559,6 @@ func (e *Engine) finish(ctx context.Context, r result) {
 	}
 	t, ok := e.current(r.id)
 	if !ok {
-		return
-	}
-	if r.errorTasks {
-		// The error-tasks ran (their own failure is in their TaskRun):
-		// the transfer ends in ERROR with the error that failed it.
-		if err := e.update(fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusError,
-			Step: fsm.StepError, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails}); err != nil {
-			e.log.Warn("transfer failure not recorded", "id", r.id, "err", err)
-		}
 		return
 	}
 	// The attempt that failed was counted when it started.
@@ -597,6 +591,19 @@ func (e *Engine) finish(ctx context.Context, r result) {
 	}
 	if t, ok := e.current(r.id); ok && errorTasks {
 		e.startWorker(ctx, t)
+	}
+}
+
+// endErrorTasks ends transfer id in ERROR once its error-tasks ran (their
+// own failure is in their TaskRun), with the error that failed it.
+func (e *Engine) endErrorTasks(id uint64) {
+	t, ok := e.current(id)
+	if !ok {
+		return
+	}
+	if err := e.update(fsm.TransferChange{ID: id, From: []string{fsm.StatusRunning}, Status: fsm.StatusError,
+		Step: fsm.StepError, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails}); err != nil {
+		e.log.Warn("transfer failure not recorded", "id", id, "err", err)
 	}
 }
 

@@ -36,18 +36,19 @@ type record struct {
 	rule      fsm.Rule     // its tasks, as the rule was at open
 }
 
-// preTasks runs the pre-tasks of a server-mode transfer t (again at its
-// end, with its size): a failure ends t in ERROR with the task's error,
-// which the client hears.
-func (e *Engine) preTasks(t fsm.Transfer, ru fsm.Rule) error {
+// preTasks runs the pre-tasks of server-mode transfer id, at its open
+// (size -1: unknown) and again at its end with its size: a failure ends
+// it in ERROR with the task's error, which the client hears.
+func (e *Engine) preTasks(id uint64, ru fsm.Rule, size int64) error {
 	if len(ru.PreTasks) == 0 {
 		return nil
 	}
-	again := false
-	if cur, ok := e.current(t.ID); ok {
-		t, again = cur, len(cur.Tasks) > 0
+	t, ok := e.current(id)
+	if !ok {
+		return fmt.Errorf("transfer %d: %w", id, fsm.ErrUnknownObject)
 	}
-	err := e.runPhase(e.ctx, t, fsm.PhasePre, ru.PreTasks, again)
+	t.Filesize = size
+	err := e.runPhase(e.ctx, t, fsm.PhasePre, ru.PreTasks, len(t.Tasks) > 0)
 	if err == nil {
 		return nil
 	}
@@ -85,7 +86,7 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 	rec := &record{e: e, id: id, upload: f.Upload, rule: ru}
 	// The pre-tasks check the name at open (the size is not known yet):
 	// a refusal fails the client's open.
-	if err := e.preTasks(t, ru); err != nil {
+	if err := e.preTasks(id, ru, -1); err != nil {
 		return nil, err
 	}
 	e.recMu.Lock()
@@ -172,12 +173,7 @@ func (r *record) End(size int64, cut error) error {
 		}
 	case r.upload && len(r.rule.PreTasks) > 0:
 		// The pre-tasks again, now that the size is known.
-		t, ok := e.current(r.id)
-		if !ok {
-			return fmt.Errorf("transfer %d: %w", r.id, fsm.ErrUnknownObject)
-		}
-		t.Filesize = size
-		if err := e.preTasks(t, r.rule); err != nil {
+		if err := e.preTasks(r.id, r.rule, size); err != nil {
 			return err
 		}
 	}
