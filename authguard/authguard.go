@@ -5,20 +5,16 @@
 // exchange and TLS handshake signatures) runs at once, and refuses
 // passwords bcrypt would truncate.
 //
-// Where the counts live. The MFT listeners run only on the ACTIVE node, so
-// the Guard of the ACTIVE node sees every SFTP and FTP login of the cluster:
-// counting there is cluster-wide for them. The Guard belongs to the process,
-// not to one ACTIVE term, so the counts outlive the listeners' restarts on
-// the same node (lease lost and regained). A failover to another node starts
-// from empty tables; the attacker cannot cause one from outside the cluster,
-// and the new ACTIVE slows the attack again from the fifth failure.
-// API logins are counted by the node that receives them, PASSIVE ones
-// included: the counts are not replicated through Raft, because a login
-// storm would then become a storm of log entries competing with the lease
-// renewals (the very thing a storm must not starve), and the per-account
-// count already bounds the guesses on one account to a few per minute per
-// node. A cluster of N nodes therefore lets an attacker make at most N
-// times the guesses of one node on the API.
+// Where the counts live. Each node's Guard counts the failures it sees and
+// the ones the other nodes report (RemoteFailed): Options.Share hands every
+// local failure to the cluster's gossip (cluster.Node.ShareLoginFailure),
+// not to Raft, so a login storm never becomes a storm of log entries beside
+// the lease renewals. Counting is therefore cluster-wide: guesses spread
+// over the nodes' APIs are slowed as if sent to one, and a new ACTIVE node
+// slows an attack on the SFTP and FTP listeners where its predecessor left
+// off. Gossip is best-effort (a report lost in a partition is counted only
+// where it happened), and the Guard belongs to the process, so a restarted
+// node learns only the failures reported after it came back.
 package authguard
 
 import (
@@ -99,6 +95,7 @@ type Guard struct {
 	slotWait      time.Duration
 	handshakeWait time.Duration
 	compares      atomic.Uint64 // comparisons run (Compares)
+	share         func(addr, account string)
 	now           func() time.Time
 }
 
@@ -116,6 +113,9 @@ type Options struct {
 	// HandshakeWait bounds a handshake signature's wait for a slot
 	// (DefaultHandshakeWait); past it the handshake fails.
 	HandshakeWait time.Duration
+	// Share, when set, is told of every failed login this Guard records,
+	// for the other nodes' Guards (RemoteFailed); it must not block.
+	Share func(addr, account string)
 }
 
 // New returns a Guard with the API's historical rules for both addresses
@@ -132,7 +132,7 @@ func New(o Options) *Guard {
 		o.HandshakeWait = DefaultHandshakeWait
 	}
 	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
-		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, now: time.Now, known: map[string]time.Time{}}
+		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, share: o.Share, now: time.Now, known: map[string]time.Time{}}
 }
 
 // knownFor is how long a successful login spares its address the
@@ -235,8 +235,17 @@ type Failure struct {
 	NextDelay                     time.Duration
 }
 
-// Failed records a failed login of account from addr.
+// Failed records a failed login of account from addr, and shares it.
 func (g *Guard) Failed(addr, account string) Failure {
+	f := g.RemoteFailed(addr, account)
+	if g.share != nil {
+		g.share(addr, account)
+	}
+	return f
+}
+
+// RemoteFailed records a failed login another node saw, as its own.
+func (g *Guard) RemoteFailed(addr, account string) Failure {
 	now := g.now()
 	na, da := g.addr.fail(addr, now)
 	nu, du := g.account.fail(account, now)

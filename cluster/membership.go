@@ -32,12 +32,13 @@ type meta struct {
 	HasState  bool   `json:"state"`
 	NoLicense bool   `json:"nolicense,omitempty"`
 	Started   int64  `json:"started,omitempty"` // process start, Unix milliseconds
+	FSM       int    `json:"fsm,omitempty"`     // newest command version it applies
 }
 
 // registration is the registry entry gossip says the node should have.
 func (m meta) registration() fsm.Node {
 	n := fsm.Node{ID: m.ID, Hostname: m.Hostname, IP: m.IP, AdminPort: m.AdminPort, AdminAddr: m.AdminAddr,
-		RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense}
+		RaftAddr: m.RaftAddr, GossipAddr: m.Gossip, LicenseRefused: m.NoLicense, FSMVersion: m.FSM}
 	if m.Started != 0 {
 		n.Started = time.UnixMilli(m.Started).UTC()
 	}
@@ -48,7 +49,8 @@ func (m meta) registration() fsm.Node {
 // gossip says of the node (want).
 func sameRegistration(r, want fsm.Node) bool {
 	return r.Hostname == want.Hostname && r.IP == want.IP && r.AdminPort == want.AdminPort && r.AdminAddr == want.AdminAddr &&
-		r.RaftAddr == want.RaftAddr && r.GossipAddr == want.GossipAddr && r.LicenseRefused == want.LicenseRefused && r.Started.Equal(want.Started)
+		r.RaftAddr == want.RaftAddr && r.GossipAddr == want.GossipAddr && r.LicenseRefused == want.LicenseRefused && r.Started.Equal(want.Started) &&
+		r.FSMVersion == want.FSMVersion
 }
 
 type gossipDelegate Node
@@ -57,16 +59,26 @@ func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	n := (*Node)(d)
 	b, _ := json.Marshal(meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Hostname: n.cfg.Hostname,
 		IP: n.cfg.AdvertiseHost, AdminPort: n.cfg.AdminPort, AdminAddr: n.adminAddr(), Gossip: n.gossipAddr, HasState: n.hasState.Load(), NoLicense: n.cfg.LicenseRefused,
-		Started: n.started.UnixMilli()})
+		Started: n.started.UnixMilli(), FSM: fsm.Current()})
 	if len(b) > limit {
 		return nil
 	}
 	return b
 }
-func (d *gossipDelegate) NotifyMsg([]byte)                           {}
-func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
-func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d *gossipDelegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == msgLoginFailure {
+		(*Node)(d).loginReceived(b[1:])
+	}
+}
+
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte {
+	if q := (*Node)(d).logins.Load(); q != nil {
+		return q.GetBroadcasts(overhead, limit)
+	}
+	return nil
+}
+func (d *gossipDelegate) LocalState(join bool) []byte            { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {}
 
 func (n *Node) startGossip() error {
 	host, portStr, err := net.SplitHostPort(n.cfg.GossipBind)
@@ -103,6 +115,7 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("listen gossip %s: %w", n.cfg.GossipBind, err)
 	}
 	n.gossip = ml
+	n.logins.Store(&memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: ml.NumMembers})
 	return nil
 }
 

@@ -53,7 +53,7 @@ type renewalMarks struct {
 
 // applyRenewal is Node.apply for a lease renewal, stamping its stages.
 func (n *Node) applyRenewal(c fsm.Command) error {
-	b, err := fsm.Encode(c)
+	b, err := n.encode(c)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,10 @@ const Version = 3
 // stand-in for the next release.
 var testNextVersion string
 
+// Current is the newest command version this binary applies and, in a
+// cluster whose voters all apply it, writes.
+func Current() int { return current }
+
 // current is the version this binary writes and the newest it applies.
 var current = func() int {
 	if v, err := strconv.Atoi(testNextVersion); err == nil && v > Version {

@@ -215,7 +215,7 @@ func TestSnapshotVersion(t *testing.T) {
 	}
 	other := New()
 	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("written by version %d, newer than this binary understands (%d)", Version+1, Version)) {
-		t.Fatalf("restore of a newer snapshot: %v", err)
+		t.Fatalf("restore of a version-3 snapshot: %v", err)
 	}
 	if len(other.State().Users) != 0 {
 		t.Fatal("refused snapshot changed the state")
@@ -226,5 +226,60 @@ func TestSnapshotVersion(t *testing.T) {
 	}
 	if s := other.State(); s.Lease.Epoch != 4 || len(s.Users) != 1 {
 		t.Fatalf("restored %+v", s)
+	}
+}
+
+// TestSnapshotSaysEntryVersion: a snapshot carries the highest version among
+// the entries applied, not the binary's, so that an older voter of a
+// cluster in a rolling upgrade (whose leader writes at the voters' lowest
+// version) can install it; restored, the machine keeps that version.
+func TestSnapshotSaysEntryVersion(t *testing.T) {
+	m := New()
+	mustApply(t, m, Command{Op: OpUserPut, V: 1, User: &User{Name: "u", Hash: []byte("h")}})
+	version := func(m *Machine) int {
+		t.Helper()
+		snap, err := m.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ V int }
+		if err := json.Unmarshal(snap, &head); err != nil {
+			t.Fatal(err)
+		}
+		return head.V
+	}
+	if v := version(m); v != 1 {
+		t.Fatalf("snapshot after version-1 entries says version %d", v)
+	}
+	mustApply(t, m, Command{Op: OpUserPut, V: 2, Put: PutUpdate, User: &User{Name: "u", Hash: []byte("h2")}})
+	mustApply(t, m, Command{Op: OpNodeRemove, V: 1, Name: "gone"})
+	if v := version(m); v != 2 {
+		t.Fatalf("snapshot after a version-2 entry says version %d", v)
+	}
+	snap, _ := m.Snapshot()
+	other := New()
+	if err := other.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(other); v != 2 {
+		t.Fatalf("restored machine's snapshot says version %d, want 2", v)
+	}
+}
+
+func TestNeeds(t *testing.T) {
+	for _, tc := range []struct {
+		c    Command
+		want int
+	}{
+		{Command{Op: OpUserPut, User: &User{Name: "u"}}, 1},
+		{Command{Op: OpUserPut, Put: PutCreate, User: &User{Name: "u"}}, 2},
+		{Command{Op: OpNodeRegister, Node: &Node{ID: "n", FSMVersion: 3}}, 1},
+	} {
+		if got := Needs(tc.c); got != tc.want {
+			t.Errorf("Needs(%s put=%q) = %d, want %d", tc.c.Op, tc.c.Put, got, tc.want)
+		}
+	}
+	if KnownVersion(Node{}) != 2 || KnownVersion(Node{FSMVersion: 3}) != 3 {
+		t.Error("KnownVersion: a node that never said applies 2; one that said 3, 3")
 	}
 }

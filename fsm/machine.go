@@ -28,6 +28,10 @@ type Machine struct {
 	// after it is refused with it too, so the state never moves past an
 	// entry it could not apply.
 	halted error
+	// written is the highest command version in the state: snapshots say
+	// it, not this binary's version, so that an older voter of a cluster
+	// in a rolling upgrade can still install them.
+	written int
 }
 
 // New returns an empty machine, as on a node that has never joined a cluster.
@@ -79,6 +83,7 @@ func (m *Machine) Apply(data []byte) Result {
 		return Result{Err: err}
 	}
 	res := Result{Op: c.Op}
+	m.written = max(m.written, c.version())
 	if c.Epoch != 0 && (c.Epoch != m.s.Lease.Epoch || m.s.Lease.Released) {
 		res.Err = fmt.Errorf("%s under epoch %d (current %d): %w", c.Op, c.Epoch, m.s.Lease.Epoch, ErrStaleEpoch)
 		res.Lease = m.s.Lease
@@ -211,7 +216,7 @@ func (m *Machine) revokeTokens(user string) {
 func (m *Machine) Snapshot() ([]byte, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	b, err := json.Marshal(snapshotDoc{V: current, State: m.s})
+	b, err := json.Marshal(snapshotDoc{V: max(m.written, 1), State: m.s})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot state: %w", err)
 	}
@@ -219,7 +224,7 @@ func (m *Machine) Snapshot() ([]byte, error) {
 }
 
 // snapshotDoc is a snapshot: the state's fields and, beside them, the
-// command version of the binary that wrote it (none before versions).
+// highest command version among the entries it holds (none before versions).
 type snapshotDoc struct {
 	V int `json:"v,omitempty"`
 	State
@@ -248,7 +253,7 @@ func (m *Machine) Restore(data []byte) error {
 	}
 	s.initMFT()
 	m.mu.Lock()
-	m.s = s
+	m.s, m.written = s, max(doc.V, 1)
 	m.mu.Unlock()
 	return nil
 }

@@ -81,6 +81,12 @@ type Node struct {
 	// it is up); a node gone longer than Deadline gives its slot back.
 	OfflineSince time.Time `json:"offlineSince,omitempty"`
 	Licensed     bool      `json:"licensed"`
+	// FSMVersion is the newest command version the node's binary applies,
+	// as it gossiped it (0: not known, which counts as 2, the last release
+	// before nodes told it). The leader writes at the lowest of its voters'
+	// (cluster: writeVersion). An older binary drops the field: harmless,
+	// since it only ever makes the leader more careful.
+	FSMVersion int `json:"fsmVersion,omitempty"`
 	// LicenseRefused marks a node whose own license file is invalid: it
 	// never takes a slot.
 	LicenseRefused bool `json:"licenseRefused,omitempty"`

@@ -8,6 +8,7 @@ package fsm
 // rolling upgrade never holds an entry one of its members cannot honour.
 //
 // Every op or field added with a new Version gets its case here.
+// (Node.FSMVersion, which the negotiation itself carries, needs none.)
 func Needs(c Command) int {
 	switch {
 	case c.Op == OpTransferTask,
@@ -18,4 +19,14 @@ func Needs(c Command) int {
 		return 2
 	}
 	return 1
+}
+
+// KnownVersion is the command version a node is known to apply: what it
+// gossiped, or 2 for a node that never said (the release before nodes told
+// their version applies 2).
+func KnownVersion(n Node) int {
+	if n.FSMVersion == 0 {
+		return 2
+	}
+	return n.FSMVersion
 }

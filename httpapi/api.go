@@ -278,14 +278,15 @@ func (a *API) apply(w http.ResponseWriter, what string, c fsm.Command) bool {
 }
 
 // committed answers a failed commit: 404 unknown object, 409 exists, in
-// use or wrong state, 503 leadership lost meanwhile, 500 otherwise.
+// use, wrong state or needing a release some node does not run yet, 503
+// leadership lost meanwhile, 500 otherwise.
 func (a *API) committed(w http.ResponseWriter, what string, err error) bool {
 	switch {
 	case err == nil:
 		return true
 	case errors.Is(err, fsm.ErrUnknownObject), errors.Is(err, fsm.ErrUnknownUser):
 		writeError(w, http.StatusNotFound, what+": "+err.Error())
-	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrInUse), errors.Is(err, fsm.ErrTransferState):
+	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrInUse), errors.Is(err, fsm.ErrTransferState), errors.Is(err, cluster.ErrMixedVersions):
 		writeError(w, http.StatusConflict, what+": "+err.Error())
 	case errors.Is(err, cluster.ErrNotLeader):
 		writeError(w, http.StatusServiceUnavailable, what+": this node stopped leading the cluster; retry")

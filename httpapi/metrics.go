@@ -77,7 +77,7 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 	nodes := copyOf(n, ofNodes)
 	for _, id := range slices.Sorted(maps.Keys(nodes)) {
 		e := wire.ClusterEntry{NodeID: id, Status: nodes[id].Status, AdminAddr: nodes[id].AdminAddr,
-			Leader: id == rs.LeaderID, Active: id == out.Active}
+			Leader: id == rs.LeaderID, Active: id == out.Active, CommandVersion: fsm.KnownVersion(nodes[id])}
 		if e.Active {
 			// The registry hears from each node every HeartbeatCheck; the
 			// lease says now who serves.

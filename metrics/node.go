@@ -188,3 +188,18 @@ func (r *Registry) LeaseRenewals() (func(time.Duration), error) {
 	}
 	return func(d time.Duration) { h.Observe(d.Seconds()) }, nil
 }
+
+// LoginFailures exports udmg_login_failures_total: failed SFTP, FTP and API
+// logins this node counts, by origin: "local" (seen here) or "peer"
+// (reported by another node through gossip, counted here as well). The
+// returned func counts one. It never fails to count: when registering
+// fails, it counts into nothing.
+func (r *Registry) LoginFailures() (func(origin string), error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "login_failures_total",
+		Help:      "Failed logins this node's throttle counts: seen here (origin=local) or reported by another node (origin=peer).",
+	}, []string{"origin"})
+	count := func(origin string) { c.WithLabelValues(origin).Inc() }
+	return count, r.Register(c)
+}

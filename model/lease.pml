@@ -204,6 +204,66 @@ inline dec(x, r) {
 	fi
 }
 
+
+/* Symmetry reduction (-DSYMMETRY, for N = 4 and 5).  The nodes are
+ * interchangeable: every node process runs the same loop, its program
+ * counter is back at the loop's head after each atomic step, and it differs
+ * from the others only by its index i.  So a state and the state with the
+ * nodes' data permuted (and holder, fn and leader renamed alike) have the
+ * same futures up to the renaming, and the property (how many nodes serve)
+ * does not depend on names.  canon() sorts the nodes' data into one order
+ * after every step, so the search stores one state per class: up to N!
+ * fewer.  The trail then renames nodes from step to step, so the mutants,
+ * whose trails are read, run without it. */
+#ifdef SYMMETRY
+hidden int key[N];
+hidden byte perm[N], inv[N];
+hidden byte tph[N], texp[N], twt[N], tclaim[N], tmy[N];
+hidden byte tdone[N];
+hidden byte a, b, best;
+inline canon() {
+	for (a : 0 .. N-1) {
+		key[a] = ((((((ph[a] * 8 + exp[a]) * 8 + wt[a]) * 8 + claim[a]) * 4 + myEp[a]) * 2 + done[a]) * 2 +
+		          (epoch > 0 && holder == a)) * 4 + (fk != NONE && fn == a) * 2 + (leader == a);
+		perm[a] = a
+	}
+	/* selection sort of perm by key */
+	for (a : 0 .. N-2) {
+		best = a;
+		for (b : a+1 .. N-1) {
+			if
+			:: key[perm[b]] < key[perm[best]] -> best = b
+			:: else
+			fi
+		}
+		b = perm[a]; perm[a] = perm[best]; perm[best] = b
+	}
+	for (a : 0 .. N-1) {
+		inv[perm[a]] = a;
+		tph[a] = ph[perm[a]]; texp[a] = exp[perm[a]]; twt[a] = wt[perm[a]];
+		tclaim[a] = claim[perm[a]]; tmy[a] = myEp[perm[a]]; tdone[a] = done[perm[a]]
+	}
+	for (a : 0 .. N-1) {
+		ph[a] = tph[a]; exp[a] = texp[a]; wt[a] = twt[a];
+		claim[a] = tclaim[a]; myEp[a] = tmy[a]; done[a] = tdone[a]
+	}
+	if
+	:: epoch > 0 -> holder = inv[holder]
+	:: else -> holder = 0
+	fi;
+	if
+	:: fk != NONE -> fn = inv[fn]
+	:: else
+	fi;
+	if
+	:: leader < N -> leader = inv[leader]
+	:: else
+	fi
+}
+#else
+inline canon() { skip }
+#endif
+
 proctype node(byte i) {
 	do
 	/* Acquire, as leader after its Barrier, with nothing in flight. */
@@ -223,33 +283,28 @@ proctype node(byte i) {
 		fk = ACQ; fn = i; fe = epoch + 1; ft = D;
 		ph[i] = ACQUIRING;
 		printf("t=%d n%d proposes Acquire(epoch %d), waitUntil = now+%d (lease: epoch %d of n%d, released=%d clean=%d)\n",
-		       rt, i, fe, wt[i], epoch, holder, released, clean)
-	}
+		       rt, i, fe, wt[i], epoch, holder, released, clean); canon() }
 	/* The wait is over: Active. */
 	:: d_step { ph[i] == WAITING && wt[i] == 0 && exp[i] > 0 ->
 		ph[i] = ACTIVE; done[i] = 1;
 		printf("t=%d n%d ACTIVE, epoch %d (lease %d left)\n", rt, i, shown[i], exp[i]);
-		check()
-	}
+		check(); canon() }
 	/* Renew: every h, and pauses make that any moment. */
 	:: d_step { leader == i && (ph[i] == WAITING || ph[i] == ACTIVE) && fk == NONE ->
-		fk = REN; fn = i; fe = myEp[i]; ft = D
-	}
+		fk = REN; fn = i; fe = myEp[i]; ft = D; canon() }
 	/* Fence (expiry, leadership loss, shutdown): stop serving; it completes. */
 	:: d_step { ph[i] == ACQUIRING || ph[i] == WAITING || ph[i] == ACTIVE ->
 		ph[i] = (myEp[i] > 0 -> FENCED : IDLE); exp[i] = 0; wt[i] = 0;
-		printf("t=%d n%d fenced\n", rt, i)
-	}
+		printf("t=%d n%d fenced\n", rt, i); canon() }
 	/* Release (shutdown, handover), only after a completed fence. */
 	:: d_step { ph[i] == FENCED && myEp[i] > 0 && leader == i && fk == NONE ->
 		fk = REL; fn = i; fe = myEp[i]; fc = done[i];
 		ph[i] = IDLE; myEp[i] = 0; done[i] = 0;
-		printf("t=%d n%d proposes Release(epoch %d, clean=%d)\n", rt, i, fe, fc)
-	}
+		printf("t=%d n%d proposes Release(epoch %d, clean=%d)\n", rt, i, fe, fc); canon() }
 	/* Win an election: the old leader's entry in flight commits first ... */
-	:: d_step { fk != NONE && fn != i -> commit(); elect(i) }
+	:: d_step { fk != NONE && fn != i -> commit(); elect(i); canon() }
 	/* ... or is lost (or there was none). */
-	:: d_step { leader != i || fk != NONE -> fk = NONE; fn = 0; fe = 0; fc = 0; ft = 0; elect(i) }
+	:: d_step { leader != i || fk != NONE -> fk = NONE; fn = 0; fe = 0; fc = 0; ft = 0; elect(i); canon() }
 	/* Restart: the process state is lost; so are its arrival times, which
 	 * were all before now, so now + WAIT bounds them (waiting from the
 	 * election, as the implementation does, is later still). */
@@ -259,15 +314,14 @@ proctype node(byte i) {
 		:: leader == i -> leader = N /* no leader until the next election */
 		:: else
 		fi;
-		printf("t=%d n%d restarts\n", rt, i)
-	}
+		printf("t=%d n%d restarts\n", rt, i); canon() }
 	od
 }
 
 /* The leader's entry in flight commits. */
 proctype raft() {
 	do
-	:: d_step { fk != NONE && fn == leader -> commit() }
+	:: d_step { fk != NONE && fn == leader -> commit(); canon() }
 	od
 }
 
@@ -288,7 +342,7 @@ inline tick(m) {
 	rt++
 }
 
-#define TICK(m) :: d_step { m < (1 << N) -> tick(m) }
+#define TICK(m) :: d_step { m < (1 << N) -> tick(m); canon() }
 
 proctype clock() {
 	do

@@ -75,6 +75,34 @@ func ServerBinary(t testing.TB) string {
 	return buildPath
 }
 
+// ReleaseBinary builds udmg-server as it was at ref in this repository's
+// history (an earlier release, for upgrade tests), trusting the test vendor
+// key, with this tree's build flags extra added. It skips the test, loudly,
+// when the history does not hold ref (a shallow clone).
+func ReleaseBinary(t testing.TB, ref string, ldflags ...string) string {
+	t.Helper()
+	root := moduleRoot()
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", ref+"^{commit}").CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED LOUDLY: release %s is not in this clone's history (a shallow clone?): %v %s", ref, err, out)
+	}
+	src := filepath.Join(t.TempDir(), "src-"+ref)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, ref, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive %s: %v\n%s", ref, err, out)
+	}
+	bin := filepath.Join(t.TempDir(), "udmg-server-"+ref)
+	flags := append([]string{"-X github.com/udmg/gateway/licensing.vendorKey=" + licensing.EncodePublicKey(VendorPublic())}, ldflags...)
+	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", strings.Join(flags, " "), "./cmd/udmg-server")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build of release %s: %v\n%s", ref, err, out)
+	}
+	return bin
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
@@ -156,7 +184,10 @@ func NewCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 func NewClusterWith(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
 	extraEnv := o.Env
-	bin := ServerBinary(t)
+	bin := o.Binary
+	if bin == "" {
+		bin = ServerBinary(t)
+	}
 	// Kept after a failure, for the node logs and raft state.
 	dir, err := os.MkdirTemp("", "udmg-cluster-")
 	if err != nil {

@@ -29,6 +29,9 @@ type Options struct {
 	LoopSize int64
 	// LicenseNodes is how many nodes the license is for (default: all).
 	LicenseNodes int
+	// Binary is the udmg-server the nodes start on (default ServerBinary:
+	// this tree; ReleaseBinary builds an earlier release).
+	Binary string
 }
 
 // FaultsAvailable says why Options.UIDs, LoopDataDirs or LoopHome cannot be

@@ -265,7 +265,7 @@ func (e *Engine) run(ctx context.Context) {
 // they left on storage (see finishStaging).
 func (e *Engine) takeover(ctx context.Context) error {
 	before := e.cfg.Node.State()
-	for {
+	for orphans(before, e.epoch) {
 		err := e.apply(fsm.Command{Op: fsm.OpTransferTakeover})
 		if err == nil {
 			break
@@ -284,6 +284,18 @@ func (e *Engine) takeover(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// orphans reports whether an older epoch left a transfer RUNNING: only then
+// does the takeover need a commit before the listeners open (one Raft
+// round trip off every failover of a node that ran none).
+func orphans(st fsm.State, epoch uint64) bool {
+	for _, t := range st.Transfers {
+		if t.Status == fsm.StatusRunning && t.Epoch < epoch {
+			return true
+		}
+	}
+	return false
 }
 
 // finishStaging finishes what older epochs left in staging files (see

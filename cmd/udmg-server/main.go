@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,8 +104,6 @@ func run(path string, env []string) error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	// One login throttle for the admin API and the SFTP/FTP listeners.
-	logins := authguard.New(authguard.Options{})
 	id, fresh, err := cluster.LoadNodeID(cfg.Cluster.DataDir, cfg.Global.NodeID,
 		cluster.DefaultNodeID(hostname, cfg.Admin.Host, cfg.Admin.Port, cfg.Global.GatewayName))
 	if err != nil {
@@ -140,6 +139,19 @@ func run(path string, env []string) error {
 		log.Warn("lease renewal metrics not exported", "err", err)
 	}
 	onRenewal = addr.onRenewal(onRenewal)
+	loginFailed, err := reg.LoginFailures()
+	if err != nil {
+		log.Warn("login failure metrics not exported", "err", err)
+	}
+	// One login throttle for the admin API and the SFTP/FTP listeners,
+	// its failures shared with the other nodes through gossip.
+	var shareLogins atomic.Pointer[cluster.Node]
+	logins := authguard.New(authguard.Options{Share: func(addr, account string) {
+		loginFailed("local")
+		if n := shareLogins.Load(); n != nil {
+			n.ShareLoginFailure(addr, account)
+		}
+	}})
 	secrets, err := openSecrets(where, cfg)
 	if err != nil {
 		mirrorDB.close(nil)
@@ -178,6 +190,7 @@ func run(path string, env []string) error {
 		LicenseRefused:  licenseRefused,
 		OnOffline:       mirrorDB.writer.SubmitOffline,
 		OnRenewal:       onRenewal,
+		OnLoginFailure:  func(addr, account string) { loginFailed("peer"); logins.RemoteFailed(addr, account) },
 		LeaseGrace:      addr.grace(),
 		Secrets:         secrets,
 		Services:        services,
@@ -189,6 +202,7 @@ func run(path string, env []string) error {
 	}
 	bindSecrets(secrets, node)
 	services.node.Store(node)
+	shareLogins.Store(node)
 	stopMetrics := watchNode(reg, node, services, log)
 	defer stopMetrics()
 	mirrorDB.run(node, mirror.Row{NodeID: id, Hostname: hostname, IPAddress: advertise, Port: cfg.Admin.Port, StartedAt: node.StartedAt()})

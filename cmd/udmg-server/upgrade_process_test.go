@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,30 +17,40 @@ import (
 	"time"
 
 	"github.com/udmg/gateway/fsm"
+	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/licensing"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
-// TestRollingUpgrade upgrades a running three-node cluster node by node,
-// followers first, to a binary that writes the next command version (this
-// tree linked with fsm.testNextVersion=3), while SFTP uploads flow through
-// whichever node is ACTIVE. A node restarted on the old binary once the
-// upgraded leader writes newer entries stops with one line naming the entry
-// and exits 4, without applying it; upgraded, it applies it. At the end no
-// acknowledged upload is lost and the three nodes show the same state.
-//
-// The previous release (da79d6c) cannot take part: it speaks plain TCP
-// between nodes and cannot join a cluster with mutual TLS.
+// previousRelease is the release this tree upgrades from: the last commit
+// CI landed before this work (stop 17). Move it on with each release.
+const previousRelease = "f700935"
+
+// TestRollingUpgrade upgrades a running three-node cluster of the previous
+// release (built from this repository's history) node by node, followers
+// first, to this tree, while SFTP uploads flow through whichever node is
+// ACTIVE. This tree applies a newer command version than the previous
+// release (fsm.Version; while that is still 2, the build is linked with
+// fsm.testNextVersion=3, the stand-in for it). Shown:
+//   - during the upgrade no node stops: the leader writes at the lowest
+//     version its voters apply (cluster.writeVersion), also once it runs
+//     the new release itself;
+//   - once all three gossip the new version, /api/cluster says so, and the
+//     leader writes it: a node put back on the previous release stops at the
+//     first such entry with one line naming it, exit 4, without applying it;
+//     upgraded again, it applies it;
+//   - at the end no acknowledged upload is lost and the three nodes show
+//     the same state.
 func TestRollingUpgrade(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a three-node cluster and builds a second binary")
+		t.Skip("starts a three-node cluster and builds two binaries")
 	}
-	old := ts.ServerBinary(t)
-	next := buildNextVersion(t)
-	c := ts.NewCluster(t, 3)
+	old := ts.ReleaseBinary(t, previousRelease)
+	next, nextVersion := buildNext(t)
+	c := ts.NewClusterWith(t, 3, ts.Options{Binary: old})
 	c.WaitOneActive(60*time.Second, "")
 	if m := commitMarker(c, 60*time.Second); m == "" {
-		t.Fatal("the new cluster takes no writes")
+		t.Fatal("the cluster of the previous release takes no writes")
 	} else {
 		for _, p := range c.Nodes {
 			shows(t, p, m)
@@ -55,57 +66,43 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 	}
 	order = append(order, active)
-	upgradedAt := map[*ts.Proc]int{}
-	for i, p := range order {
-		// An upgraded node may win an election before the others are
-		// upgraded (a loaded machine misses heartbeats): the old ones then
-		// stop, as designed, and the cluster may have no quorum until the
-		// next upgrade. So the marker p must show is committed only when
-		// the cluster takes writes.
-		marker := commitMarker(c, 20*time.Second)
-		if p.ExitCode() < 0 {
-			p.Signal(syscall.SIGTERM)
-			if !p.Wait(30 * time.Second) {
-				t.Fatalf("%s did not stop on SIGTERM", p.Name)
-			}
+	for _, p := range order {
+		marker := commitMarker(c, 60*time.Second)
+		if marker == "" {
+			t.Fatalf("the cluster takes no writes before %s is upgraded", p.Name)
 		}
-		t.Logf("%s stopped (exit %d)", p.Name, p.ExitCode())
-		if i == len(order)-1 {
-			// The two upgraded nodes lead now and write version 3: a node
-			// that missed the upgrade must stop at their first entry.
-			c.WaitOneActive(60*time.Second, "", p)
-			if commitMarker(c, 60*time.Second) == "" {
-				t.Fatal("the two upgraded nodes take no writes")
+		restartOn(t, p, next)
+		shows(t, p, marker)
+		for _, q := range c.Nodes {
+			if code := q.ExitCode(); code >= 0 {
+				t.Fatalf("%s exited %d during the rolling upgrade; log:\n%s", q.Name, code, q.LogTail(20))
 			}
-			from := len(p.Log())
-			p.UseBinary(old)
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			if !p.Wait(60 * time.Second) {
-				t.Fatalf("%s on the old binary kept running among version-3 entries; log:\n%s", p.Name, p.LogTail(20))
-			}
-			if code := p.ExitCode(); code != 4 {
-				t.Fatalf("%s on the old binary exited %d, want 4; log:\n%s", p.Name, code, p.LogTail(20))
-			}
-			line := lastLine(p.Log()[from:], "upgrade this node")
-			if !strings.Contains(line, newerThan+": upgrade this node") || !strings.Contains(line, "log entry ") {
-				t.Fatalf("%s stopped without the line naming the entry; log:\n%s", p.Name, p.LogTail(20))
-			}
-			t.Logf("%s restarted on the old binary: exit 4, %s", p.Name, line)
-		}
-		upgradedAt[p] = len(p.Log())
-		p.UseBinary(next)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if marker != "" {
-			shows(t, p, marker)
-		} else if !ts.Eventually(60*time.Second, func() bool { _, m := p.Ping(); return m == "PASSIVE" || m == "ACTIVE" }) {
-			t.Fatalf("upgraded %s does not stand by; log:\n%s", p.Name, p.LogTail(20))
 		}
 		t.Logf("%s upgraded; %d uploads acknowledged so far", p.Name, up.count())
 	}
+	if !ts.Eventually(60*time.Second, func() bool { return clusterVersions(c) == strings.Repeat(fmt.Sprint(nextVersion), 3) }) {
+		t.Fatalf("after the upgrade /api/cluster shows command versions %q, want %d on all three", clusterVersions(c), nextVersion)
+	}
+
+	// Writes are at the new version now: the previous release cannot follow.
+	back := c.Other(c.WaitOneActive(60*time.Second, ""))
+	from := len(back.Log())
+	restartOn(t, back, old)
+	if !ts.Eventually(90*time.Second, func() bool { commitMarker(c, 5*time.Second); return back.ExitCode() >= 0 }) {
+		t.Fatalf("%s on the previous release kept running among version-%d entries; log:\n%s", back.Name, nextVersion, back.LogTail(20))
+	}
+	if code := back.ExitCode(); code != 4 {
+		t.Fatalf("%s on the previous release exited %d, want 4; log:\n%s", back.Name, code, back.LogTail(20))
+	}
+	want := fmt.Sprintf("version %d is newer than this binary understands (2): upgrade this node", nextVersion)
+	line := lastLine(back.Log()[from:], "upgrade this node")
+	if !strings.Contains(line, want) || !strings.Contains(line, "log entry ") {
+		t.Fatalf("%s stopped without the line naming the entry; log:\n%s", back.Name, back.LogTail(20))
+	}
+	t.Logf("%s put back on the previous release: exit 4, %s", back.Name, line)
+	upgradedAt := len(back.Log())
+	restartOn(t, back, next)
+
 	c.WaitOneActive(60*time.Second, "")
 	marker := commitMarker(c, 60*time.Second)
 	if marker == "" {
@@ -113,6 +110,9 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	for _, p := range c.Nodes {
 		shows(t, p, marker)
+	}
+	if strings.Contains(back.Log()[upgradedAt:], "upgrade this node") {
+		t.Errorf("%s stopped at an entry after its upgrade; log:\n%s", back.Name, back.LogTail(20))
 	}
 	acked := up.stop()
 	if len(acked) < 10 {
@@ -136,44 +136,62 @@ func TestRollingUpgrade(t *testing.T) {
 	}) {
 		t.Fatalf("nodes' states differ after the upgrade: %q", digests)
 	}
-	halts := 0
-	for _, p := range c.Nodes {
-		log := p.Log()
-		if strings.Contains(log[upgradedAt[p]:], "upgrade this node") {
-			t.Errorf("%s stopped at an entry after its upgrade; log:\n%s", p.Name, p.LogTail(20))
-		}
-		for _, l := range strings.Split(log, "\n") {
-			if strings.Contains(l, "upgrade this node") {
-				halts++
-				if !strings.Contains(l, newerThan) {
-					t.Errorf("%s: unclear stop line %s", p.Name, l)
-				}
-			}
-		}
-	}
-	t.Logf("%d uploads acknowledged, all present; %d stops of old binaries at version-3 entries; state digest %s on all three nodes", len(acked), halts, digests[0][:12])
+	t.Logf("%s → this tree (command version %d): %d uploads acknowledged, all present; no node stopped during the upgrade; state digest %s on all three nodes",
+		previousRelease, nextVersion, len(acked), digests[0][:12])
 }
 
-// newerThan is how a node of this release refuses the next one's entries.
-var newerThan = fmt.Sprintf("version %d is newer than this binary understands (%d)", fsm.Version+1, fsm.Version)
-
-// buildNextVersion builds this tree as a release writing command version
-// fsm.Version+1.
-func buildNextVersion(t *testing.T) string {
+// restartOn stops p (SIGTERM) if it runs and starts it again on bin.
+func restartOn(t *testing.T, p *ts.Proc, bin string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "udmg-server-v3")
+	if p.ExitCode() < 0 {
+		p.Signal(syscall.SIGTERM)
+		if !p.Wait(30 * time.Second) {
+			t.Fatalf("%s did not stop on SIGTERM", p.Name)
+		}
+	}
+	p.UseBinary(bin)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clusterVersions is each node's command version as the first node that
+// answers GET /api/cluster lists them, concatenated ("" when none answers).
+func clusterVersions(c *ts.Cluster) string {
+	for _, p := range c.Nodes {
+		var st wire.ClusterStatus
+		if r, err := p.Admin().Do("GET", "/api/cluster", nil); err != nil || r.Status != 200 || json.Unmarshal(r.Body, &st) != nil {
+			continue
+		}
+		var b strings.Builder
+		for _, e := range st.Nodes {
+			fmt.Fprint(&b, e.CommandVersion)
+		}
+		return b.String()
+	}
+	return ""
+}
+
+// buildNext builds this tree with the test vendor key and returns the
+// command version it applies: fsm.Version, or 3 (fsm.testNextVersion) while
+// fsm.Version is still that of the previous release.
+func buildNext(t *testing.T) (string, int) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "udmg-server-next")
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-o", bin, "-ldflags",
-		"-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic())+
-			fmt.Sprintf(" -X github.com/udmg/gateway/fsm.testNextVersion=%d", fsm.Version+1), "./cmd/udmg-server")
+	flags, v := "-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic()), fsm.Version
+	if v <= 2 {
+		flags, v = flags+" -X github.com/udmg/gateway/fsm.testNextVersion=3", 3
+	}
+	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", flags, "./cmd/udmg-server")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build (version 3): %v\n%s", err, out)
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return bin
+	return bin, v
 }
 
 // commitMarker commits a new rule through any node that takes writes

@@ -72,6 +72,10 @@ type ClusterEntry struct {
 	AdminAddr string `json:"adminAddr"`
 	Leader    bool   `json:"leader"`
 	Active    bool   `json:"active"`
+	// CommandVersion is the newest replicated-command version the node's
+	// release applies, as it gossiped it; the leader writes at the lowest
+	// of its voters', so a rolling upgrade shows here how far it got.
+	CommandVersion int `json:"commandVersion"`
 }
 
 // License answers GET /api/license: the license in force and who holds its
