@@ -136,6 +136,11 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	step(api, "GET", "/api/rules/tour/send", nil, 200)
 	step(api, "PUT", "/api/rules/tour/send", map[string]any{"path": "/inbox"}, 200)
 	step(api, "PATCH", "/api/rules/tour/send", map[string]any{"localDir": "outbox"}, 200)
+	withTasks := map[string]any{"preTasks": []map[string]any{{"type": "CHECK", "args": map[string]any{"namePattern": "*.csv"}}},
+		"postTasks": []map[string]any{{"type": "COPY", "args": map[string]any{"path": "archive"}}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", withTasks, 200); !strings.Contains(string(r.Body), `"namePattern": "*.csv"`) && !strings.Contains(string(r.Body), `"namePattern":"*.csv"`) {
+		t.Fatalf("rule with tasks: %s", r.Body)
+	}
 	r = step(api, "POST", "/api/transfers", map[string]any{"rule": "tour", "partner": "bank", "account": "gw", "file": "a.txt", "maxAttempts": 3, "retryDelay": "1s", "retryFactor": 2}, 201)
 	id := r.Header.Get("Location")
 	step(api, "GET", "/api/transfers?status=PLANNED&sort=id-", nil, 200)
@@ -148,9 +153,13 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	// Refusals the description describes too.
 	step(api, "POST", "/api/servers", map[string]any{"name": "x", "protocol": "sftp", "port": 22, "colour": "red"}, 400)
 	step(api, "GET", "/api/transfers?status=done", nil, 400)
-	bad := map[string]any{"errorTasks": []map[string]any{{"type": "NO-SUCH-TASK"}}}
-	if r := step(api, "PATCH", "/api/rules/tour/send", bad, 400); !strings.Contains(string(r.Body), `rule tour: errorTasks task 1 (\"NO-SUCH-TASK\")`) {
+	bad := map[string]any{"errorTasks": []map[string]any{{"type": "MOVE", "args": map[string]any{"path": "quarantine"}}, {"type": "NO-SUCH-TASK"}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", bad, 400); !strings.Contains(string(r.Body), `rule tour: errorTasks task 2 (\"NO-SUCH-TASK\")`) {
 		t.Fatalf("bad task refused without naming the rule, list and position: %s", r.Body)
+	}
+	noPath := map[string]any{"postTasks": []map[string]any{{"type": "COPY"}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", noPath, 400); !strings.Contains(string(r.Body), `rule tour: postTasks task 1 (\"COPY\"): COPY: argument \"path\" is required`) {
+		t.Fatalf("missing argument refused without naming it: %s", r.Body)
 	}
 	step(anyone, "GET", "/api/servers", nil, 401)
 
