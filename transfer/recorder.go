@@ -177,16 +177,28 @@ func (r *record) End(size int64, cut error) error {
 			return err
 		}
 	}
-	if cut == nil && r.upload && len(r.rule.PostTasks) > 0 {
-		// Complete: RUNNING on in POST TASKS, which start once the
-		// file is in place (Placed), or on the next ACTIVE node.
+	chain := cut == nil && len(r.rule.PostTasks) > 0
+	if chain {
+		// Complete: RUNNING on in POST TASKS, which start once an
+		// upload is in place (Placed), at once for a download, or on the
+		// next ACTIVE node.
 		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
 	if err := e.update(ch); err != nil {
 		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
 		return err
 	}
+	if chain && !r.upload {
+		r.hand()
+	}
 	return nil
+}
+
+// hand gives the transfer to the engine's chain runner (its next tick).
+func (r *record) hand() {
+	r.e.recMu.Lock()
+	r.e.handed[r.id] = true
+	r.e.recMu.Unlock()
 }
 
 // Placed hears that a complete upload is in place (or that the rename
@@ -198,9 +210,7 @@ func (r *record) Placed(err error) {
 	if err != nil {
 		r.e.log.Warn("upload not put in place by its session; its chain will", "id", r.id, "err", err)
 	}
-	r.e.recMu.Lock()
-	r.e.handed[r.id] = true
-	r.e.recMu.Unlock()
+	r.hand()
 }
 
 // recordProgress commits the progress of open server-mode transfers.
