@@ -320,9 +320,6 @@ func (e *Engine) adopt(ctx context.Context, chains []fsm.Transfer) {
 			}
 			e.log.Info("resuming the chain of a transfer", "id", t.ID, "step", t.Step, "tasks", len(t.Tasks))
 		}
-		e.recMu.Lock()
-		delete(e.handed, t.ID)
-		e.recMu.Unlock()
 		if cur, ok := e.current(t.ID); ok {
 			e.startWorker(ctx, cur)
 		}

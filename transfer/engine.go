@@ -442,8 +442,11 @@ func (e *Engine) tick(ctx context.Context) {
 	now := time.Now()
 	current := make(map[uint64]fsm.Transfer, len(e.workers))
 	var due, finished, chains []fsm.Transfer
+	// Uploads handed over are in the state already (their end was
+	// committed first): this pass picks them, or they went meanwhile.
 	e.recMu.Lock()
-	handed := maps.Clone(e.handed)
+	handed := e.handed
+	e.handed = map[uint64]bool{}
 	e.recMu.Unlock()
 	e.cfg.Node.Read(func(s *fsm.State) {
 		for id, t := range s.Transfers {
