@@ -148,6 +148,7 @@ type Command struct {
 	Transfer      *Transfer       `json:"transfer,omitempty"`
 	Change        *TransferChange `json:"change,omitempty"`
 	Task          *TaskChange     `json:"task,omitempty"`
+	Key           *PGPKey         `json:"key,omitempty"`
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`

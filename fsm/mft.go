@@ -361,6 +361,10 @@ func decodeMFT(c Command) (known, missing bool) {
 		return true, c.Change == nil || c.Change.ID == 0 || c.Change.Action == ""
 	case OpTransferArchive:
 		return true, c.Change == nil || c.Epoch == 0
+	case OpKeyPut:
+		return true, c.Key == nil || c.Key.Name == "" || c.Key.Armored == ""
+	case OpKeyDelete:
+		return true, c.Name == ""
 	case OpTransferTask:
 		// Tasks run on the ACTIVE node only: fenced like checkpoints.
 		return true, c.Task == nil || c.Task.ID == 0 || c.Epoch == 0
@@ -424,6 +428,13 @@ func (m *Machine) applyMFT(c Command) error {
 		s.Rules[key] = *c.Rule
 	case OpRuleDelete:
 		return deleteKey(s.Rules, c.Name+"/"+c.Sub, "rule")
+	case OpKeyPut:
+		if err := checkPut(c.Put, s.Keys, c.Key.Name, fmt.Sprintf("key %q", c.Key.Name)); err != nil {
+			return err
+		}
+		s.Keys[c.Key.Name] = *c.Key
+	case OpKeyDelete:
+		return deleteKey(s.Keys, c.Name, "key")
 	case OpSeed:
 		if s.Seeded {
 			return nil
@@ -671,6 +682,9 @@ func (s *State) initMFT() {
 	if s.Transfers == nil {
 		s.Transfers = map[uint64]Transfer{}
 	}
+	if s.Keys == nil {
+		s.Keys = map[string]PGPKey{}
+	}
 }
 
 func (s State) cloneMFT(c *State) {
@@ -684,6 +698,7 @@ func (s State) cloneMFT(c *State) {
 	c.Partners = maps.Clone(s.Partners)
 	c.RemoteAccounts = maps.Clone(s.RemoteAccounts)
 	c.Rules = maps.Clone(s.Rules)
+	c.Keys = maps.Clone(s.Keys)
 	c.Transfers = maps.Clone(s.Transfers)
 	c.initMFT()
 }

@@ -172,3 +172,32 @@ func TestRetryStartsChainOver(t *testing.T) {
 		t.Fatalf("after retry: step %s, tasks %+v", tr.Step, tr.Tasks)
 	}
 }
+
+func TestPGPKeys(t *testing.T) {
+	m := New()
+	put := Command{Op: OpKeyPut, Put: PutCreate, Key: &PGPKey{Name: "bank", Fingerprint: "AB", Armored: "sealed-1"}}
+	if r := mustApply(t, m, put); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mustApply(t, m, put); !errors.Is(r.Err, ErrExists) {
+		t.Fatalf("second create: %v", r.Err)
+	}
+	st := m.State()
+	sealed := st.Sealed()
+	if len(sealed) != 1 || sealed[0].Ref != (SealedRef{Kind: "pgpKey", Key: "bank"}) || sealed[0].Old != "sealed-1" {
+		t.Fatalf("sealed values %+v", sealed)
+	}
+	st.setSealed(sealed[0].Ref, "sealed-2")
+	if st.Keys["bank"].Armored != "sealed-2" || m.State().Keys["bank"].Armored != "sealed-1" {
+		t.Fatal("a rotation's reseal reaches the wrong copy")
+	}
+	if Needs(put) != 3 || Needs(Command{Op: OpKeyDelete, Name: "bank"}) != 3 {
+		t.Fatal("key ops need version 3")
+	}
+	if r := mustApply(t, m, Command{Op: OpKeyDelete, Name: "bank"}); r.Err != nil || len(m.State().Keys) != 0 {
+		t.Fatalf("delete: %v", r.Err)
+	}
+	if _, err := Decode(must(Encode(Command{Op: OpKeyPut, Key: &PGPKey{Name: "x"}}))); err == nil {
+		t.Fatal("a key without its armored text decoded")
+	}
+}

@@ -204,13 +204,31 @@ func (e *Engine) env(parent fsm.Transfer) tasks.Env {
 	return tasks.Env{
 		Home:  e.cfg.GatewayHome,
 		Guard: leaseGuard{e},
-		Keys:  e.cfg.Keys,
+		Keys:  e.key,
 		StartChild: func(ctx context.Context, c tasks.Child) (uint64, error) {
 			return e.startChild(parent, c)
 		},
 		WaitChild: e.waitChild,
 		Dial:      e.dialer(),
 	}
+}
+
+// key opens the OpenPGP key stored under name (fsm.State.Keys).
+func (e *Engine) key(name string) (string, error) {
+	var k fsm.PGPKey
+	var ok bool
+	e.cfg.Node.Read(func(s *fsm.State) { k, ok = s.Keys[name] })
+	if !ok {
+		return "", fmt.Errorf("key %q: %w", name, fsm.ErrUnknownObject)
+	}
+	if e.cfg.Secrets == nil {
+		return "", fmt.Errorf("key %q: no AES passphrase to open it", name)
+	}
+	b, err := e.cfg.Secrets.Open(k.Armored)
+	if err != nil {
+		return "", fmt.Errorf("key %q: %w", name, err)
+	}
+	return string(b), nil
 }
 
 // leaseGuard is the tasks' path check: the node's lease, then the

@@ -90,9 +90,6 @@ type Config struct {
 	// Tasks counts the rules' tasks run, by type and outcome; it outlives
 	// the engine of one term (nil: not counted).
 	Tasks *TaskCounts
-	// Keys opens the OpenPGP key stored under a name for the tasks
-	// (ENCRYPT, SIGN...); nil: none.
-	Keys func(name string) (string, error)
 
 	// Concurrency bounds the client-mode transfers running at once.
 	Concurrency int

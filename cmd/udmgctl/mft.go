@@ -214,6 +214,22 @@ func (c *cli) partnersAdd(args []string) error {
 	return c.create("/api/partners", body, "partner "+pos[0])
 }
 
+// keysAdd stores an armored OpenPGP key for the tasks under a name.
+func (c *cli) keysAdd(args []string) error {
+	fs := newFlagSet("keys add")
+	c.globalFlags(fs)
+	file := fs.String("file", "", "the armored key (a partner's public key, or a private key)")
+	pos, err := c.args("keys add", args, fs, "NAME")
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return fmt.Errorf("keys add: --file: %w", err)
+	}
+	return c.create("/api/keys", map[string]any{"name": pos[0], "key": string(b)}, "key "+pos[0])
+}
+
 // ruleFlags are the flags of rules add and rules update; body gives
 // the API's fields of those set (all of them with all).
 func ruleFlags(fs *flag.FlagSet) (body func(all bool) (map[string]any, error)) {

@@ -178,6 +178,13 @@ type Rule struct {
 	ErrorTasks []Task `json:"errorTasks"`
 }
 
+// PGPKey is a stored OpenPGP key as the API shows it: never the key.
+type PGPKey struct {
+	Name        string `json:"name"`
+	Private     bool   `json:"private"`
+	Fingerprint string `json:"fingerprint"`
+}
+
 // Task is one task of a rule: a type (COPY, MOVE, TRANSFER...) and its
 // arguments.
 type Task struct {
