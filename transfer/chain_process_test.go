@@ -1,6 +1,7 @@
 package transfer_test
 
 import (
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -31,8 +32,9 @@ type chainTrial struct {
 }
 
 // TestChainExactlyOnceAcrossKill: a partner uploads a file over SFTP on a
-// receive rule whose post-tasks are CHECKSUM, COPY (archive), COPY
-// (staged), TRANSFER to a real OpenSSH partner and MOVE (done); the
+// receive rule whose post-tasks are CHECKSUM, COPY (archive), ENCRYPT (for
+// the downstream partner's OpenPGP key, made by gpg), TRANSFER of the
+// encrypted file to a real OpenSSH partner and MOVE (done); the
 // ACTIVE node is killed with SIGKILL at a random point of the chain,
 // once per trial, on a three-node cluster (the killed node restarts and
 // rejoins): odd trials at a random instant after the upload's
@@ -40,13 +42,15 @@ type chainTrial struct {
 // a chain), even ones as soon as the API shows a task drawn at random
 // started (so that the short tasks are cut too). Every trial must end with
 // the chain DONE, each of its five tasks DONE, one child transfer, and
-// exactly one copy at the partner whose sha256 is the upload's. Trial 0
+// exactly one copy at the partner, which gpg decrypts to the upload's
+// bytes (sha256 equal). Trial 0
 // runs without a kill and sets the window the instants are drawn from.
 // Run more trials with -chain.trials=50 (-v prints the table).
 func TestChainExactlyOnceAcrossKill(t *testing.T) {
 	skipShort(t)
 	needTool(t, "sftp")
 	needTool(t, "ssh-keygen")
+	gpg := ts.NewGPG(t)
 	sshd := ts.StartSSHD(t)
 	c := ts.NewCluster(t, 3)
 	active := c.WaitOneActive(60*time.Second, "PASSIVE")
@@ -55,10 +59,11 @@ func TestChainExactlyOnceAcrossKill(t *testing.T) {
 	setupServers(t, api, pub, 33000+int(time.Now().UnixNano()%1000))
 	remoteDir := t.TempDir()
 	setupPartner(t, api, sshd, remoteDir)
+	api.Must(t, 201, "POST", "/api/keys", map[string]any{"name": "remote-pgp", "key": gpg.NewKey("Remote <files@remote.example>")})
 	chain := []map[string]any{
 		{"type": "CHECKSUM"},
 		{"type": "COPY", "args": map[string]any{"path": "archive"}},
-		{"type": "COPY", "args": map[string]any{"path": "staged"}},
+		{"type": "ENCRYPT", "args": map[string]any{"key": "remote-pgp"}},
 		{"type": "TRANSFER", "args": map[string]any{"to": "remote", "as": currentUser(t), "rule": "push"}},
 		{"type": "MOVE", "args": map[string]any{"path": "done"}},
 	}
@@ -130,7 +135,10 @@ func TestChainExactlyOnceAcrossKill(t *testing.T) {
 				row.copies++
 			}
 		}
-		row.sumOK = ts.FileSHA256(t, filepath.Join(remoteDir, name)) == sum
+		if sealed, err := os.ReadFile(filepath.Join(remoteDir, name+".pgp")); err == nil {
+			plain := gpg.Run(sealed, "--decrypt")
+			row.sumOK = fmt.Sprintf("%x", sha256.Sum256(plain)) == sum
+		}
 		rows = append(rows, row)
 		if done.Status != "DONE" || len(done.Tasks) != len(chain) || row.children != 1 || row.copies != 1 || !row.sumOK {
 			t.Errorf("trial %d: chain %s with %d tasks %+v, %d children, %d copies at the partner, sha256 equal %v",
@@ -146,7 +154,7 @@ func TestChainExactlyOnceAcrossKill(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-5s %-15s %-9s %-6s %-22s %-9s %-7s %-8s %-6s %-6s %s\n", "trial", "aim", "kill at", "killed", "tasks run again", "chain", "status", "children", "copies", "sha256", "tasks ran on")
+	fmt.Fprintf(&b, "\n%-5s %-15s %-9s %-6s %-22s %-9s %-7s %-8s %-6s %-6s %s\n", "trial", "aim", "kill at", "killed", "tasks run again", "chain", "status", "children", "copies", "gpg=src", "tasks last ran on")
 	for i, r := range rows {
 		kill := "-"
 		if r.killAfter >= 0 {
