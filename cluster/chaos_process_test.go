@@ -23,8 +23,10 @@ import (
 
 // The chaos campaign without Docker (make chaos TRIALS=N): one cluster of
 // real processes, each node as its own uid with its DataDir on its own
-// loop-mounted ext4, and per trial a seeded random combination of kill -9,
-// SIGSTOP past Deadline, disk stall (fsfreeze), partitions (symmetric and
+// loop-mounted ext4, GatewayHome on one more, and per trial a seeded random
+// combination of kill -9, SIGSTOP past Deadline, disk stall (fsfreeze of a
+// node's DataDir: its Raft log; or of GatewayHome: every session's writes,
+// which the fence must get out of or die), partitions (symmetric and
 // one-way, iptables owner match), SIGTERM and restarts at random moments,
 // while clients upload (SFTP and FTP) and download through every node's
 // address. After each trial: every acknowledged upload is there with its
@@ -39,7 +41,7 @@ var (
 )
 
 // chaosFaults are the fault kinds a trial combines.
-var chaosFaults = []string{"kill9", "sigstop", "diskstall", "part-both", "part-out", "part-in", "sigterm", "restart"}
+var chaosFaults = []string{"kill9", "sigstop", "diskstall", "homestall", "part-both", "part-out", "part-in", "sigterm", "restart"}
 
 // chaosFault is one fault of a trial's schedule.
 type chaosFault struct {
@@ -173,9 +175,12 @@ func TestChaos(t *testing.T) {
 	if *chaosTrials == 0 {
 		t.Skip("chaos campaign: run with make chaos TRIALS=N (-chaos.trials=N)")
 	}
-	env := []string{}
+	// FTP passive ports of their own: ftpserverlib binds them on every
+	// address, and make e2e's load balancer holds the default range on
+	// 127.0.0.1, so the campaign runs beside it.
+	env := []string{"UDMG_LISTENERS_PASSIVEPORTS=31000-31049"}
 	if *chaosEnv != "" {
-		env = strings.Split(*chaosEnv, ",")
+		env = append(env, strings.Split(*chaosEnv, ",")...)
 	}
 	deadline := 2 * time.Second // the product default, unless -chaos.env says otherwise
 	for _, kv := range env {
@@ -185,7 +190,7 @@ func TestChaos(t *testing.T) {
 			}
 		}
 	}
-	c, fw := faultCluster(t, *chaosNodes, withAudit(ts.Options{Env: env, LoopDataDirs: true}))
+	c, fw := faultCluster(t, *chaosNodes, withAudit(ts.Options{Env: env, LoopDataDirs: true, LoopHome: true}))
 	seed := *chaosSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -268,6 +273,12 @@ func TestChaos(t *testing.T) {
 				p.Stop()
 			case "diskstall":
 				if err := p.DataFS.Freeze(); err != nil {
+					t.Fatal(err)
+				}
+			case "homestall":
+				// GatewayHome is shared: this stalls the ACTIVE's
+				// sessions and its successor's takeover alike.
+				if err := c.HomeFS.Freeze(); err != nil {
 					t.Fatal(err)
 				}
 			case "part-both", "part-out", "part-in":

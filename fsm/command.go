@@ -60,6 +60,15 @@ const (
 	// OpTransferTask records the start or the end of one task of a
 	// transfer's chain (version 3), fenced like checkpoints.
 	OpTransferTask Op = "transfer.task"
+
+	// Schedules (schedules.go, version 3): put and delete by operators;
+	// run (a slot or file taken with its transfer), after (a poll's
+	// delete or move done) and forget (runs of files gone) by the ACTIVE.
+	OpSchedulePut    Op = "schedule.put"
+	OpScheduleDelete Op = "schedule.delete"
+	OpScheduleRun    Op = "schedule.run"
+	OpScheduleAfter  Op = "schedule.after"
+	OpScheduleForget Op = "schedule.forget"
 )
 
 // Version is the command schema version this binary writes and the newest
@@ -152,6 +161,10 @@ type Command struct {
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`
+	// Schedule is the body of OpSchedulePut, ScheduleArgs that of the
+	// ACTIVE's schedule commands.
+	Schedule     *Schedule     `json:"schedule,omitempty"`
+	ScheduleArgs *ScheduleArgs `json:"scheduleArgs,omitempty"`
 }
 
 // LeaseArgs is the body of the three lease commands.
@@ -246,7 +259,10 @@ func Decode(data []byte) (Command, error) {
 		missing = c.Name == ""
 	default:
 		var known bool
-		if known, missing = decodeMFT(c); !known {
+		if known, missing = decodeSchedule(c); !known {
+			known, missing = decodeMFT(c)
+		}
+		if !known {
 			return Command{}, fmt.Errorf("op %q (version %d) is unknown to this binary (version %d): %w", c.Op, c.version(), current, ErrUnsupported)
 		}
 	}

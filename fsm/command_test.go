@@ -96,7 +96,7 @@ func TestUnsupportedHaltsMachine(t *testing.T) {
 		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":{"name":"u","hash":"aA=="}}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer than this binary understands (%d)`, Version+1, Version), "upgrade this node"}},
 		// A newer release may reshape a body: the version is read first.
 		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":"now a string"}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer`, Version+1)}},
-		{fmt.Sprintf(`{"op":"quota.set","v":%d}`, Version), []string{fmt.Sprintf(`op "quota.set" (version %d) is unknown to this binary (version %d)`, Version, Version), "upgrade this node"}},
+		{`{"op":"quota.set","v":2}`, []string{fmt.Sprintf(`op "quota.set" (version 2) is unknown to this binary (version %d)`, Version), "upgrade this node"}},
 		{`{"op":"quota.set"}`, []string{`op "quota.set" (version 1) is unknown`}},
 	} {
 		m := New()
@@ -215,7 +215,7 @@ func TestSnapshotVersion(t *testing.T) {
 	}
 	other := New()
 	if err := other.Restore(newer); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("written by version %d, newer than this binary understands (%d)", Version+1, Version)) {
-		t.Fatalf("restore of a version-3 snapshot: %v", err)
+		t.Fatalf("restore of a snapshot of version %d: %v", Version+1, err)
 	}
 	if len(other.State().Users) != 0 {
 		t.Fatal("refused snapshot changed the state")

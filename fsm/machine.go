@@ -197,6 +197,9 @@ func (m *Machine) apply(c Command) error {
 	case OpSecretsKey, OpSecretsRotate:
 		return m.applySecrets(c)
 	default:
+		if isScheduleOp(c.Op) {
+			return m.applySchedule(c)
+		}
 		return m.applyMFT(c)
 	}
 	return nil

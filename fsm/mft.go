@@ -448,21 +448,7 @@ func (m *Machine) applyMFT(c Command) error {
 		}
 		s.Seeded = true
 	case OpTransferAdd:
-		t := *c.Transfer
-		if _, ok := s.Transfers[t.ID]; ok {
-			return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
-		}
-		if t.ChildKey != "" && s.ChildOf(t.ChildKey) != 0 {
-			return nil // a TRANSFER task run again: its child is there
-		}
-		t.Tasks = nil
-		if c.Epoch != 0 {
-			t.Epoch = c.Epoch
-		}
-		t.Archived = false
-		s.Transfers[t.ID] = t
-		s.NextTransferID = max(s.NextTransferID, t.ID)
-		m.prune()
+		return m.addTransfer(c)
 	case OpTransferUpdate:
 		return m.updateTransfer(c)
 	case OpTransferTask:
@@ -525,6 +511,27 @@ func deleteCascade[P, C any](parents map[string]P, children map[string]C, name, 
 			delete(children, k)
 		}
 	}
+	return nil
+}
+
+// addTransfer adds c's new transfer (an ID taken is refused).
+func (m *Machine) addTransfer(c Command) error {
+	s := &m.s
+	t := *c.Transfer
+	if _, ok := s.Transfers[t.ID]; ok {
+		return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
+	}
+	if t.ChildKey != "" && s.ChildOf(t.ChildKey) != 0 {
+		return nil // a TRANSFER task run again: its child is there
+	}
+	t.Tasks = nil
+	if c.Epoch != 0 {
+		t.Epoch = c.Epoch
+	}
+	t.Archived = false
+	s.Transfers[t.ID] = t
+	s.NextTransferID = max(s.NextTransferID, t.ID)
+	m.prune()
 	return nil
 }
 
@@ -685,6 +692,9 @@ func (s *State) initMFT() {
 	if s.Keys == nil {
 		s.Keys = map[string]PGPKey{}
 	}
+	if s.Schedules == nil {
+		s.Schedules = map[string]Schedule{}
+	}
 }
 
 func (s State) cloneMFT(c *State) {
@@ -700,6 +710,7 @@ func (s State) cloneMFT(c *State) {
 	c.Rules = maps.Clone(s.Rules)
 	c.Keys = maps.Clone(s.Keys)
 	c.Transfers = maps.Clone(s.Transfers)
+	c.Schedules = maps.Clone(s.Schedules) // runs are replaced, never changed in place
 	c.initMFT()
 }
 

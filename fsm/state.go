@@ -34,6 +34,8 @@ type State struct {
 	// Transfers are the live ones and a recent window of finished ones.
 	Transfers      map[uint64]Transfer `json:"transfers"`
 	NextTransferID uint64              `json:"nextTransferId"`
+	// Schedules start transfers on the ACTIVE node (schedules.go).
+	Schedules map[string]Schedule `json:"schedules,omitempty"`
 	// Seeded is set once the default servers were created (OpSeed), so
 	// that an operator who deletes them does not see them come back.
 	Seeded bool `json:"seeded,omitempty"`

@@ -96,6 +96,7 @@ func (a *API) routesMFT() {
 		a.handle("PUT", "/api/transfers/{id}/"+action, write(DomainTransfers), a.transferAction(action))
 	}
 	a.handle("GET", "/api/history", read(DomainTransfers), a.listHistory)
+	a.routesSchedules() // schedules.go
 }
 
 var objectNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)

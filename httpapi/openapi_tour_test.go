@@ -162,6 +162,15 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 		step(api, "PUT", id+"/"+action, nil, 202)
 	}
 	step(api, "GET", "/api/history?limit=10&status=DONE", nil, 200)
+	step(api, "POST", "/api/schedules", map[string]any{"name": "nightly", "kind": "cron", "cron": "0 2 * * *", "rule": "tour", "partner": "bank", "account": "gw", "file": "a.txt"}, 201)
+	step(api, "GET", "/api/schedules?sort=name-", nil, 200)
+	step(api, "GET", "/api/schedules/nightly", nil, 200)
+	step(api, "PUT", "/api/schedules/nightly", map[string]any{"cron": "30 2 * * *"}, 200)
+	step(api, "PATCH", "/api/schedules/nightly", map[string]any{"file": "b.txt"}, 200)
+	step(api, "PUT", "/api/schedules/nightly/disable", nil, 202)
+	step(api, "PUT", "/api/schedules/nightly/enable", nil, 202)
+	step(api, "POST", "/api/schedules", map[string]any{"name": "bad", "kind": "cron", "cron": "61 * * * *", "rule": "tour", "partner": "bank", "account": "gw", "file": "a.txt"}, 400)
+	step(api, "DELETE", "/api/schedules/nightly", nil, 204)
 
 	// Refusals the description describes too.
 	step(api, "POST", "/api/servers", map[string]any{"name": "x", "protocol": "sftp", "port": 22, "colour": "red"}, 400)

@@ -39,6 +39,7 @@ func ofTransfers(s *fsm.State) map[uint64]fsm.Transfer           { return s.Tran
 func ofUsers(s *fsm.State) map[string]fsm.User                   { return s.Users }
 func ofTokens(s *fsm.State) map[string]fsm.Token                 { return s.Tokens }
 func ofNodes(s *fsm.State) map[string]fsm.Node                   { return s.Nodes }
+func ofSchedules(s *fsm.State) map[string]fsm.Schedule           { return s.Schedules }
 
 // filtered is a copy of the entries of the map pick chooses that keep
 // accepts (a server's accounts, a partner's remote accounts).

@@ -279,38 +279,16 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 		writeError(w, http.StatusBadRequest, `a transfer needs "rule", "partner", "account" and "file"`)
 		return
 	}
-	var ru fsm.Rule
-	var found int
-	for _, send := range []bool{true, false} {
-		if x, ok := lookup(a.node, ofRules, fsm.RuleKey(*in.Rule, send)); ok && (in.Direction == nil || *in.Direction == x.Direction()) {
-			ru, found = x, found+1
-		}
-	}
-	switch {
-	case found == 0:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("rule: no rule %q", *in.Rule))
-		return
-	case found > 1:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf(`direction: rule %q exists both ways; say "send" or "receive"`, *in.Rule))
-		return
-	}
-	partner, ok := lookup(a.node, ofPartners, *in.Partner)
+	ru, partner, ok := a.transferObjects(w, *in.Rule, in.Direction, *in.Partner, *in.Account)
 	if !ok {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("partner: no partner %q", *in.Partner))
-		return
-	}
-	if _, ok := lookup(a.node, ofRemoteAccounts, fsm.AccountKey(partner.Name, *in.Account)); !ok {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("account: no account %q at partner %q", *in.Account, partner.Name))
 		return
 	}
 	if !filepath.IsLocal(*in.File) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("file: %q must be a relative path without '..'", *in.File))
 		return
 	}
-	t := fsm.Transfer{IsSend: ru.Send, Protocol: partner.Protocol, Rule: ru.Name, Agent: partner.Name, Account: *in.Account,
-		LocalPath: path.Join(ru.LocalDir, filepath.ToSlash(*in.File)), RemotePath: path.Join(ru.Path, filepath.ToSlash(*in.File)),
-		Filesize: -1, Status: fsm.StatusPlanned, Step: fsm.StepNone, Start: a.now(),
-		MaxAttempts: transfer.DefaultMaxAttempts, RetryDelay: transfer.DefaultRetryDelay, RetryFactor: transfer.DefaultRetryFactor}
+	f := filepath.ToSlash(*in.File)
+	t := transfer.Planned(ru, partner, *in.Account, path.Join(ru.LocalDir, f), path.Join(ru.Path, f), a.now())
 	set(&t.MaxAttempts, in.MaxAttempts)
 	set(&t.RetryFactor, in.RetryFactor)
 	if in.RetryDelay != nil {
@@ -336,6 +314,37 @@ func (a *API) createTransfer(w http.ResponseWriter, r *http.Request, p *principa
 	a.log.Info("transfer planned", "id", id, "rule", ru.Name, "direction", ru.Direction(), "partner", partner.Name, "file", *in.File, "by", p.user)
 	w.Header().Set("Location", fmt.Sprintf("/api/transfers/%d", id))
 	writeJSON(w, http.StatusCreated, transferView(t))
+}
+
+// transferObjects finds, answering 400 naming the field when one is
+// missing, the rule (in direction, when given; needed when it exists both
+// ways), the partner and the remote account of client-mode transfers.
+func (a *API) transferObjects(w http.ResponseWriter, rule string, direction *string, partnerName, account string) (fsm.Rule, fsm.Partner, bool) {
+	var ru fsm.Rule
+	var found int
+	for _, send := range []bool{true, false} {
+		if x, ok := lookup(a.node, ofRules, fsm.RuleKey(rule, send)); ok && (direction == nil || *direction == x.Direction()) {
+			ru, found = x, found+1
+		}
+	}
+	switch {
+	case found == 0:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("rule: no rule %q", rule))
+		return ru, fsm.Partner{}, false
+	case found > 1:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf(`direction: rule %q exists both ways; say "send" or "receive"`, rule))
+		return ru, fsm.Partner{}, false
+	}
+	partner, ok := lookup(a.node, ofPartners, partnerName)
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("partner: no partner %q", partnerName))
+		return ru, partner, false
+	}
+	if _, ok := lookup(a.node, ofRemoteAccounts, fsm.AccountKey(partner.Name, account)); !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("account: no account %q at partner %q", account, partner.Name))
+		return ru, partner, false
+	}
+	return ru, partner, true
 }
 
 // transferAction answers PUT /api/transfers/{id}/pause|resume|cancel|retry

@@ -27,12 +27,20 @@ func init() {
 			{name: "file", kind: kString},
 			{name: "format", kind: kString, oneOf: formats},
 		},
+		check: func(a args) error {
+			if p := a.str("path"); !strings.Contains(p, "#") {
+				_, err := format(a, p)
+				return err
+			}
+			return nil
+		},
 		run: runArchive,
 	}
 	specs["EXTRACT"] = kindSpec{
 		args: []arg{
 			{name: "path", kind: kString},
 			{name: "format", kind: kString, oneOf: formats},
+			{name: "maxSize", kind: kNumber},
 		},
 		run: runExtract,
 	}
@@ -140,6 +148,7 @@ func runArchive(_ context.Context, c *call) (Result, error) {
 // entry is one member of an archive being extracted.
 type entry struct {
 	name string
+	size int64 // as the archive declares it (the readers hold it to that)
 	dir  bool
 	open func() (io.Reader, func() error, error)
 }
@@ -148,6 +157,9 @@ type entry struct {
 // Every entry is checked before anything is written: a name with "..", an
 // absolute name or a link (symbolic or hard) refuses the whole archive.
 // Each file is written through write, so a rerun rewrites them whole.
+// maxSize (bytes, default none) bounds what the archive may expand to: the
+// sizes the entries declare are checked before anything is written, and
+// what is written is held to the bound as well.
 func runExtract(_ context.Context, c *call) (Result, error) {
 	src, err := c.file()
 	if err != nil {
@@ -163,8 +175,10 @@ func runExtract(_ context.Context, c *call) (Result, error) {
 	}
 	// Pass one checks, pass two writes.
 	var files int
+	limit := c.args.num("maxSize", -1)
 	for pass := range 2 {
 		files = 0
+		left := limit
 		err := c.entries(src, form, func(e entry) error {
 			name, err := safeEntry(e.name)
 			if err != nil {
@@ -175,6 +189,9 @@ func runExtract(_ context.Context, c *call) (Result, error) {
 				return err
 			}
 			if pass == 0 {
+				if left -= e.size; limit >= 0 && left < 0 {
+					return fmt.Errorf("the archive expands past maxSize %d bytes", limit)
+				}
 				return nil
 			}
 			if e.dir {
@@ -187,7 +204,14 @@ func runExtract(_ context.Context, c *call) (Result, error) {
 			}
 			defer done()
 			return c.write(dst, func(w io.Writer) error {
-				_, err := io.Copy(w, r)
+				if limit < 0 {
+					_, err := io.Copy(w, r)
+					return err
+				}
+				n, err := io.Copy(w, io.LimitReader(r, left+1))
+				if left -= n; err == nil && left < 0 {
+					err = fmt.Errorf("the archive expands past maxSize %d bytes", limit)
+				}
 				return err
 			})
 		})
@@ -236,7 +260,7 @@ func (c *call) entries(src, form string, fn func(entry) error) error {
 			if !mode.IsRegular() && !mode.IsDir() {
 				return fmt.Errorf("%w %q: a %s is not extracted", ErrUnsafeEntry, zf.Name, kindOf(mode))
 			}
-			e := entry{name: zf.Name, dir: mode.IsDir(), open: func() (io.Reader, func() error, error) {
+			e := entry{name: zf.Name, size: int64(zf.UncompressedSize64), dir: mode.IsDir(), open: func() (io.Reader, func() error, error) {
 				r, err := zf.Open()
 				if err != nil {
 					return nil, nil, err
@@ -269,7 +293,7 @@ func (c *call) entries(src, form string, fn func(entry) error) error {
 		default:
 			return fmt.Errorf("%w %q: a %s is not extracted", ErrUnsafeEntry, h.Name, kindOf(h.FileInfo().Mode()))
 		}
-		e := entry{name: h.Name, dir: h.Typeflag == tar.TypeDir, open: func() (io.Reader, func() error, error) {
+		e := entry{name: h.Name, size: h.Size, dir: h.Typeflag == tar.TypeDir, open: func() (io.Reader, func() error, error) {
 			return tr, func() error { return nil }, nil
 		}}
 		if err := fn(e); err != nil {

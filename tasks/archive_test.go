@@ -38,7 +38,11 @@ func TestArchiveExtract(t *testing.T) {
 			if got := h.read("restored/report.csv"); got != "a,b\n1,2\n" {
 				t.Errorf("extracted %q", got)
 			}
-			h.run("EXTRACT", nil, facts("archive/batch."+ext))
+			h.fail("EXTRACT", map[string]any{"path": "small", "maxSize": 1}, facts("archive/batch."+ext), "expands past maxSize 1 bytes")
+			if h.exists("small") {
+				t.Error("an archive over maxSize wrote entries")
+			}
+			h.run("EXTRACT", map[string]any{"maxSize": 2}, facts("archive/batch."+ext))
 			if h.read("archive/batch/one.txt") != "1" || h.read("archive/batch/sub/two.txt") != "2" {
 				t.Error("the directory was not restored")
 			}

@@ -103,6 +103,8 @@ func TestOpenPGPWithGPG(t *testing.T) {
 		h := h.with(t)
 		enc := g.run([]byte(payload), "--encrypt", "--recipient", "files@acme.example", "--sign", "--local-user", "files@acme.example")
 		h.put("in/from-gpg.txt.gpg", string(enc))
+		h.put("in/.from-gpg.txt.42.tmp", "partial plaintext of a crashed run")
+		h.run("DECRYPT", map[string]any{"key": "acme-private"}, facts("in/from-gpg.txt.gpg"))
 		r := h.run("DECRYPT", map[string]any{"key": "acme-private", "verifyKey": "acme"}, facts("in/from-gpg.txt.gpg"))
 		if r.Path != "in/from-gpg.txt" || h.read(r.Path) != payload {
 			t.Fatalf("DECRYPT = %+v", r)

@@ -39,9 +39,11 @@
 //	ARCHIVE  {"path": archive, "file": f, "format": "zip"|"tar.gz"}
 //	                                         write an archive holding file f (default the
 //	                                         chain's file); format from the extension
-//	EXTRACT  {"path": dir, "format": ...}    unpack the chain's file into dir (default its
+//	EXTRACT  {"path": dir, "format": ..., "maxSize": bytes}
+//	                                         unpack the chain's file into dir (default its
 //	                                         directory); entries with "..", absolute names
-//	                                         or links are refused before anything is written
+//	                                         or links, or more than maxSize bytes in all,
+//	                                         are refused before anything is written
 //	ENCRYPT  {"key": name|[names], "path": out, "armor": bool, "signKey": name}
 //	                                         encrypt to the keys (default out FILE.pgp); the
 //	                                         chain follows out
@@ -59,8 +61,17 @@
 //	TRANSFER {"file": f, "to": partner, "as": account, "rule": rule}
 //	WEBHOOK  {"url": url, "headers": {name: value}, "attempts": n, "timeout": duration}
 //
+// Variables (#TRUEFULLPATH#, #TRUEFILENAME#, #ORIGINALFILENAME#, #FILESIZE#,
+// #RULE#, #PARTNER#, #ACCOUNT#, #DATE#, #HOUR#, #REMOTEHOST#, #TRANSFERID#,
+// #ERRORMSG#, #ERRORCODE#) are replaced in every string argument when the
+// task runs; an unknown #NAME# (upper-case letters and underscores) is
+// refused by Validate, so a typo never reaches a file name. A path that a
+// variable makes escape GatewayHome is refused like any other.
+//
 // Keys are the names of OpenPGP keys stored sealed (Env.Keys); a private
 // key must be stored without a passphrase (the secrets store seals it).
+// EXEC's program may lie outside GatewayHome (it is run, not read or
+// written); it runs in GatewayHome.
 package tasks
 
 import (
@@ -146,7 +157,8 @@ type Result struct {
 	Output string // captured output (EXEC), or a short summary; bounded
 }
 
-// ErrNotBuilt marks a task type whose implementation is not written yet.
+// ErrNotBuilt marked a task type not written yet; every type is built now
+// and nothing returns it (kept for callers of the first contract).
 var ErrNotBuilt = errors.New("task type not built yet")
 
 // ErrUnknownType marks a task whose type is none of the package's.

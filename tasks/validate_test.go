@@ -41,6 +41,8 @@ func TestValidate(t *testing.T) {
 		{"WEBHOOK headers", `{"type":"WEBHOOK","args":{"url":"http://h/x","headers":{"X-N":1}}}`, `argument "headers": "X-N" must be a string`},
 		{"WEBHOOK", `{"type":"webhook","args":{"url":"https://h/hook","headers":{"Authorization":"Bearer t"},"attempts":3}}`, ""},
 		{"ARCHIVE format", `{"type":"ARCHIVE","args":{"path":"a.rar","format":"rar"}}`, `argument "format": "rar" is not one of zip, tar.gz`},
+		{"ARCHIVE unknown extension", `{"type":"ARCHIVE","args":{"path":"a.rar"}}`, `cannot tell the format of a.rar`},
+		{"ARCHIVE", `{"type":"ARCHIVE","args":{"path":"archive/#TRUEFILENAME#.tgz"}}`, ""},
 		{"SIGN mode", `{"type":"SIGN","args":{"key":"k","mode":"clear"}}`, `argument "mode": "clear" is not one of detached, inline`},
 		{"ENCRYPT key kind", `{"type":"ENCRYPT","args":{"key":true}}`, `argument "key": must be a string or a list of strings, not a boolean`},
 		{"ENCRYPT to two keys", `{"type":"ENCRYPT","args":{"key":["acme","archive"],"armor":true}}`, ""},

@@ -73,6 +73,11 @@ func TestWebhook(t *testing.T) {
 	if k.keys[0] != "42/post/0" || k.keys[1] != k.keys[0] || k.auth[1] != "Bearer t-42" {
 		t.Errorf("idempotency keys %q, auth %q", k.keys, k.auth)
 	}
+	// A rerun after a crash (at-least-once) carries the same key.
+	h.run("WEBHOOK", map[string]any{"url": k.srv.URL + "/hooks/#RULE#"}, f)
+	if k.calls() != 3 || k.keys[2] != k.keys[0] {
+		t.Errorf("rerun: %d calls, keys %q", k.calls(), k.keys)
+	}
 	if dials.Load() == 0 {
 		t.Error("Env.Dial was not used")
 	}

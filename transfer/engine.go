@@ -243,6 +243,7 @@ func (e *Engine) update(ch fsm.TransferChange) error {
 
 func (e *Engine) run(ctx context.Context) {
 	defer e.stopWorkers()
+	defer e.startSchedules(ctx)() // schedule.go
 	t := time.NewTicker(e.cfg.Poll)
 	defer t.Stop()
 	for {
@@ -695,12 +696,19 @@ func (a *IDs) Next(inState uint64) uint64 {
 // proposer took the ID meanwhile; it returns the ID. read reads the state in
 // place (cluster.Node.Read) for the highest ID it holds.
 func AddTransfer(ids *IDs, read func(func(*fsm.State)), apply func(fsm.Command) error, t fsm.Transfer, epoch uint64) (uint64, error) {
+	return addWith(ids, read, apply, fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: epoch, Transfer: &t})
+}
+
+// addWith commits c, which adds its new c.Transfer, as AddTransfer does.
+func addWith(ids *IDs, read func(func(*fsm.State)), apply func(fsm.Command) error, c fsm.Command) (uint64, error) {
+	t := *c.Transfer
+	c.Transfer = &t
 	var err error
 	for range 5 {
 		var inState uint64
 		read(func(s *fsm.State) { inState = s.NextTransferID })
 		t.ID = ids.Next(inState)
-		err = apply(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: epoch, Transfer: &t})
+		err = apply(c)
 		if !errors.Is(err, fsm.ErrExists) {
 			return t.ID, err
 		}

@@ -66,6 +66,23 @@ func TestMFTObjects(t *testing.T) {
 	if !strings.Contains(out, "planned") {
 		t.Fatalf("transfers add: %q", out)
 	}
+	// Schedules: a cron spec that does not parse is refused naming the
+	// field; a poll is listed, disabled and deleted.
+	code, _, errOut = udmgctl(addr, "schedules", "add", "nightly", "--kind", "CRON", "--rule", "statements", "--partner", "bank", "--account", "gw", "--cron", "61 * * * *", "--file", "x.csv")
+	if code == 0 || !strings.Contains(errOut, `cron: "61 * * * *" does not parse`) {
+		t.Fatalf("a cron spec that does not parse: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "schedules", "add", "fetch", "--kind", "poll", "--rule", "statements", "--partner", "bank", "--account", "gw", "--dir", "/outgoing", "--after", "delete", "--interval", "1m", "--disabled")
+	mustRun(t, addr, "schedules", "enable", "fetch")
+	if out := mustRun(t, addr, "schedules", "list"); !strings.Contains(out, "fetch") || !strings.Contains(out, "poll") || !strings.Contains(out, "/outgoing") {
+		t.Errorf("schedules list lacks the poll:\n%s", out)
+	}
+	mustRun(t, addr, "schedules", "disable", "fetch")
+	var sc wire.Schedule
+	if err := active.Admin().Must(t, 200, "GET", "/api/schedules/fetch", nil).Decode(&sc); err != nil || sc.Enabled || sc.After != "delete" {
+		t.Fatalf("disabled poll: %v %+v", err, sc)
+	}
+	mustRun(t, addr, "schedules", "delete", "fetch")
 
 	for _, check := range []struct {
 		args []string

@@ -73,6 +73,14 @@ func (c *cli) commands() []command {
 		{path: "transfers resume", synopsis: "ID", summary: "resume a paused or interrupted transfer", run: c.putter("transfers resume", "/api/transfers/%s/resume", "ID")},
 		{path: "transfers cancel", synopsis: "ID", summary: "cancel a transfer", run: c.putter("transfers cancel", "/api/transfers/%s/cancel", "ID")},
 		{path: "transfers retry", synopsis: "ID", summary: "plan a failed or cancelled transfer again", run: c.putter("transfers retry", "/api/transfers/%s/retry", "ID")},
+		{path: "schedules list", summary: "schedules of transfers: at a time, on a cron spec, watching a directory, polling a partner",
+			run: c.lister("schedules list", "/api/schedules", "schedules", []string{"name", "kind", "enabled", "rule", "direction", "partner", "cron", "at", "dir", "lastRun", "nextRun"})},
+		{path: "schedules add", synopsis: "NAME --kind at|cron|watch|poll --rule R --partner P --account A [--at T | --cron SPEC] [--file F] [--dir D] [--after delete|move:DIR]",
+			summary: "add a schedule", note: "at and cron move --file; watch sends each new complete file of --dir (under GatewayHome); poll fetches each new file of the partner's --dir.",
+			run: c.schedulesAdd},
+		{path: "schedules delete", synopsis: "NAME", summary: "delete a schedule", run: c.deleter("schedules delete", "/api/schedules/%s", "NAME")},
+		{path: "schedules enable", synopsis: "NAME", summary: "run a schedule again", run: c.putter("schedules enable", "/api/schedules/%s/enable", "NAME")},
+		{path: "schedules disable", synopsis: "NAME", summary: "stop running a schedule (kept)", run: c.putter("schedules disable", "/api/schedules/%s/disable", "NAME")},
 		{path: "history list", synopsis: "[--status S] [--limit N]", summary: "finished transfers, newest first", run: c.historyList},
 		{path: "token create", summary: "print a bearer token (use it with --token)", run: c.tokenCreate},
 		{path: "token revoke", synopsis: "--token T", summary: "revoke a bearer token", run: c.tokenRevoke},
@@ -100,6 +108,7 @@ var enums = map[string]enum{
 		fsm.StatusError, fsm.StatusDone, fsm.StatusCancelled}},
 	"protocol":  {strings.ToLower, []string{fsm.ProtoSFTP, fsm.ProtoFTP}},
 	"direction": {strings.ToLower, []string{"send", "receive"}},
+	"kind":      {strings.ToLower, []string{fsm.ScheduleAt, fsm.ScheduleCron, fsm.ScheduleWatch, fsm.SchedulePoll}},
 }
 
 // canonEnums puts the enumerated flags of fs in the API's case; the API
