@@ -285,10 +285,8 @@ func (e *Engine) startChild(parent fsm.Transfer, c tasks.Child) (uint64, error) 
 	if !path.IsAbs(remote) {
 		remote = path.Join(ru.Path, remote)
 	}
-	t := fsm.Transfer{IsSend: true, Protocol: p.Protocol, Rule: ru.Name, Agent: p.Name, Account: c.Account,
-		LocalPath: filepath.ToSlash(c.File), RemotePath: remote, Filesize: -1, Status: fsm.StatusPlanned, Step: fsm.StepNone,
-		Start: time.Now(), MaxAttempts: DefaultMaxAttempts, RetryDelay: DefaultRetryDelay, RetryFactor: DefaultRetryFactor,
-		Parent: parent.ID, ChildKey: c.Key}
+	t := Planned(ru, p, c.Account, filepath.ToSlash(c.File), remote, time.Now())
+	t.Parent, t.ChildKey = parent.ID, c.Key
 	if _, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.apply, t, e.epoch); err != nil {
 		return 0, err
 	}
