@@ -803,8 +803,12 @@ func (g *guardedFile) Close() error {
 			}
 		}
 		if cut == nil {
-			if err := g.promote(); err != nil {
+			err := g.promote()
+			if err != nil {
 				g.closeErr = err
+			}
+			if p, ok := g.rec.(Placer); ok {
+				p.Placed(err)
 			}
 		}
 	})
