@@ -3,7 +3,8 @@
 // sftp-server, FTP against cp, 100 concurrent SFTP uploads, what
 // checkpoints cost a client-mode push, and small files (-only=small: 16
 // sessions of 4 KiB files against OpenSSH's internal-sftp and the disk's
-// create+write+fsync limit). It runs real node processes and the
+// create+write+fsync limit, with each server's CPU per file; -small-cluster
+// adds a 3-node cluster, -perf the gateway's profile and syscalls per file). It runs real node processes and the
 // stock clients (testsupport), takes minutes, and is skipped unless the
 // test binary gets -figures, so make test does not run it.
 package bench

@@ -478,6 +478,11 @@ func TestForwardedWritesOverClusterTLS(t *testing.T) {
 		}
 		return resp.StatusCode, v, took
 	}
+	// The initial administrator is created by the ACTIVE node: the PASSIVE
+	// one knows it once that entry reached it.
+	if !ts.Eventually(30*time.Second, func() bool { status, _, _ := do("GET", ""); return status == http.StatusOK }) {
+		t.Fatalf("PASSIVE %s never knew the administrator", passive.Name)
+	}
 	var took []time.Duration
 	for i := range 20 {
 		status, v, d := do("POST", fmt.Sprintf(`{"username":"fwd%d","password":"pw-%d-long-enough","perms":{"transfers":"rw-"}}`, i, i))

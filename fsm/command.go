@@ -57,6 +57,9 @@ const (
 	// OpTransferTakeover marks the transfers an older epoch left RUNNING
 	// as INTERRUPTED.
 	OpTransferTakeover Op = "transfer.takeover"
+	// OpTransferTask records the start or the end of one task of a
+	// transfer's chain (version 3), fenced like checkpoints.
+	OpTransferTask Op = "transfer.task"
 
 	// Schedules (schedules.go, version 3): put and delete by operators;
 	// run (a slot or file taken with its transfer), after (a poll's
@@ -76,7 +79,11 @@ const (
 //   - 1: the releases before versions; their entries carry no "v".
 //   - 2: puts say whether they create or update (Command.Put), and a
 //     user.put that changes the password revokes the user's tokens.
-//   - 3: rule tasks, task progress, schedules.
+//   - 3: rule tasks, task progress, schedules: rules carry preTasks,
+//     postTasks and errorTasks, transfer.task records each task's start
+//     and end, transfer.add of a TRANSFER task's child is idempotent by
+//     its key, a takeover leaves chains past their data RUNNING, and a
+//     retry starts the chain over.
 const Version = 3
 
 // testNextVersion, set only at link time (go build -ldflags "-X
@@ -149,6 +156,8 @@ type Command struct {
 	Rule          *Rule           `json:"rule,omitempty"`
 	Transfer      *Transfer       `json:"transfer,omitempty"`
 	Change        *TransferChange `json:"change,omitempty"`
+	Task          *TaskChange     `json:"task,omitempty"`
+	Key           *PGPKey         `json:"key,omitempty"`
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`

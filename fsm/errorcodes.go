@@ -30,4 +30,6 @@ const (
 	TeDataTransfer = "TeDataTransfer"
 	// TeShuttingDown: the node stopped serving while the transfer ran.
 	TeShuttingDown = "TeShuttingDown"
+	// TeExternalOperation: a task of the rule's chain failed.
+	TeExternalOperation = "TeExternalOperation"
 )

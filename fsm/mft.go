@@ -6,6 +6,9 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
+
+	"github.com/udmg/gateway/tasks"
 )
 
 // The MFT objects, after Waarp Gateway's: local servers and their accounts,
@@ -37,7 +40,31 @@ const (
 	StepData         = "DATA"
 	StepFinalization = "FINALIZATION"
 	StepError        = "ERROR TASKS"
+	// StepPreTasks and StepPostTasks run the rule's pre- and post-tasks
+	// (version 3). A transfer RUNNING in StepPostTasks has all its data
+	// in place; one RUNNING in StepError has failed and runs its
+	// error-tasks. A failover leaves both RUNNING for the next ACTIVE
+	// node to go on with the chain (TaskRun says where).
+	StepPreTasks  = "PRE TASKS"
+	StepPostTasks = "POST TASKS"
 )
+
+// Task phases, the lists of a rule (TaskRun.Phase).
+const (
+	PhasePre   = "pre"
+	PhasePost  = "post"
+	PhaseError = "error"
+)
+
+// Task states (TaskRun.State).
+const (
+	TaskRunning = "RUNNING"
+	TaskDone    = "DONE"
+	TaskError   = "ERROR"
+)
+
+// MaxTaskOutput bounds the output a TaskRun keeps (bytes).
+const MaxTaskOutput = 4096
 
 // Window bounds of the live transfer table: finished transfers already in
 // the history table are kept only for the most recent RecentWindow; those
@@ -110,6 +137,30 @@ type Rule struct {
 	Send     bool   `json:"send"`
 	Path     string `json:"path"`
 	LocalDir string `json:"localDir,omitempty"`
+	// PreTasks, PostTasks and ErrorTasks run around every transfer of
+	// the rule on the ACTIVE node (version 3; ARCHITECTURE "Rules and
+	// tasks"). Never changed in place: a put replaces them.
+	PreTasks   []tasks.Task `json:"preTasks,omitempty"`
+	PostTasks  []tasks.Task `json:"postTasks,omitempty"`
+	ErrorTasks []tasks.Task `json:"errorTasks,omitempty"`
+}
+
+// HasTasks reports whether the rule chains any task.
+func (r Rule) HasTasks() bool {
+	return len(r.PreTasks)+len(r.PostTasks)+len(r.ErrorTasks) > 0
+}
+
+// Tasks is the rule's list of a phase.
+func (r Rule) Tasks(phase string) []tasks.Task {
+	switch phase {
+	case PhasePre:
+		return r.PreTasks
+	case PhasePost:
+		return r.PostTasks
+	case PhaseError:
+		return r.ErrorTasks
+	}
+	return nil
 }
 
 // Direction is "send" or "receive".
@@ -161,6 +212,76 @@ type Transfer struct {
 	Checkpoints int           `json:"checkpoints"`
 	// Archived is set once the history table holds the finished transfer.
 	Archived bool `json:"archived,omitempty"`
+	// Tasks is the chain of the rule's tasks run so far, in the order
+	// they started (version 3): one entry per phase and position.
+	Tasks []TaskRun `json:"tasks,omitempty"`
+	// Parent is the transfer whose TRANSFER task added this one, and
+	// ChildKey that task's key: a second add with the same key adds
+	// nothing (version 3).
+	Parent   uint64 `json:"parent,omitempty"`
+	ChildKey string `json:"childKey,omitempty"`
+}
+
+// TaskRun is one task of a transfer's chain as far as it got: its start
+// and its end are each committed, so that the next ACTIVE node resumes at
+// the first task not DONE (one RUNNING is run again).
+type TaskRun struct {
+	Phase  string    `json:"phase"`
+	Index  int       `json:"index"`
+	Type   string    `json:"type"`
+	State  string    `json:"state"`
+	Start  time.Time `json:"start"`
+	Stop   time.Time `json:"stop,omitzero"`
+	NodeID string    `json:"nodeId,omitempty"`
+	// Runs counts the starts: more than one when a failover cut it.
+	Runs   int    `json:"runs"`
+	Error  string `json:"error,omitempty"`
+	Output string `json:"output,omitempty"`
+	// Path is the chain's file after the task, when the task moved or
+	// made it (relative to GatewayHome).
+	Path string `json:"path,omitempty"`
+}
+
+// TaskRun returns the entry of the task at index of phase.
+func (t Transfer) TaskRun(phase string, index int) (TaskRun, bool) {
+	for _, r := range t.Tasks {
+		if r.Phase == phase && r.Index == index {
+			return r, true
+		}
+	}
+	return TaskRun{}, false
+}
+
+// ChainPath is the file the chain works on now: the last path a DONE task
+// gave, else LocalPath.
+func (t Transfer) ChainPath() string {
+	p := t.LocalPath
+	for _, r := range t.Tasks {
+		if r.State == TaskDone && r.Path != "" {
+			p = r.Path
+		}
+	}
+	return p
+}
+
+// InTasks reports whether the transfer runs its post- or error-tasks: its
+// data phase is over, and a failover hands it over RUNNING.
+func (t Transfer) InTasks() bool {
+	return t.Status == StatusRunning && (t.Step == StepPostTasks || t.Step == StepError)
+}
+
+// TaskChange is the body of OpTransferTask: a task's start (State
+// TaskRunning) or its end (TaskDone, TaskError).
+type TaskChange struct {
+	ID     uint64 `json:"id"`
+	Phase  string `json:"phase"`
+	Index  int    `json:"index"`
+	Type   string `json:"type,omitempty"`
+	State  string `json:"state"`
+	NodeID string `json:"nodeId,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Output string `json:"output,omitempty"`
+	Path   string `json:"path,omitempty"`
 }
 
 // Finished reports whether the transfer reached an end the engine will not
@@ -240,6 +361,13 @@ func decodeMFT(c Command) (known, missing bool) {
 		return true, c.Change == nil || c.Change.ID == 0 || c.Change.Action == ""
 	case OpTransferArchive:
 		return true, c.Change == nil || c.Epoch == 0
+	case OpKeyPut:
+		return true, c.Key == nil || c.Key.Name == "" || c.Key.Armored == ""
+	case OpKeyDelete:
+		return true, c.Name == ""
+	case OpTransferTask:
+		// Tasks run on the ACTIVE node only: fenced like checkpoints.
+		return true, c.Task == nil || c.Task.ID == 0 || c.Epoch == 0
 	case OpTransferTakeover, OpSeed:
 		return true, c.Epoch == 0 || (c.Op == OpSeed && c.Seed == nil)
 	}
@@ -300,6 +428,13 @@ func (m *Machine) applyMFT(c Command) error {
 		s.Rules[key] = *c.Rule
 	case OpRuleDelete:
 		return deleteKey(s.Rules, c.Name+"/"+c.Sub, "rule")
+	case OpKeyPut:
+		if err := checkPut(c.Put, s.Keys, c.Key.Name, fmt.Sprintf("key %q", c.Key.Name)); err != nil {
+			return err
+		}
+		s.Keys[c.Key.Name] = *c.Key
+	case OpKeyDelete:
+		return deleteKey(s.Keys, c.Name, "key")
 	case OpSeed:
 		if s.Seeded {
 			return nil
@@ -316,12 +451,16 @@ func (m *Machine) applyMFT(c Command) error {
 		return m.addTransfer(c)
 	case OpTransferUpdate:
 		return m.updateTransfer(c)
+	case OpTransferTask:
+		return m.taskProgress(c)
 	case OpTransferAction:
 		return m.transferAction(c)
 	case OpTransferTakeover:
 		for _, id := range slices.Sorted(maps.Keys(s.Transfers)) {
 			t := s.Transfers[id]
-			if t.Status == StatusRunning && t.Epoch < c.Epoch {
+			// From version 3, a chain past its data goes on RUNNING
+			// with the next ACTIVE node (Transfer.InTasks).
+			if t.Status == StatusRunning && t.Epoch < c.Epoch && !(c.version() >= 3 && t.InTasks()) {
 				t.Status, t.ErrorCode = StatusInterrupted, TeConnectionReset
 				t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
 				if t.IsServer {
@@ -382,6 +521,10 @@ func (m *Machine) addTransfer(c Command) error {
 	if _, ok := s.Transfers[t.ID]; ok {
 		return fmt.Errorf("transfer %d: %w", t.ID, ErrExists)
 	}
+	if t.ChildKey != "" && s.ChildOf(t.ChildKey) != 0 {
+		return nil // a TRANSFER task run again: its child is there
+	}
+	t.Tasks = nil
 	if c.Epoch != 0 {
 		t.Epoch = c.Epoch
 	}
@@ -485,6 +628,9 @@ func (m *Machine) transferAction(c Command) error {
 	switch ch.Action {
 	case "retry":
 		t.Attempts, t.ErrorCode, t.ErrorDetails, t.Stop = 0, "", "", time.Time{}
+		if c.version() >= 3 {
+			t.Tasks, t.Step = nil, StepNone // the chain starts over
+		}
 	case "resume":
 		t.ErrorCode, t.ErrorDetails = "", ""
 	case "cancel":
@@ -502,6 +648,8 @@ func (m *Machine) prune() {
 	for id, t := range m.s.Transfers {
 		switch {
 		case !t.Finished():
+		case t.Parent != 0 && m.live(t.Parent):
+			// A TRANSFER task still running finds its child by key.
 		case t.Archived:
 			archived = append(archived, id)
 		default:
@@ -541,6 +689,9 @@ func (s *State) initMFT() {
 	if s.Transfers == nil {
 		s.Transfers = map[uint64]Transfer{}
 	}
+	if s.Keys == nil {
+		s.Keys = map[string]PGPKey{}
+	}
 	if s.Schedules == nil {
 		s.Schedules = map[string]Schedule{}
 	}
@@ -557,7 +708,83 @@ func (s State) cloneMFT(c *State) {
 	c.Partners = maps.Clone(s.Partners)
 	c.RemoteAccounts = maps.Clone(s.RemoteAccounts)
 	c.Rules = maps.Clone(s.Rules)
+	c.Keys = maps.Clone(s.Keys)
 	c.Transfers = maps.Clone(s.Transfers)
 	c.Schedules = maps.Clone(s.Schedules) // runs are replaced, never changed in place
 	c.initMFT()
+}
+
+// ChildOf is the transfer added with key (Transfer.ChildKey), 0 when none.
+func (s *State) ChildOf(key string) uint64 {
+	for id, t := range s.Transfers {
+		if t.ChildKey == key {
+			return id
+		}
+	}
+	return 0
+}
+
+// live reports whether transfer id is in the state and not finished.
+func (m *Machine) live(id uint64) bool {
+	t, ok := m.s.Transfers[id]
+	return ok && !t.Finished()
+}
+
+// taskProgress records a task's start or end (OpTransferTask), from the
+// run that owns the transfer only. A start of a task RUNNING already (its
+// node died in it) counts one more run; an end needs a RUNNING start.
+func (m *Machine) taskProgress(c Command) error {
+	ch := c.Task
+	t, err := m.transfer(ch.ID)
+	if err != nil {
+		return err
+	}
+	if t.Epoch != c.Epoch || t.Status != StatusRunning || t.Archived {
+		return fmt.Errorf("task of transfer %d under epoch %d, run under %d (%s): %w", ch.ID, c.Epoch, t.Epoch, t.Status, ErrStaleEpoch)
+	}
+	switch ch.Phase {
+	case PhasePre, PhasePost, PhaseError:
+	default:
+		return fmt.Errorf("transfer %d: unknown task phase %q", ch.ID, ch.Phase)
+	}
+	i := slices.IndexFunc(t.Tasks, func(r TaskRun) bool { return r.Phase == ch.Phase && r.Index == ch.Index })
+	// Copy on write: readers share the old slice.
+	t.Tasks = slices.Clone(t.Tasks)
+	switch ch.State {
+	case TaskRunning:
+		r := TaskRun{Phase: ch.Phase, Index: ch.Index, Type: ch.Type}
+		if i >= 0 {
+			r = t.Tasks[i]
+		}
+		r.State, r.Start, r.Stop, r.NodeID, r.Error, r.Output = TaskRunning, c.At, time.Time{}, ch.NodeID, "", ""
+		r.Runs++
+		if i >= 0 {
+			t.Tasks[i] = r
+		} else {
+			t.Tasks = append(t.Tasks, r)
+		}
+	case TaskDone, TaskError:
+		if i < 0 || t.Tasks[i].State != TaskRunning {
+			return fmt.Errorf("transfer %d: end of %s task %d that is not running: %w", ch.ID, ch.Phase, ch.Index, ErrTransferState)
+		}
+		r := &t.Tasks[i]
+		r.State, r.Stop, r.Error, r.Path = ch.State, c.At, bounded(ch.Error), ch.Path
+		r.Output = bounded(ch.Output)
+	default:
+		return fmt.Errorf("transfer %d: unknown task state %q", ch.ID, ch.State)
+	}
+	m.s.Transfers[ch.ID] = t
+	return nil
+}
+
+// bounded cuts s to at most MaxTaskOutput bytes, on a character boundary.
+func bounded(s string) string {
+	if len(s) <= MaxTaskOutput {
+		return s
+	}
+	n := MaxTaskOutput
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -49,7 +49,7 @@ type ResealedValue struct {
 
 // SealedRef names one sealed field of the state.
 type SealedRef struct {
-	Kind string `json:"kind"` // "hostKey", "server.tlsKey", "remoteAccount.password", "remoteAccount.privateKey"
+	Kind string `json:"kind"` // "hostKey", "server.tlsKey", "remoteAccount.password", "remoteAccount.privateKey", "pgpKey"
 	Key  string `json:"key,omitempty"`
 }
 
@@ -86,6 +86,9 @@ func (s State) Sealed() []ResealedValue {
 		add("remoteAccount.password", k, s.RemoteAccounts[k].Password)
 		add("remoteAccount.privateKey", k, s.RemoteAccounts[k].PrivateKey)
 	}
+	for _, k := range sortedKeys(s.Keys) {
+		add("pgpKey", k, s.Keys[k].Armored)
+	}
 	return out
 }
 
@@ -105,6 +108,10 @@ func (s *State) setSealed(r SealedRef, v string) {
 		a := s.RemoteAccounts[r.Key]
 		a.PrivateKey = v
 		s.RemoteAccounts[r.Key] = a
+	case "pgpKey":
+		k := s.Keys[r.Key]
+		k.Armored = v
+		s.Keys[r.Key] = k
 	}
 }
 

@@ -29,6 +29,8 @@ type State struct {
 	Partners       map[string]Partner       `json:"partners"`
 	RemoteAccounts map[string]RemoteAccount `json:"remoteAccounts"`
 	Rules          map[string]Rule          `json:"rules"`
+	// Keys are the OpenPGP keys of the tasks, by name (version 3).
+	Keys map[string]PGPKey `json:"keys,omitempty"`
 	// Transfers are the live ones and a recent window of finished ones.
 	Transfers      map[uint64]Transfer `json:"transfers"`
 	NextTransferID uint64              `json:"nextTransferId"`

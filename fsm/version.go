@@ -11,7 +11,9 @@ package fsm
 // (Node.FSMVersion, which the negotiation itself carries, needs none.)
 func Needs(c Command) int {
 	switch {
-	case needsSchedules(c):
+	case needsSchedules(c), c.Op == OpTransferTask, c.Op == OpKeyPut, c.Op == OpKeyDelete,
+		c.Rule != nil && c.Rule.HasTasks(),
+		c.Transfer != nil && (c.Transfer.ChildKey != "" || c.Transfer.Parent != 0 || len(c.Transfer.Tasks) > 0):
 		return 3
 	case c.Put != "":
 		return 2

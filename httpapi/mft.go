@@ -84,6 +84,11 @@ func (a *API) routesMFT() {
 	a.handle("PATCH", "/api/rules/{rule}/{direction}", write(DomainRules), a.updateRule)
 	a.handle("DELETE", "/api/rules/{rule}/{direction}", del(DomainRules), a.deleteRule)
 
+	a.handle("GET", "/api/keys", read(DomainPartners), a.listKeys)
+	a.handle("POST", "/api/keys", write(DomainPartners), a.createKey)
+	a.handle("GET", "/api/keys/{key}", read(DomainPartners), a.getKey)
+	a.handle("DELETE", "/api/keys/{key}", del(DomainPartners), a.deleteKey)
+
 	a.handle("GET", "/api/transfers", read(DomainTransfers), a.listTransfers)
 	a.handle("POST", "/api/transfers", write(DomainTransfers), a.createTransfer)
 	a.handle("GET", "/api/transfers/{id}", read(DomainTransfers), a.getTransfer)

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
 	"github.com/udmg/gateway/httpapi"
 	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/licensing"
@@ -136,6 +140,20 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	step(api, "GET", "/api/rules/tour/send", nil, 200)
 	step(api, "PUT", "/api/rules/tour/send", map[string]any{"path": "/inbox"}, 200)
 	step(api, "PATCH", "/api/rules/tour/send", map[string]any{"localDir": "outbox"}, 200)
+	if r := step(api, "POST", "/api/keys", map[string]any{"name": "bank-pgp", "key": armoredKey(t)}, 201); strings.Contains(string(r.Body), "PGP") {
+		t.Fatalf("a stored key is shown: %s", r.Body)
+	}
+	step(api, "GET", "/api/keys", nil, 200)
+	if r := step(api, "GET", "/api/keys/bank-pgp", nil, 200); strings.Contains(string(r.Body), "PGP") || !strings.Contains(string(r.Body), `"private": false`) {
+		t.Fatalf("key: %s", r.Body)
+	}
+	step(api, "POST", "/api/keys", map[string]any{"name": "junk", "key": "not a key"}, 400)
+	step(api, "DELETE", "/api/keys/bank-pgp", nil, 204)
+	withTasks := map[string]any{"preTasks": []map[string]any{{"type": "CHECK", "args": map[string]any{"namePattern": "*.csv"}}},
+		"postTasks": []map[string]any{{"type": "COPY", "args": map[string]any{"path": "archive"}}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", withTasks, 200); !strings.Contains(string(r.Body), `"namePattern": "*.csv"`) && !strings.Contains(string(r.Body), `"namePattern":"*.csv"`) {
+		t.Fatalf("rule with tasks: %s", r.Body)
+	}
 	r = step(api, "POST", "/api/transfers", map[string]any{"rule": "tour", "partner": "bank", "account": "gw", "file": "a.txt", "maxAttempts": 3, "retryDelay": "1s", "retryFactor": 2}, 201)
 	id := r.Header.Get("Location")
 	step(api, "GET", "/api/transfers?status=PLANNED&sort=id-", nil, 200)
@@ -157,6 +175,14 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	// Refusals the description describes too.
 	step(api, "POST", "/api/servers", map[string]any{"name": "x", "protocol": "sftp", "port": 22, "colour": "red"}, 400)
 	step(api, "GET", "/api/transfers?status=done", nil, 400)
+	bad := map[string]any{"errorTasks": []map[string]any{{"type": "MOVE", "args": map[string]any{"path": "quarantine"}}, {"type": "NO-SUCH-TASK"}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", bad, 400); !strings.Contains(string(r.Body), `rule tour: errorTasks task 2 (\"NO-SUCH-TASK\")`) {
+		t.Fatalf("bad task refused without naming the rule, list and position: %s", r.Body)
+	}
+	noPath := map[string]any{"postTasks": []map[string]any{{"type": "COPY"}}}
+	if r := step(api, "PATCH", "/api/rules/tour/send", noPath, 400); !strings.Contains(string(r.Body), `rule tour: postTasks task 1 (\"COPY\"): COPY: argument \"path\" is required`) {
+		t.Fatalf("missing argument refused without naming it: %s", r.Body)
+	}
 	step(anyone, "GET", "/api/servers", nil, 401)
 
 	// And away again.
@@ -182,4 +208,23 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 		t.Errorf("operations of httpapi/openapi.json never answered with success through the check:\n  %s", strings.Join(missing, "\n  "))
 	}
 	t.Logf("%d exchanges checked, %d operations answered with success", sum(checked.all), len(checked.ok))
+}
+
+// armoredKey is a fresh OpenPGP public key, armored.
+func armoredKey(t *testing.T) string {
+	t.Helper()
+	e, err := openpgp.NewEntity("Bank", "", "pgp@bank.example", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	w, err := armor.Encode(&b, openpgp.PublicKeyType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Serialize(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return b.String()
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -15,18 +16,61 @@ import (
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/mirror"
+	"github.com/udmg/gateway/tasks"
 	"github.com/udmg/gateway/transfer"
 )
 
 type ruleInput struct {
-	Name      *string `json:"name"`
-	Direction *string `json:"direction"`
-	Path      *string `json:"path"`
-	LocalDir  *string `json:"localDir"`
+	Name       *string       `json:"name"`
+	Direction  *string       `json:"direction"`
+	Path       *string       `json:"path"`
+	LocalDir   *string       `json:"localDir"`
+	PreTasks   *[]tasks.Task `json:"preTasks"`
+	PostTasks  *[]tasks.Task `json:"postTasks"`
+	ErrorTasks *[]tasks.Task `json:"errorTasks"`
 }
 
 func ruleView(r fsm.Rule) wire.Rule {
-	return wire.Rule{Name: r.Name, Direction: r.Direction(), Path: r.Path, LocalDir: r.LocalDir}
+	return wire.Rule{Name: r.Name, Direction: r.Direction(), Path: r.Path, LocalDir: r.LocalDir,
+		PreTasks: taskViews(r.PreTasks), PostTasks: taskViews(r.PostTasks), ErrorTasks: taskViews(r.ErrorTasks)}
+}
+
+func taskViews(list []tasks.Task) []wire.Task {
+	out := make([]wire.Task, 0, len(list))
+	for _, t := range list {
+		out = append(out, wire.Task{Type: t.Type, Args: t.Args})
+	}
+	return out
+}
+
+// validTasks checks a rule's task lists with tasks.Validate; the error
+// names the rule, the list, the task's position and the problem.
+func validTasks(ru fsm.Rule) error {
+	for _, l := range []struct {
+		field string
+		list  []tasks.Task
+	}{{"preTasks", ru.PreTasks}, {"postTasks", ru.PostTasks}, {"errorTasks", ru.ErrorTasks}} {
+		for i, t := range l.list {
+			if err := tasks.Validate(t); err != nil {
+				return fmt.Errorf("rule %s: %s task %d (%q): %w", ru.Name, l.field, i+1, t.Type, err)
+			}
+		}
+	}
+	return nil
+}
+
+// taskRunViews shows a transfer's chain.
+func taskRunViews(runs []fsm.TaskRun) []wire.TaskRun {
+	var out []wire.TaskRun
+	for _, r := range runs {
+		v := wire.TaskRun{Phase: r.Phase, Position: r.Index + 1, Type: r.Type, State: r.State, Start: timeText(r.Start),
+			Stop: timeText(r.Stop), NodeID: r.NodeID, Runs: r.Runs, Error: r.Error, Output: r.Output, Path: r.Path}
+		if !r.Stop.IsZero() {
+			v.Duration = r.Stop.Sub(r.Start).String()
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func (a *API) listRules(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -107,6 +151,9 @@ func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
 func fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 	set(&ru.Name, in.Name)
 	set(&ru.LocalDir, in.LocalDir)
+	set(&ru.PreTasks, in.PreTasks)
+	set(&ru.PostTasks, in.PostTasks)
+	set(&ru.ErrorTasks, in.ErrorTasks)
 	err := validName("name", ru.Name)
 	if err == nil && in.Direction != nil {
 		ru.Send, err = parseDirection(*in.Direction)
@@ -116,6 +163,9 @@ func fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 	}
 	if err == nil {
 		err = validLocalDir("localDir", ru.LocalDir)
+	}
+	if err == nil {
+		err = validTasks(*ru)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -145,7 +195,7 @@ func transferView(t fsm.Transfer) wire.Transfer {
 		Account: t.Account, LocalPath: t.LocalPath, RemotePath: t.RemotePath, Filesize: t.Filesize, Progress: t.Progress,
 		Status: t.Status, Step: t.Step, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails, Start: timeText(t.Start),
 		Stop: timeText(t.Stop), Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, NextRetry: timeText(t.NextRetry),
-		Checkpoints: t.Checkpoints, NodeID: t.NodeID}
+		Checkpoints: t.Checkpoints, NodeID: t.NodeID, Tasks: taskRunViews(t.Tasks), Parent: t.Parent}
 	if t.IsServer {
 		v.Server = t.Agent
 	} else {
@@ -334,6 +384,12 @@ func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) 
 			Rule: h.Rule, Agent: h.Agent, Account: h.Account, LocalPath: h.LocalPath, RemotePath: h.RemotePath, Filesize: h.Filesize,
 			Progress: h.Progress, Status: h.Status, Step: h.Step, ErrorCode: h.ErrorCode, ErrorDetails: h.ErrorDetails,
 			Start: timeText(h.Start), Stop: timeText(h.Stop), NodeID: h.NodeID}
+		if h.Tasks != "" {
+			var runs []fsm.TaskRun
+			if err := json.Unmarshal([]byte(h.Tasks), &runs); err == nil {
+				item.Tasks = taskRunViews(runs)
+			}
+		}
 		if !h.Stop.IsZero() {
 			item.Duration = h.Stop.Sub(h.Start).String()
 		}

@@ -145,6 +145,13 @@ type Record interface {
 	Staging() (id, epoch uint64)
 }
 
+// Placer is a Record that hears when a complete upload was renamed into
+// place (err: the rename failed, after its end was committed), so that
+// the rule's post-tasks start on the file at its final name.
+type Placer interface {
+	Placed(err error)
+}
+
 // Service owns the MFT listeners of one node.
 type Service struct {
 	cfg Config

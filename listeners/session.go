@@ -317,15 +317,20 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.guard(); err != nil {
-		return fail(err)
-	}
-	if err := SyncDir(root, dir); err != nil {
-		return fail(err)
-	}
-	// The cut upload lives on in the new staging file: its old one goes
-	// (a deposed node's late write into it reaches nothing).
+	// The cut upload lives on in the new staging file, on disk before
+	// its old one goes (a deposed node's late write into it reaches
+	// nothing). A fresh staging file needs no directory fsync: what a
+	// crash of the host may lose of it is what the client resends (an
+	// upload whose staging file is gone, or shorter than its checkpoint,
+	// continues from what is there), and the fsync after its rename
+	// covers its name.
 	if pendName != "" {
+		if err := s.guard(); err != nil {
+			return fail(err)
+		}
+		if err := SyncDir(root, dir); err != nil {
+			return fail(err)
+		}
 		if err := s.guard(); err != nil {
 			return fail(err)
 		}
@@ -798,8 +803,12 @@ func (g *guardedFile) Close() error {
 			}
 		}
 		if cut == nil {
-			if err := g.promote(); err != nil {
+			err := g.promote()
+			if err != nil {
 				g.closeErr = err
+			}
+			if p, ok := g.rec.(Placer); ok {
+				p.Placed(err)
 			}
 		}
 	})

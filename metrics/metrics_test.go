@@ -224,3 +224,17 @@ func TestDashboardNames(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskCounts(t *testing.T) {
+	reg := metrics.New()
+	counts := map[[2]string]uint64{{"COPY", "DONE"}: 3, {"TRANSFER", "ERROR"}: 1}
+	if err := reg.AddTaskCounts(func() map[[2]string]uint64 { return counts }); err != nil {
+		t.Fatal(err)
+	}
+	out := scrape(t, reg)
+	for _, w := range []string{`udmg_tasks_total{outcome="DONE",type="COPY"} 3`, `udmg_tasks_total{outcome="ERROR",type="TRANSFER"} 1`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in\n%s", w, out)
+		}
+	}
+}

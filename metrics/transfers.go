@@ -3,6 +3,7 @@ package metrics
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -59,3 +60,20 @@ func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+var descTasks = desc("tasks_total", "Tasks of the rules' chains run by this node since it started, by type and outcome (DONE, ERROR).", "type", "outcome")
+
+// AddTaskCounts exports udmg_tasks_total{type,outcome}. counts returns
+// totals keyed by (type, outcome) that never decrease, kept across ACTIVE
+// periods; it is called at each scrape, from any goroutine.
+func (r *Registry) AddTaskCounts(counts func() map[[2]string]uint64) error {
+	return r.Register(collectorFunc{[]*prometheus.Desc{descTasks}, func(ch chan<- prometheus.Metric) {
+		c := counts()
+		keys := slices.SortedFunc(maps.Keys(c), func(a, b [2]string) int {
+			return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1])
+		})
+		for _, k := range keys {
+			ch <- prometheus.MustNewConstMetric(descTasks, prometheus.CounterValue, float64(c[k]), k[0], k[1])
+		}
+	}})
+}

@@ -60,6 +60,9 @@ type HistoryEntry struct {
 	ErrorDetails string
 	Start, Stop  time.Time // Stop zero = none recorded (NULL)
 	NodeID       string    // node that ran it
+	// Tasks is the JSON array of the tasks its rule chained, as the
+	// transfer recorded them (fsm.TaskRun); "" when none.
+	Tasks string
 }
 
 // HistoryQuery selects history entries, newest first.

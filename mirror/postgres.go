@@ -275,18 +275,18 @@ FROM udmg_nodes ORDER BY node_id COLLATE "C"`)
 
 const upsertHistorySQL = `
 INSERT INTO udmg_transfer_history (id, remote_id, is_server, is_send, protocol, rule, account, agent,
-	local_path, remote_path, filesize, status, step, progress, error_code, error_details, start, stop, node_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+	local_path, remote_path, filesize, status, step, progress, error_code, error_details, start, stop, node_id, tasks)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 ON CONFLICT (id) DO UPDATE SET
 	remote_id = excluded.remote_id, is_server = excluded.is_server, is_send = excluded.is_send,
 	protocol = excluded.protocol, rule = excluded.rule, account = excluded.account, agent = excluded.agent,
 	local_path = excluded.local_path, remote_path = excluded.remote_path, filesize = excluded.filesize,
 	status = excluded.status, step = excluded.step, progress = excluded.progress,
 	error_code = excluded.error_code, error_details = excluded.error_details,
-	start = excluded.start, stop = excluded.stop, node_id = excluded.node_id`
+	start = excluded.start, stop = excluded.stop, node_id = excluded.node_id, tasks = excluded.tasks`
 
 const historyColumns = `id, remote_id, is_server, is_send, protocol, rule, account, agent,
-	local_path, remote_path, filesize, status, step, progress, error_code, error_details, start, stop, node_id`
+	local_path, remote_path, filesize, status, step, progress, error_code, error_details, start, stop, node_id, tasks`
 
 func (s *pgStore) AddHistory(ctx context.Context, h HistoryEntry) error {
 	if err := validateHistory(h); err != nil {
@@ -299,7 +299,7 @@ func (s *pgStore) AddHistory(ctx context.Context, h HistoryEntry) error {
 	defer cancel()
 	if _, err := s.pool.Exec(ctx, upsertHistorySQL, h.ID, h.RemoteID, h.IsServer, h.IsSend, h.Protocol, h.Rule,
 		h.Account, h.Agent, h.LocalPath, h.RemotePath, h.Filesize, h.Status, h.Step, h.Progress,
-		h.ErrorCode, h.ErrorDetails, norm(h.Start), pgNullTime(h.Stop), h.NodeID); err != nil {
+		h.ErrorCode, h.ErrorDetails, norm(h.Start), pgNullTime(h.Stop), h.NodeID, h.Tasks); err != nil {
 		return fmt.Errorf("mirror: add history %s: %w", h.ID, s.check(err))
 	}
 	return nil
@@ -322,7 +322,7 @@ WHERE ($1 = '' OR status = $1) ORDER BY start DESC, id COLLATE "C" LIMIT $2 OFFS
 		var stop *time.Time
 		err := row.Scan(&h.ID, &h.RemoteID, &h.IsServer, &h.IsSend, &h.Protocol, &h.Rule, &h.Account, &h.Agent,
 			&h.LocalPath, &h.RemotePath, &h.Filesize, &h.Status, &h.Step, &h.Progress, &h.ErrorCode, &h.ErrorDetails,
-			&h.Start, &stop, &h.NodeID)
+			&h.Start, &stop, &h.NodeID, &h.Tasks)
 		h.Start = h.Start.UTC()
 		if stop != nil {
 			h.Stop = stop.UTC()

@@ -172,7 +172,7 @@ func (s *sqliteStore) AddHistory(ctx context.Context, h HistoryEntry) error {
 	}
 	if _, err := s.db.ExecContext(ctx, upsertHistorySQL, h.ID, h.RemoteID, h.IsServer, h.IsSend, h.Protocol, h.Rule,
 		h.Account, h.Agent, h.LocalPath, h.RemotePath, h.Filesize, h.Status, h.Step, h.Progress,
-		h.ErrorCode, h.ErrorDetails, sqliteTime(h.Start), sqliteNullTime(h.Stop), h.NodeID); err != nil {
+		h.ErrorCode, h.ErrorDetails, sqliteTime(h.Start), sqliteNullTime(h.Stop), h.NodeID, h.Tasks); err != nil {
 		return fmt.Errorf("mirror: add history %s: %w", h.ID, err)
 	}
 	return nil
@@ -193,7 +193,7 @@ WHERE ($1 = '' OR status = $1) ORDER BY start DESC, id LIMIT $2 OFFSET $3`, q.St
 		var stop sql.NullString
 		if err := rows.Scan(&h.ID, &h.RemoteID, &h.IsServer, &h.IsSend, &h.Protocol, &h.Rule, &h.Account, &h.Agent,
 			&h.LocalPath, &h.RemotePath, &h.Filesize, &h.Status, &h.Step, &h.Progress, &h.ErrorCode, &h.ErrorDetails,
-			&start, &stop, &h.NodeID); err != nil {
+			&start, &stop, &h.NodeID, &h.Tasks); err != nil {
 			return nil, fmt.Errorf("mirror: read history: %w", err)
 		}
 		var errs [2]error

@@ -103,6 +103,42 @@ func ReleaseBinary(t testing.TB, ref string, ldflags ...string) string {
 	return bin
 }
 
+// claimSubnet picks a free 127.0.X. for a cluster: X is locked (flock on
+// a file in the temp directory, held until the test ends) against the other
+// test processes of this machine, and its first addresses' admin port is
+// checked free against everything else.
+func claimSubnet(t testing.TB) string {
+	t.Helper()
+	for range 500 {
+		x := 10 + rand.IntN(240)
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("udmg-subnet-%d.lock", x)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close()
+			continue
+		}
+		free := true
+		for i := 1; i <= 3 && free; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.%d.%d:8080", x, i))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if !free {
+			f.Close()
+			continue
+		}
+		t.Cleanup(func() { f.Close() })
+		return fmt.Sprintf("127.0.%d.", x)
+	}
+	t.Fatal("no free 127.0.X. subnet for a test cluster")
+	return ""
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
@@ -194,7 +230,7 @@ func NewClusterWith(t testing.TB, n int, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, Dir: dir, Home: filepath.Join(dir, "home"), Token: NewJoinToken()}
-	subnet := fmt.Sprintf("127.0.%d.", 10+rand.IntN(240))
+	subnet := claimSubnet(t)
 	license := filepath.Join(dir, "license.json")
 	WriteLicense(t, license, cmp.Or(o.LicenseNodes, n))
 	var join []string
@@ -369,7 +405,12 @@ func (p *Proc) Wait(d time.Duration) bool {
 func (p *Proc) ExitCode() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.ProcessState == nil {
+	if p.cmd == nil {
+		return -1
+	}
+	select {
+	case <-p.done: // cmd.Wait has returned: ProcessState is written
+	default:
 		return -1
 	}
 	return p.cmd.ProcessState.ExitCode()

@@ -16,6 +16,7 @@ package transfer
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,9 @@ type Config struct {
 	// Audit records every change the engine makes to storage (nil: no
 	// write audit).
 	Audit *listeners.Audit
+	// Tasks counts the rules' tasks run, by type and outcome; it outlives
+	// the engine of one term (nil: not counted).
+	Tasks *TaskCounts
 
 	// Concurrency bounds the client-mode transfers running at once.
 	Concurrency int
@@ -149,16 +153,22 @@ type Engine struct {
 
 	recMu   sync.Mutex
 	records map[uint64]*record // open server-mode transfers
+	handed  map[uint64]bool    // server uploads in place, for their post-tasks
 
 	archiveBackoff time.Time
 	lastProgress   time.Time
 
+	ctx    context.Context // the engine's life: server-mode pre-tasks run in it
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 type worker struct {
 	cancel context.CancelCauseFunc
+	// inTasks is set once the worker runs post- or error-tasks: it no
+	// longer takes a slot of Concurrency (a TRANSFER task waits for a
+	// child that needs one).
+	inTasks atomic.Bool
 }
 
 type result struct {
@@ -169,6 +179,9 @@ type result struct {
 	stopped  error  // why the worker was told to stop (pause, cancel), else nil
 	local    string // the transfer's LocalPath
 	receive  bool   // a pull: its staging file goes into place once DONE
+	// errorTasks: the worker ran the error-tasks of a failed transfer,
+	// which now ends in ERROR whatever they did.
+	errorTasks bool
 }
 
 // errStopping is the cause of workers stopped with the engine.
@@ -189,6 +202,8 @@ func Start(cfg Config) (*Engine, error) {
 		results: make(chan result, cfg.Concurrency),
 		workers: map[uint64]*worker{},
 		records: map[uint64]*record{},
+		handed:  map[uint64]bool{},
+		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
@@ -236,7 +251,7 @@ func (e *Engine) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case r := <-e.results:
-			e.finish(r)
+			e.finish(ctx, r)
 		case <-t.C:
 			e.tick(ctx)
 		}
@@ -424,12 +439,20 @@ func (e *Engine) tick(ctx context.Context) {
 	// to archive; nothing else is copied.
 	now := time.Now()
 	current := make(map[uint64]fsm.Transfer, len(e.workers))
-	var due, finished []fsm.Transfer
+	var due, finished, chains []fsm.Transfer
+	// Uploads handed over are in the state already (their end was
+	// committed first): this pass picks them, or they went meanwhile.
+	e.recMu.Lock()
+	handed := e.handed
+	e.handed = map[uint64]bool{}
+	e.recMu.Unlock()
 	e.cfg.Node.Read(func(s *fsm.State) {
 		for id, t := range s.Transfers {
 			switch {
 			case e.workers[id] != nil:
 				current[id] = t
+			case t.InTasks() && (t.Epoch < e.epoch || handed[id]):
+				chains = append(chains, t)
 			case t.Finished():
 				if !t.Archived {
 					finished = append(finished, t)
@@ -452,6 +475,7 @@ func (e *Engine) tick(ctx context.Context) {
 			w.cancel(fmt.Errorf("transfer %s by an operator", status))
 		}
 	}
+	e.adopt(ctx, chains)
 	e.schedule(ctx, due)
 	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
 		e.lastProgress = time.Now()
@@ -463,16 +487,30 @@ func (e *Engine) tick(ctx context.Context) {
 // schedule starts the due client-mode transfers (planned and due, or
 // interrupted; sorted by ID, so oldest first), up to the concurrency limit.
 func (e *Engine) schedule(ctx context.Context, due []fsm.Transfer) {
+	busy := 0
+	for _, w := range e.workers {
+		if !w.inTasks.Load() {
+			busy++
+		}
+	}
 	for _, t := range due {
-		if len(e.workers) >= e.cfg.Concurrency {
+		if busy >= e.cfg.Concurrency {
 			return
 		}
 		id := t.ID
 		// An attempt begins with a new transfer or a due retry; resuming
-		// a paused or interrupted one goes on with the same attempt.
+		// a paused or interrupted one goes on with the same attempt, and
+		// one paused in its post- or error-tasks goes on with them.
 		attempt := t.Attempts == 0 || t.Status == fsm.StatusPlanned && !t.NextRetry.IsZero()
-		err := e.update(fsm.TransferChange{ID: id, From: []string{t.Status}, Status: fsm.StatusRunning, Step: fsm.StepSetup,
-			NodeID: e.cfg.Node.ID(), Attempt: attempt})
+		ch := fsm.TransferChange{ID: id, From: []string{t.Status}, Status: fsm.StatusRunning, Step: fsm.StepSetup,
+			NodeID: e.cfg.Node.ID(), Attempt: attempt}
+		switch t.Step {
+		case fsm.StepPostTasks:
+			ch.Step = t.Step
+		case fsm.StepError:
+			ch.Step, ch.ErrorCode, ch.ErrorDetails = t.Step, t.ErrorCode, t.ErrorDetails
+		}
+		err := e.update(ch)
 		if err != nil {
 			e.log.Debug("transfer not started", "id", id, "err", err)
 			continue
@@ -480,22 +518,31 @@ func (e *Engine) schedule(ctx context.Context, due []fsm.Transfer) {
 		if t.Status == fsm.StatusInterrupted {
 			e.log.Info("resuming interrupted transfer", "id", id, "from", t.Progress)
 		}
-		wctx, cancel := context.WithCancelCause(ctx)
-		e.workers[id] = &worker{cancel: cancel}
-		go func() {
-			r := e.runTransfer(wctx, t)
-			r.id = id
-			if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				r.stopped = cause
-			}
-			cancel(nil)
-			e.results <- r
-		}()
+		if cur, ok := e.current(id); ok {
+			e.startWorker(ctx, cur)
+			busy++
+		}
 	}
 }
 
+// startWorker runs what is left of t (work) in a worker of its own.
+func (e *Engine) startWorker(ctx context.Context, t fsm.Transfer) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	w := &worker{cancel: cancel}
+	e.workers[t.ID] = w
+	go func() {
+		r := e.work(wctx, t, w)
+		r.id = t.ID
+		if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			r.stopped = cause
+		}
+		cancel(nil)
+		e.results <- r
+	}()
+}
+
 // finish commits how a worker ended.
-func (e *Engine) finish(r result) {
+func (e *Engine) finish(ctx context.Context, r result) {
 	delete(e.workers, r.id)
 	switch {
 	case errors.Is(r.stopped, errStopping):
@@ -506,6 +553,9 @@ func (e *Engine) finish(r result) {
 			e.log.Debug("final checkpoint", "id", r.id, "err", err)
 		}
 		e.log.Info("transfer stopped", "id", r.id, "progress", r.progress, "why", r.stopped)
+		return
+	case r.errorTasks:
+		e.endErrorTasks(r.id)
 		return
 	case r.err == nil:
 		err := e.update(fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone,
@@ -520,9 +570,7 @@ func (e *Engine) finish(r result) {
 		}
 		return
 	}
-	var t fsm.Transfer
-	var ok bool
-	e.cfg.Node.Read(func(s *fsm.State) { t, ok = s.Transfers[r.id] })
+	t, ok := e.current(r.id)
 	if !ok {
 		return
 	}
@@ -544,8 +592,31 @@ func (e *Engine) finish(r result) {
 		ch.Status, ch.NextRetry = fsm.StatusPlanned, time.Now().Add(delay)
 		e.log.Warn("transfer failed; will retry", "id", r.id, "attempt", attempt, "of", t.MaxAttempts, "in", delay, "code", f.code, "err", r.err)
 	}
+	errorTasks := ch.Status == fsm.StatusError && len(e.ruleOf(t).ErrorTasks) > 0
+	if errorTasks {
+		// Failed for good: the error-tasks run first, RUNNING in
+		// ERROR TASKS (a failover hands them over too).
+		ch.Status, ch.NodeID = fsm.StatusRunning, e.cfg.Node.ID()
+	}
 	if err := e.update(ch); err != nil {
 		e.log.Warn("transfer failure not recorded", "id", r.id, "err", err)
+		return
+	}
+	if t, ok := e.current(r.id); ok && errorTasks {
+		e.startWorker(ctx, t)
+	}
+}
+
+// endErrorTasks ends transfer id in ERROR once its error-tasks ran (their
+// own failure is in their TaskRun), with the error that failed it.
+func (e *Engine) endErrorTasks(id uint64) {
+	t, ok := e.current(id)
+	if !ok {
+		return
+	}
+	if err := e.update(fsm.TransferChange{ID: id, From: []string{fsm.StatusRunning}, Status: fsm.StatusError,
+		Step: fsm.StepError, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails}); err != nil {
+		e.log.Warn("transfer failure not recorded", "id", id, "err", err)
 	}
 }
 
@@ -589,8 +660,15 @@ func HistoryEntry(t fsm.Transfer) mirror.HistoryEntry {
 	if step == "" {
 		step = fsm.StepNone
 	}
+	var chain string
+	if len(t.Tasks) > 0 {
+		if b, err := json.Marshal(t.Tasks); err == nil {
+			chain = string(b)
+		}
+	}
 	return mirror.HistoryEntry{
-		ID: fmt.Sprint(t.ID), IsServer: t.IsServer, IsSend: t.IsSend, Protocol: t.Protocol, Rule: t.Rule,
+		Tasks: chain,
+		ID:    fmt.Sprint(t.ID), IsServer: t.IsServer, IsSend: t.IsSend, Protocol: t.Protocol, Rule: t.Rule,
 		Account: t.Account, Agent: t.Agent, LocalPath: t.LocalPath, RemotePath: t.RemotePath, Filesize: t.Filesize,
 		Status: t.Status, Step: step, Progress: t.Progress, ErrorCode: t.ErrorCode, ErrorDetails: t.ErrorDetails,
 		Start: t.Start, Stop: t.Stop, NodeID: t.NodeID,

@@ -3,6 +3,7 @@ package transfer
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -32,6 +33,32 @@ type record struct {
 	upload    bool
 	moved     atomic.Int64 // listeners.Record's progress
 	committed int64        // owned by the engine loop
+	rule      fsm.Rule     // its tasks, as the rule was at open
+}
+
+// preTasks runs the pre-tasks of server-mode transfer id, at its open
+// (size -1: unknown) and again at its end with its size: a failure ends
+// it in ERROR with the task's error, which the client hears.
+func (e *Engine) preTasks(id uint64, ru fsm.Rule, size int64) error {
+	if len(ru.PreTasks) == 0 {
+		return nil
+	}
+	t, ok := e.current(id)
+	if !ok {
+		return fmt.Errorf("transfer %d: %w", id, fsm.ErrUnknownObject)
+	}
+	t.Filesize = size
+	err := e.runPhase(e.ctx, t, fsm.PhasePre, ru.PreTasks, len(t.Tasks) > 0)
+	if err == nil {
+		return nil
+	}
+	f := classify(err)
+	if uerr := e.update(fsm.TransferChange{ID: t.ID, From: []string{fsm.StatusRunning}, Status: fsm.StatusError, Step: fsm.StepPreTasks,
+		ErrorCode: f.code, ErrorDetails: err.Error()}); uerr != nil {
+		e.log.Warn("refused server transfer not recorded", "id", t.ID, "err", uerr)
+	}
+	e.log.Warn("server transfer refused by a pre-task", "id", t.ID, "rule", t.Rule, "path", t.LocalPath, "err", err)
+	return fmt.Errorf("refused by rule %s: %w", t.Rule, err)
 }
 
 func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, error) {
@@ -41,7 +68,11 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 	}
 	send := !f.Upload
 	var rule string
-	e.cfg.Node.Read(func(s *fsm.State) { rule = matchRule(s.Rules, f.Path, send) })
+	var ru fsm.Rule
+	e.cfg.Node.Read(func(s *fsm.State) {
+		rule = matchRule(s.Rules, f.Path, send)
+		ru = s.Rules[fsm.RuleKey(rule, send)]
+	})
 	t := fsm.Transfer{
 		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: rule,
 		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
@@ -51,7 +82,13 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 	if err != nil {
 		return nil, err
 	}
-	rec := &record{e: e, id: id, upload: f.Upload}
+	t.ID = id
+	rec := &record{e: e, id: id, upload: f.Upload, rule: ru}
+	// The pre-tasks check the name at open (the size is not known yet):
+	// a refusal fails the client's open.
+	if err := e.preTasks(id, ru, -1); err != nil {
+		return nil, err
+	}
 	e.recMu.Lock()
 	e.records[id] = rec
 	e.recMu.Unlock()
@@ -93,6 +130,8 @@ func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 			switch {
 			case t.Status == fsm.StatusDone:
 				done = max(done, id)
+			case t.InTasks():
+				// Complete, in its chain: nothing to resume.
 			case t.Status == fsm.StatusInterrupted, t.Status == fsm.StatusRunning && t.Epoch < r.e.epoch:
 				out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
 			}
@@ -111,8 +150,20 @@ func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 	return out
 }
 
+// Progress counts the bytes past the furthest point reported so far:
+// pipelined writes may report their offsets out of order, and a report
+// behind the furthest one moved nothing new.
 func (r *record) Progress(p int64) {
-	r.e.cfg.Meter.add(!r.upload, int(p-r.moved.Swap(p)))
+	for {
+		prev := r.moved.Load()
+		if p <= prev {
+			return
+		}
+		if r.moved.CompareAndSwap(prev, p) {
+			r.e.cfg.Meter.add(!r.upload, int(p-prev))
+			return
+		}
+	}
 }
 
 func (r *record) End(size int64, cut error) error {
@@ -126,17 +177,52 @@ func (r *record) End(size int64, cut error) error {
 	moved := r.moved.Load()
 	ch := fsm.TransferChange{ID: r.id, From: []string{fsm.StatusRunning}, Status: fsm.StatusDone, Step: fsm.StepFinalization,
 		Progress: &moved, Filesize: &size}
-	if cut != nil {
+	switch {
+	case cut != nil:
 		ch.Status, ch.Step, ch.ErrorCode, ch.ErrorDetails = fsm.StatusInterrupted, fsm.StepData, "TeConnectionReset", cut.Error()
 		if errors.Is(cut, listeners.ErrNotActive) || errors.Is(cut, listeners.ErrSessionClosed) {
 			ch.ErrorCode = "TeShuttingDown"
 		}
+	case r.upload && len(r.rule.PreTasks) > 0:
+		// The pre-tasks again, now that the size is known.
+		if err := e.preTasks(r.id, r.rule, size); err != nil {
+			return err
+		}
+	}
+	chain := cut == nil && len(r.rule.PostTasks) > 0
+	if chain {
+		// Complete: RUNNING on in POST TASKS, which start once an
+		// upload is in place (Placed), at once for a download, or on the
+		// next ACTIVE node.
+		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
 	if err := e.update(ch); err != nil {
 		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
 		return err
 	}
+	if chain && !r.upload {
+		r.hand()
+	}
 	return nil
+}
+
+// hand gives the transfer to the engine's chain runner (its next tick).
+func (r *record) hand() {
+	r.e.recMu.Lock()
+	r.e.handed[r.id] = true
+	r.e.recMu.Unlock()
+}
+
+// Placed hears that a complete upload is in place (or that the rename
+// failed: the chain puts it there first): its post-tasks may start.
+func (r *record) Placed(err error) {
+	if !r.upload || len(r.rule.PostTasks) == 0 {
+		return
+	}
+	if err != nil {
+		r.e.log.Warn("upload not put in place by its session; its chain will", "id", r.id, "err", err)
+	}
+	r.hand()
 }
 
 // recordProgress commits the progress of open server-mode transfers.

@@ -1,6 +1,10 @@
 package transfer
 
-import "net"
+import (
+	"context"
+	"net"
+	"time"
+)
 
 // localAddr is where connections to partners leave from: the service
 // address with [vip] SourceAddress (so that a partner's allow-list names one
@@ -10,4 +14,14 @@ func (e *Engine) localAddr() net.Addr {
 		return nil
 	}
 	return &net.TCPAddr{IP: e.cfg.SourceAddr}
+}
+
+// dialer is how tasks (WEBHOOK) connect out: from SourceAddr when set;
+// nil leaves them the default.
+func (e *Engine) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if e.cfg.SourceAddr == nil {
+		return nil
+	}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: e.localAddr()}
+	return d.DialContext
 }

@@ -40,6 +40,9 @@ func watchNode(reg *metrics.Registry, node *cluster.Node, svc *countedServices, 
 	if err := reg.AddTransferBytes(svc.meter.Totals); err != nil {
 		log.Warn("transfer byte counts not exported", "err", err)
 	}
+	if err := reg.AddTaskCounts(svc.tasks.Counts); err != nil {
+		log.Warn("task counts not exported", "err", err)
+	}
 	stop, err := reg.WatchNode(node, svc.Sessions)
 	if err != nil {
 		log.Warn("node metrics not exported", "err", err)

@@ -32,8 +32,9 @@ type mftServices struct {
 	guard   *confine.Guard
 	ids     *transfer.IDs
 	history transfer.History
-	meter   transfer.Meter   // bytes moved, over every term
-	logins  *authguard.Guard // the node's login throttle, shared with the admin API
+	meter   transfer.Meter      // bytes moved, over every term
+	tasks   transfer.TaskCounts // tasks run, over every term
+	logins  *authguard.Guard    // the node's login throttle, shared with the admin API
 	node    atomic.Pointer[cluster.Node]
 	vip     *serviceAddress // [vip]: held while ACTIVE; nil when not configured
 
@@ -89,7 +90,7 @@ func (m *mftServices) Start(st fsm.State) (err error) {
 		}
 	}
 	engine, err := transfer.Start(transfer.Config{Node: node, GatewayHome: m.home, Protected: m.guard, Secrets: m.secrets, History: m.history,
-		IDs: m.ids, Meter: &m.meter, SourceAddr: m.vip.sourceIP(), Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
+		IDs: m.ids, Meter: &m.meter, Tasks: &m.tasks, SourceAddr: m.vip.sourceIP(), Logger: m.log, CheckpointBytes: m.cfg.Transfer.CheckpointBytes, Audit: audit})
 	if err != nil {
 		_ = audit.Close()
 		return err

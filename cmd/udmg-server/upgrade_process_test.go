@@ -35,6 +35,9 @@ const previousRelease = "f700935"
 //   - during the upgrade no node stops: the leader writes at the lowest
 //     version its voters apply (cluster.writeVersion), also once it runs
 //     the new release itself;
+//   - while the last node on the previous release is down, the upgraded
+//     leader refuses a change only the new version carries (a rule with
+//     tasks) with 409 naming that node; upgraded, the cluster takes it;
 //   - once all three gossip the new version, /api/cluster says so, and the
 //     leader writes it: a node put back on the previous release stops at the
 //     first such entry with one line naming it, exit 4, without applying it;
@@ -66,10 +69,28 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 	}
 	order = append(order, active)
-	for _, p := range order {
+	for i, p := range order {
 		marker := commitMarker(c, 60*time.Second)
 		if marker == "" {
 			t.Fatalf("the cluster takes no writes before %s is upgraded", p.Name)
+		}
+		if i == len(order)-1 && fsm.Version >= 3 {
+			// The last node on the previous release stopped: the two
+			// upgraded ones lead, and refuse what it could not apply.
+			p.Signal(syscall.SIGTERM)
+			if !p.Wait(30 * time.Second) {
+				t.Fatalf("%s did not stop on SIGTERM", p.Name)
+			}
+			q := c.WaitOneActive(60*time.Second, "", p)
+			var r *ts.Response
+			if !ts.Eventually(30*time.Second, func() bool {
+				var err error
+				r, err = q.Admin().Do("POST", "/api/rules", taskRule("mixed"))
+				return err == nil && r.Status != 503
+			}) || r.Status != 409 || !strings.Contains(string(r.Body), "needs command version 3") || !strings.Contains(string(r.Body), "upgrade it first") {
+				t.Fatalf("a rule with tasks while %s runs the previous release: %v, want 409 naming it", p.Name, r)
+			}
+			t.Logf("a rule with tasks while %s runs the previous release: %d %s", p.Name, r.Status, oneLine(string(r.Body)))
 		}
 		restartOn(t, p, next)
 		shows(t, p, marker)
@@ -82,6 +103,19 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	if !ts.Eventually(60*time.Second, func() bool { return clusterVersions(c) == strings.Repeat(fmt.Sprint(nextVersion), 3) }) {
 		t.Fatalf("after the upgrade /api/cluster shows command versions %q, want %d on all three", clusterVersions(c), nextVersion)
+	}
+
+	if fsm.Version >= 3 {
+		if !ts.Eventually(30*time.Second, func() bool {
+			for _, q := range c.Nodes {
+				if r, err := q.Admin().Do("POST", "/api/rules", taskRule("upgraded")); err == nil && (r.Status == 201 || r.Status == 409 && strings.Contains(string(r.Body), "exists")) {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatal("the upgraded cluster refuses a rule with tasks")
+		}
 	}
 
 	// Writes are at the new version now: the previous release cannot follow.
@@ -138,6 +172,13 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	t.Logf("%s → this tree (command version %d): %d uploads acknowledged, all present; no node stopped during the upgrade; state digest %s on all three nodes",
 		previousRelease, nextVersion, len(acked), digests[0][:12])
+}
+
+// taskRule is a rule with a post-task: a change only command version 3
+// carries.
+func taskRule(name string) map[string]any {
+	return map[string]any{"name": name, "direction": "receive", "path": "/" + name,
+		"postTasks": []map[string]any{{"type": "COPY", "args": map[string]any{"path": "archive"}}}}
 }
 
 // restartOn stops p (SIGTERM) if it runs and starts it again on bin.

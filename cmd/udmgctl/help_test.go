@@ -165,7 +165,7 @@ func TestCompletion(t *testing.T) {
 		words []string // the command line, the last word being completed
 		want  string   // the candidates, space-separated
 	}{
-		{[]string{""}, "nodes cluster users servers accounts partners remote-accounts rules transfers schedules history token license secrets version completion"},
+		{[]string{""}, "nodes cluster users servers accounts partners remote-accounts rules keys transfers schedules history token license secrets version completion"},
 		{[]string{"tr"}, "transfers"},
 		{[]string{"--"}, "--addr --user --password --token --json"},
 		{[]string{"transfers", ""}, "list show add pause resume cancel retry"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/url"
@@ -213,17 +214,102 @@ func (c *cli) partnersAdd(args []string) error {
 	return c.create("/api/partners", body, "partner "+pos[0])
 }
 
+// keysAdd stores an armored OpenPGP key for the tasks under a name.
+func (c *cli) keysAdd(args []string) error {
+	fs := newFlagSet("keys add")
+	c.globalFlags(fs)
+	file := fs.String("file", "", "the armored key (a partner's public key, or a private key)")
+	pos, err := c.args("keys add", args, fs, "NAME")
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return fmt.Errorf("keys add: --file: %w", err)
+	}
+	return c.create("/api/keys", map[string]any{"name": pos[0], "key": string(b)}, "key "+pos[0])
+}
+
+// ruleFlags are the flags of rules add and rules update; body gives
+// the API's fields of those set (all of them with all).
+func ruleFlags(fs *flag.FlagSet) (body func(all bool) (map[string]any, error)) {
+	path := fs.String("path", "", "remote directory (client mode) and home directory (server mode)")
+	localDir := fs.String("local-dir", "", "directory under GatewayHome for client-mode files")
+	lists := map[string]*string{}
+	for _, l := range [][2]string{{"pre-tasks", "preTasks"}, {"post-tasks", "postTasks"}, {"error-tasks", "errorTasks"}} {
+		lists[l[1]] = fs.String(l[0], "", `the rule's `+l[1]+`: a JSON array of {"type", "args"}, or @FILE holding one ('[]': none)`)
+	}
+	return func(all bool) (map[string]any, error) {
+		out := map[string]any{}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if all || set["path"] {
+			out["path"] = *path
+		}
+		if all || set["local-dir"] {
+			out["localDir"] = *localDir
+		}
+		for field, v := range lists {
+			if *v == "" {
+				continue
+			}
+			text := []byte(*v)
+			if name, ok := strings.CutPrefix(*v, "@"); ok {
+				var err error
+				if text, err = os.ReadFile(name); err != nil {
+					return nil, fmt.Errorf("%s: %w", field, err)
+				}
+			}
+			var list []map[string]any
+			if err := json.Unmarshal(text, &list); err != nil {
+				return nil, fmt.Errorf("%s: not a JSON array of tasks: %w", field, err)
+			}
+			out[field] = list
+		}
+		return out, nil
+	}
+}
+
 func (c *cli) rulesAdd(args []string) error {
 	fs := newFlagSet("rules add")
 	c.globalFlags(fs)
 	direction := fs.String("direction", "", "send or receive")
-	path := fs.String("path", "", "remote directory (client mode) and home directory (server mode)")
-	localDir := fs.String("local-dir", "", "directory under GatewayHome for client-mode files")
+	fields := ruleFlags(fs)
 	pos, err := c.args("rules add", args, fs, "NAME")
 	if err != nil {
 		return err
 	}
-	return c.create("/api/rules", map[string]any{"name": pos[0], "direction": *direction, "path": *path, "localDir": *localDir}, "rule "+pos[0])
+	body, err := fields(true)
+	if err != nil {
+		return fmt.Errorf("rules add: %w", err)
+	}
+	body["name"], body["direction"] = pos[0], *direction
+	return c.create("/api/rules", body, "rule "+pos[0])
+}
+
+// rulesUpdate changes the fields given of a rule (PATCH).
+func (c *cli) rulesUpdate(args []string) error {
+	fs := newFlagSet("rules update")
+	c.globalFlags(fs)
+	fields := ruleFlags(fs)
+	pos, err := c.args("rules update", args, fs, "NAME", "DIRECTION")
+	if err != nil {
+		return err
+	}
+	body, err := fields(false)
+	if err != nil {
+		return fmt.Errorf("rules update: %w", err)
+	}
+	resp, err := c.callJSON("PATCH", fmt.Sprintf("/api/rules/%s/%s", escaped(pos)...), body, nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(resp.body)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "rule %s %s updated\n", pos[0], pos[1])
+	return nil
 }
 
 var transferFields = []string{"id", "status", "direction", "protocol", "rule", "server", "partner", "account", "remotePath", "filesize", "percent", "attempts", "errorCode", "nextRetry"}
@@ -278,9 +364,24 @@ func (c *cli) transfersShow(args []string) error {
 			{"Error code", or(t.ErrorCode, "-")}, {"Error", or(t.ErrorDetails, "-")}, {"Next retry", nextRetryText(t)}, {"Node", t.NodeID}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil || len(t.Tasks) == 0 {
+			return err
+		}
+		return c.printTasks(t.Tasks)
 	}
 	return c.follow(path, t)
+}
+
+// printTasks lists a transfer's chain: each task with its state, duration,
+// node and error.
+func (c *cli) printTasks(runs []wire.TaskRun) error {
+	fmt.Fprintln(c.stdout, "Tasks:")
+	tw := c.table()
+	fmt.Fprintln(tw, "PHASE\tPOSITION\tTYPE\tSTATE\tDURATION\tNODE\tRUNS\tERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Phase, r.Position, r.Type, r.State, or(r.Duration, "-"), or(r.NodeID, "-"), r.Runs, or(r.Error, "-"))
+	}
+	return tw.Flush()
 }
 
 // follow redraws t's progress until it ends, riding out a failover: while

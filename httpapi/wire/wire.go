@@ -176,6 +176,40 @@ type Rule struct {
 	Direction string `json:"direction"`
 	Path      string `json:"path"`
 	LocalDir  string `json:"localDir"`
+	// The tasks chained around every transfer of the rule.
+	PreTasks   []Task `json:"preTasks"`
+	PostTasks  []Task `json:"postTasks"`
+	ErrorTasks []Task `json:"errorTasks"`
+}
+
+// PGPKey is a stored OpenPGP key as the API shows it: never the key.
+type PGPKey struct {
+	Name        string `json:"name"`
+	Private     bool   `json:"private"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Task is one task of a rule: a type (COPY, MOVE, TRANSFER...) and its
+// arguments.
+type Task struct {
+	Type string         `json:"type"`
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// TaskRun is one task of a transfer's chain, as far as it got.
+type TaskRun struct {
+	Phase    string `json:"phase"`    // pre, post, error
+	Position int    `json:"position"` // from 1 in the rule's list
+	Type     string `json:"type"`
+	State    string `json:"state"` // RUNNING, DONE, ERROR
+	Start    string `json:"start"`
+	Stop     string `json:"stop,omitempty"`
+	Duration string `json:"duration,omitempty"`
+	NodeID   string `json:"nodeId,omitempty"`
+	Runs     int    `json:"runs"` // more than 1: run again after a failover
+	Error    string `json:"error,omitempty"`
+	Output   string `json:"output,omitempty"`
+	Path     string `json:"path,omitempty"` // the chain's file after it
 }
 
 // Transfer is a transfer as the API shows it (Waarp Gateway's fields).
@@ -205,27 +239,32 @@ type Transfer struct {
 	NextRetry    string  `json:"nextRetry,omitempty"`
 	Checkpoints  int     `json:"checkpoints"`
 	NodeID       string  `json:"nodeId,omitempty"`
+	// Tasks is the chain of the rule's tasks run so far; Parent the
+	// transfer whose TRANSFER task added this one.
+	Tasks  []TaskRun `json:"tasks,omitempty"`
+	Parent uint64    `json:"parent,omitempty"`
 }
 
 // HistoryItem is a finished transfer from the history table.
 type HistoryItem struct {
-	ID           string `json:"id"`
-	IsServer     bool   `json:"isServer"`
-	Direction    string `json:"direction"`
-	Protocol     string `json:"protocol"`
-	Rule         string `json:"rule"`
-	Agent        string `json:"agent"`
-	Account      string `json:"account"`
-	LocalPath    string `json:"localPath"`
-	RemotePath   string `json:"remotePath"`
-	Filesize     int64  `json:"filesize"`
-	Progress     int64  `json:"progress"`
-	Status       string `json:"status"`
-	Step         string `json:"step"`
-	ErrorCode    string `json:"errorCode,omitempty"`
-	ErrorDetails string `json:"errorDetails,omitempty"`
-	Start        string `json:"start"`
-	Stop         string `json:"stop,omitempty"`
-	Duration     string `json:"duration,omitempty"`
-	NodeID       string `json:"nodeId"`
+	ID           string    `json:"id"`
+	IsServer     bool      `json:"isServer"`
+	Direction    string    `json:"direction"`
+	Protocol     string    `json:"protocol"`
+	Rule         string    `json:"rule"`
+	Agent        string    `json:"agent"`
+	Account      string    `json:"account"`
+	LocalPath    string    `json:"localPath"`
+	RemotePath   string    `json:"remotePath"`
+	Filesize     int64     `json:"filesize"`
+	Progress     int64     `json:"progress"`
+	Status       string    `json:"status"`
+	Step         string    `json:"step"`
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorDetails string    `json:"errorDetails,omitempty"`
+	Start        string    `json:"start"`
+	Stop         string    `json:"stop,omitempty"`
+	Duration     string    `json:"duration,omitempty"`
+	NodeID       string    `json:"nodeId"`
+	Tasks        []TaskRun `json:"tasks,omitempty"`
 }
