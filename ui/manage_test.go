@@ -226,7 +226,16 @@ func TestManagePage(t *testing.T) {
 		if r, _ := api.Do("GET", fc.path, nil); r == nil || r.Status != 200 {
 			t.Fatalf("%s: one click deleted it", fc.kind)
 		}
-		do(t, ctx, "delete", chromedp.Click(del), chromedp.WaitNotPresent(chromedp.CSS(rowSel(fc.kind, fc.id))))
+		// The button disarms itself after 5 s; a slow machine may
+		// take that long over the check above.
+		if get(t, ctx, "read the delete button", chromedp.Text(del)) != "Really delete?" {
+			do(t, ctx, "arm delete again", chromedp.Click(del))
+		}
+		do(t, ctx, "delete", chromedp.Click(del))
+		if !ts.Eventually(15*time.Second, func() bool { return rowText(t, ctx, fc.kind, fc.id) == "" }) {
+			t.Fatalf("%s: row %q still there after the second click; form error %q", fc.kind, rowText(t, ctx, fc.kind, fc.id),
+				get(t, ctx, "read the error", chromedp.Text(chromedp.CSS("#"+fc.kind+"-error"))))
+		}
 		api.Must(t, 404, "GET", fc.path, nil)
 	}
 
