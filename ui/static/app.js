@@ -154,6 +154,7 @@ function ago(stamp) {
 function when(stamp) { return stamp ? new Date(stamp).toLocaleString() : ""; }
 function uptime(d) { return d ? d.replace(/\.\d+s$/, "s") : ""; }
 function yes(b) { return b ? "yes" : "no"; }
+function path(p) { return el("span", { className: "path", textContent: p || "" }); }
 
 function modeBadge(mode) {
   const s = el("span", { className: "status " + mode, textContent: mode });
@@ -234,7 +235,7 @@ const panels = {
       const attempts = t.isServer ? "" : t.attempts + " of " + t.maxAttempts;
       const error = el("span", { className: "error", textContent: t.errorCode ? t.errorCode + ": " + (t.errorDetails || "") : "" });
       const retry = t.nextRetry ? new Date(t.nextRetry).toLocaleTimeString() : "";
-      return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), t.localPath || t.remotePath, t.status, t.step, bar,
+      return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), path(t.localPath || t.remotePath), t.status, t.step, bar,
         attempts, error, retry, actions];
     });
     $("#transfers-more").textContent = data.transfers.length === LIVE_LIMIT ? "Showing the first " + LIVE_LIMIT + " live transfers." : "";
@@ -292,7 +293,7 @@ async function loadHistory() {
     const items = (await api("GET", q)).history;
     if (seq !== history.seq) return;
     fill("#history", items.slice(0, limit), (h) => [h.id, when(h.start), when(h.stop), h.rule, h.direction, h.agent, h.account,
-      h.localPath || h.remotePath, h.status, h.step, h.errorCode ? h.errorCode + ": " + (h.errorDetails || "") : "", h.nodeId]);
+      path(h.localPath || h.remotePath), h.status, h.step, el("span", { className: "error", textContent: h.errorCode ? h.errorCode + ": " + (h.errorDetails || "") : "" }), h.nodeId]);
     const page = history.offset / limit + 1;
     $("#history-page").textContent = items.length ? "Page " + page + " (" + (history.offset + 1) + "–" + (history.offset + Math.min(limit, items.length)) + ")" : "No transfers";
     $("#history-prev").disabled = history.offset === 0;
