@@ -390,8 +390,10 @@ func (n *Node) renewLoop(ctx context.Context, epoch uint64, lost chan<- error) {
 		switch {
 		case err == nil:
 			leaseDo(n, func(m *leaseMachine) any { m.renewed(epoch, proposed, bootClock()); return nil })
+			took := bootClock() - proposed
+			n.lastRenewal.Store(&renewalTook{epoch: epoch, took: took})
 			if n.cfg.OnRenewal != nil {
-				n.cfg.OnRenewal(bootClock() - proposed)
+				n.cfg.OnRenewal(took)
 			}
 		case errors.Is(err, fsm.ErrStaleEpoch), errors.Is(err, fsm.ErrNotHolder), errors.Is(err, fsm.ErrReleased),
 			errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):

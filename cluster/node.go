@@ -152,6 +152,9 @@ type Node struct {
 	activeMu   sync.Mutex
 	active     atomic.Bool  // services running under the lease
 	lastActive atomic.Int64 // unix nanos of the last moment seen ACTIVE
+	// lastRenewal is the last committed renewal of this node's lease:
+	// its epoch and how long it took from proposal to commit.
+	lastRenewal atomic.Pointer[renewalTook]
 
 	shuttingDown atomic.Bool
 	// secretsRefused is set once this node has logged that its
@@ -384,6 +387,22 @@ func (n *Node) LeaseRemaining() (uint64, time.Duration) {
 	n.leaseMu.Lock()
 	defer n.leaseMu.Unlock()
 	return n.lease.remaining(bootClock())
+}
+
+// renewalTook is one committed lease renewal's epoch and latency.
+type renewalTook struct {
+	epoch uint64
+	took  time.Duration
+}
+
+// LastRenewal is how long this node's last committed lease renewal took
+// from proposal to commit, with its epoch (0, 0 before any), for status:
+// the lease runs out if a renewal takes longer than Deadline - Heartbeat.
+func (n *Node) LastRenewal() (uint64, time.Duration) {
+	if r := n.lastRenewal.Load(); r != nil {
+		return r.epoch, r.took
+	}
+	return 0, 0
 }
 
 // Authenticate checks an administrator's password against the replicated

@@ -59,6 +59,14 @@ func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *principal
 		}
 		st.RemainingSeconds, st.RemainingFrom = max(0, last.Add(lease.Duration).Sub(now).Seconds()), "last renewal"
 	}
+	if rn, ok := n.(interface {
+		LastRenewal() (uint64, time.Duration)
+	}); ok {
+		if epoch, took := rn.LastRenewal(); took > 0 && epoch == lease.Epoch && lease.Holder == n.ID() {
+			secs := took.Seconds()
+			st.RenewalSeconds = &secs
+		}
+	}
 	out := wire.ClusterStatus{
 		Leader: rs.LeaderID,
 		Lease:  st,

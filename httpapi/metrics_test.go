@@ -99,4 +99,15 @@ func TestClusterStatus(t *testing.T) {
 	case len(st.Nodes) != 1 || !st.Nodes[0].Active || !st.Nodes[0].Leader:
 		t.Errorf("nodes %+v", st.Nodes)
 	}
+
+	// Once it has renewed, the holder says how long its last renewal took.
+	if !ts.Eventually(10*time.Second, func() bool {
+		st = wire.ClusterStatus{}
+		return do(t, e.admin(), "GET", "/api/cluster", nil).Decode(&st) == nil && st.Lease.RenewalSeconds != nil
+	}) {
+		t.Fatalf("no renewalSeconds from the holder: %+v", st.Lease)
+	}
+	if took := *st.Lease.RenewalSeconds; took <= 0 || took > 2 {
+		t.Errorf("last renewal took %.4fs, want (0, 2]", took)
+	}
 }

@@ -16,14 +16,8 @@ import (
 // resume), which retries it; a push to a partner that does not answer yet
 // shows its code and the time of its next attempt.
 func TestFailedTransfersOnPage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test")
-	}
-	ctx := browser(t)
-	sshd := ts.StartSSHD(t)
-	c := ts.NewCluster(t, 1)
-	n := c.WaitOneActive(30*time.Second, "")
-	api := n.Admin()
+	r := newRig(t)
+	ctx, sshd, c, n, api := r.ctx, r.sshd, r.c, r.n, r.api
 	missing, later := api.FailingTransfers(t, sshd, c.Home)
 	failed := api.WaitTransfer(t, missing.ID, time.Minute, "ERROR", func(tr ts.Transfer) bool { return tr.Status == "ERROR" })
 	api.WaitTransfer(t, later.ID, time.Minute, "waiting for its next attempt", func(tr ts.Transfer) bool { return tr.NextRetry != "" })
@@ -40,16 +34,16 @@ func TestFailedTransfersOnPage(t *testing.T) {
 		return strings.Split(out, "|")
 	}
 	var row []string
-	if !ts.Eventually(10*time.Second, func() bool { row = cells(missing.ID); return len(row) >= 10 }) {
+	if !ts.Eventually(10*time.Second, func() bool { row = cells(missing.ID); return len(row) >= 11 }) {
 		t.Fatalf("no row for transfer %d: %q", missing.ID, row)
 	}
-	// ID, rule, partner, file, status, progress, attempts, error, next retry, actions
-	if row[4] != "ERROR" || row[6] != "1 of 5" || !strings.HasPrefix(row[7], "TeFileNotFound: ") || !strings.Contains(row[7], "missing.bin") ||
-		row[8] != "" || !strings.Contains(row[9], "retry") || strings.Contains(row[9], "resume") {
-		t.Errorf("failed transfer's row %q, want ERROR, 1 of 5, TeFileNotFound with the file, no next retry, retry and no resume", row)
+	// ID, rule, partner, file, status, step, progress, attempts, error, next retry, actions
+	if row[4] != "ERROR" || row[5] == "" || row[7] != "1 of 5" || !strings.HasPrefix(row[8], "TeFileNotFound: ") || !strings.Contains(row[8], "missing.bin") ||
+		row[9] != "" || !strings.Contains(row[10], "retry") || strings.Contains(row[10], "resume") {
+		t.Errorf("failed transfer's row %q, want ERROR, its step, 1 of 5, TeFileNotFound with the file, no next retry, retry and no resume", row)
 	}
 	row = cells(later.ID)
-	if len(row) < 10 || row[4] != "PLANNED" || !strings.HasPrefix(row[7], "TeConnection: ") || row[8] == "" {
+	if len(row) < 11 || row[4] != "PLANNED" || !strings.HasPrefix(row[8], "TeConnection: ") || row[9] == "" {
 		t.Errorf("retrying transfer's row %q, want PLANNED, TeConnection and the next retry's time", row)
 	}
 	t.Logf("screenshot of failed transfers: %s", screenshot(t, ctx, "ui-failed-transfers"))

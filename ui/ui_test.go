@@ -102,11 +102,18 @@ func login(t *testing.T, ctx context.Context, password string) {
 	}
 }
 
-// screenshot saves the page as bin/artefacts/name.png.
+// screenshot saves the page as name.png in $UI_SCREENSHOTS, or in
+// bin/artefacts when it is not set.
 func screenshot(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
 	png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
-	path := filepath.Join(ts.ArtefactDir(t), name+".png")
+	dir := os.Getenv("UI_SCREENSHOTS")
+	if dir == "" {
+		dir = ts.ArtefactDir(t)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,17 +213,33 @@ func TestAdminPage(t *testing.T) {
 	t.Logf("UI test ran %s", time.Since(start).Round(100*time.Millisecond))
 }
 
-// TestPauseFromPage pauses a running client transfer (1 GiB to OpenSSH's
-// sftp-server) with the page's button, and resumes it the same way.
-func TestPauseFromPage(t *testing.T) {
+// rig is what the page's one-node tests start with: a browser, an OpenSSH
+// server to transfer with, and a one-node cluster with its ACTIVE node and
+// an API client as its administrator.
+type rig struct {
+	ctx  context.Context
+	sshd *ts.SSHD
+	c    *ts.Cluster
+	n    *ts.Proc
+	api  *ts.APIClient
+}
+
+func newRig(t *testing.T) rig {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test")
 	}
-	ctx := browser(t)
-	sshd := ts.StartSSHD(t)
-	c := ts.NewCluster(t, 1)
-	n := c.WaitOneActive(30*time.Second, "")
-	api := n.Admin()
+	r := rig{ctx: browser(t), sshd: ts.StartSSHD(t), c: ts.NewCluster(t, 1)}
+	r.n = r.c.WaitOneActive(30*time.Second, "")
+	r.api = r.n.Admin()
+	return r
+}
+
+// TestPauseFromPage pauses a running client transfer (1 GiB to OpenSSH's
+// sftp-server) with the page's button, and resumes it the same way.
+func TestPauseFromPage(t *testing.T) {
+	r := newRig(t)
+	ctx, sshd, c, n, api := r.ctx, r.sshd, r.c, r.n, r.api
 	remoteDir := t.TempDir()
 	api.AddSSHDPartner(t, sshd, remoteDir)
 	ts.WriteRandomFile(t, filepath.Join(c.Home, "out", "big.bin"), 1<<30)

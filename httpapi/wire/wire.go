@@ -50,6 +50,10 @@ type LeaseStatus struct {
 	// wall clock, an estimate).
 	RemainingSeconds float64 `json:"remainingSeconds"`
 	RemainingFrom    string  `json:"remainingFrom"`
+	// RenewalSeconds is how long the holder's last renewal of this epoch
+	// took from proposal to commit; only the holder measures it, so only
+	// the holder's answer has it.
+	RenewalSeconds *float64 `json:"renewalSeconds,omitempty"`
 }
 
 // AnsweringNode is the answering node's own view.
