@@ -102,7 +102,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--adress", "http://x", "nodes", "list"}, "udmgctl: unknown flag --adress (global flags: --addr, --user, --password, --token, --json) (see udmgctl help)"},
 		{[]string{"transfers"}, "udmgctl: transfers: missing subcommand (list, show, add, pause, resume, cancel, retry; see udmgctl transfers -h)"},
 		{[]string{"transfers", "lsit"}, `udmgctl: transfers: unknown subcommand "lsit" (list, show, add, pause, resume, cancel, retry; see udmgctl transfers -h)`},
-		{[]string{"transfer", "list"}, `udmgctl: unknown command "transfer" (commands: nodes, cluster, users, servers, accounts, partners, remote-accounts, rules, transfers, history, token, license, secrets, version, completion; see udmgctl help)`},
+		{[]string{"transfer", "list"}, `udmgctl: unknown command "transfer" (commands: nodes, cluster, users, servers, accounts, partners, remote-accounts, rules, keys, transfers, schedules, history, token, license, secrets, version, completion; see udmgctl help)`},
 		{[]string{"completion", "fish"}, `udmgctl: completion: unknown subcommand "fish" (bash, zsh; see udmgctl completion -h)`},
 	} {
 		code, out, errOut := offline(tc.args...)
