@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -36,11 +37,25 @@ func openSQLite(ctx context.Context, o Options) (*sqliteStore, error) {
 		return nil, fmt.Errorf("mirror: open sqlite %s: %w", o.Path, err)
 	}
 	s := &sqliteStore{db: db, path: o.Path}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
+	// The connection's first use switches the journal to WAL, which SQLite
+	// may refuse with SQLITE_BUSY at once, busy_timeout or not, while
+	// another opener does the same: such an open is tried again.
+	for wait, deadline := 20*time.Millisecond, time.Now().Add(10*time.Second); ; wait *= 2 {
+		err = s.migrate(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			db.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			db.Close()
+			return nil, err
+		case <-time.After(min(wait, time.Second)):
+		}
 	}
-	return s, nil
 }
 
 // migrate applies the missing migrations in one immediate transaction: the
