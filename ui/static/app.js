@@ -236,13 +236,30 @@ const panels = {
       const error = el("span", { className: "error", textContent: t.errorCode ? t.errorCode + ": " + (t.errorDetails || "") : "" });
       const retry = t.nextRetry ? new Date(t.nextRetry).toLocaleTimeString() : "";
       return [t.id, t.rule, [t.partner || t.server, t.account].filter(Boolean).join(" / "), path(t.localPath || t.remotePath), t.status, t.step, bar,
-        attempts, error, retry, actions];
+        attempts, error, retry, actions, tasksCell(t.tasks)];
     });
     $("#transfers-more").textContent = data.transfers.length === LIVE_LIMIT ? "Showing the first " + LIVE_LIMIT + " live transfers." : "";
     $("#transfers").dataset.loaded = "1";
     $("#transfers-card").hidden = false;
   },
 };
+
+// tasksCell lists the tasks a transfer's rule chained, one line each:
+// phase and position, type, state, duration, node, runs after a failover,
+// and the error.
+function tasksCell(runs) {
+  const list = el("ul", { className: "tasks" });
+  for (const r of runs || []) {
+    const bits = [r.phase + " " + r.position, r.type, r.state];
+    if (r.duration) bits.push(r.duration);
+    if (r.nodeId) bits.push("on " + r.nodeId);
+    if (r.runs > 1) bits.push("run " + r.runs + " times");
+    const li = el("li", { textContent: bits.join(" · ") });
+    if (r.error) li.append(el("span", { className: "error", textContent: " " + r.error }));
+    list.append(li);
+  }
+  return list;
+}
 
 async function action(id, act) {
   try {
@@ -293,7 +310,8 @@ async function loadHistory() {
     const items = (await api("GET", q)).history;
     if (seq !== history.seq) return;
     fill("#history", items.slice(0, limit), (h) => [h.id, when(h.start), when(h.stop), h.rule, h.direction, h.agent, h.account,
-      path(h.localPath || h.remotePath), h.status, h.step, el("span", { className: "error", textContent: h.errorCode ? h.errorCode + ": " + (h.errorDetails || "") : "" }), h.nodeId]);
+      path(h.localPath || h.remotePath), h.status, h.step, el("span", { className: "error", textContent: h.errorCode ? h.errorCode + ": " + (h.errorDetails || "") : "" }), h.nodeId,
+      tasksCell(h.tasks)]);
     const page = history.offset / limit + 1;
     $("#history-page").textContent = items.length ? "Page " + page + " (" + (history.offset + 1) + "–" + (history.offset + Math.min(limit, items.length)) + ")" : "No transfers";
     $("#history-prev").disabled = history.offset === 0;
