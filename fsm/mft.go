@@ -284,6 +284,12 @@ type TaskChange struct {
 	Path   string `json:"path,omitempty"`
 }
 
+// CutBefore reports whether the transfer was left RUNNING by a holder of
+// a lease epoch older than epoch: a failover cut it.
+func (t Transfer) CutBefore(epoch uint64) bool {
+	return t.Status == StatusRunning && t.Epoch < epoch
+}
+
 // Finished reports whether the transfer reached an end the engine will not
 // leave by itself (an operator may still retry ERROR and CANCELLED).
 func (t Transfer) Finished() bool {
@@ -460,7 +466,7 @@ func (m *Machine) applyMFT(c Command) error {
 			t := s.Transfers[id]
 			// From version 3, a chain past its data goes on RUNNING
 			// with the next ACTIVE node (Transfer.InTasks).
-			if t.Status == StatusRunning && t.Epoch < c.Epoch && !(c.version() >= 3 && t.InTasks()) {
+			if t.CutBefore(c.Epoch) && !(c.version() >= 3 && t.InTasks()) {
 				t.Status, t.ErrorCode = StatusInterrupted, TeConnectionReset
 				t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
 				if t.IsServer {

@@ -289,7 +289,7 @@ func (e *Engine) takeover(ctx context.Context) error {
 // round trip off every failover of a node that ran none).
 func orphans(st fsm.State, epoch uint64) bool {
 	for _, t := range st.Transfers {
-		if t.Status == fsm.StatusRunning && t.Epoch < epoch {
+		if t.CutBefore(epoch) {
 			return true
 		}
 	}
@@ -361,7 +361,7 @@ func (e *Engine) finishStaging(st fsm.State) error {
 		case t.Status == fsm.StatusDone, t.Status == fsm.StatusError, t.Status == fsm.StatusCancelled,
 			t.IsServer && newestDone[t.LocalPath] > id:
 			older = staged
-		case t.IsServer && t.Status == fsm.StatusRunning && t.Epoch < e.epoch:
+		case t.IsServer && t.CutBefore(e.epoch):
 			fi, err := root.Stat(newest)
 			if err != nil || fi.Size() <= t.Progress {
 				break

@@ -132,7 +132,7 @@ func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 				done = max(done, id)
 			case t.InTasks():
 				// Complete, in its chain: nothing to resume.
-			case t.Status == fsm.StatusInterrupted, t.Status == fsm.StatusRunning && t.Epoch < r.e.epoch:
+			case t.Status == fsm.StatusInterrupted, t.CutBefore(r.e.epoch):
 				out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
 			}
 		}
