@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/udmg/gateway/licensing"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -114,18 +113,7 @@ func previousRelease(t *testing.T) string {
 	if !strings.Contains(git("show", rev+":transfer/secrets.go"), "func LoadSecrets") {
 		rev += "^"
 	}
-	dir := t.TempDir()
-	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", strings.TrimSpace(string(root)), rev, dir)
-	if out, err := archive.CombinedOutput(); err != nil {
-		t.Fatalf("git archive %s: %v\n%s", rev, err, out)
-	}
-	bin := filepath.Join(dir, "udmg-server-previous")
-	build := exec.Command("go", "build", "-o", bin, "-ldflags",
-		"-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic()), "./cmd/udmg-server")
-	build.Dir = dir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the previous release (%s): %v\n%s", rev, err, out)
-	}
+	bin := ts.ReleaseBinary(t, rev)
 	t.Logf("previous release: %s", git("log", "-1", "--format=%h %s", rev))
 	return bin
 }

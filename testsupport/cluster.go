@@ -61,13 +61,7 @@ func ServerBinary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "udmg-server")
-		cmd := exec.Command("go", "build", "-o", buildPath,
-			"-ldflags", "-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(VendorPublic()),
-			"./cmd/udmg-server")
-		cmd.Dir = moduleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = buildServer(moduleRoot(), buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -94,13 +88,33 @@ func ReleaseBinary(t testing.TB, ref string, ldflags ...string) string {
 		t.Fatalf("git archive %s: %v\n%s", ref, err, out)
 	}
 	bin := filepath.Join(t.TempDir(), "udmg-server-"+ref)
+	if err := buildServer(src, bin, ldflags...); err != nil {
+		t.Fatalf("release %s: %v", ref, err)
+	}
+	return bin
+}
+
+// BuildServer builds this tree's udmg-server, trusting the test vendor
+// key, with more -ldflags (e.g. -X github.com/udmg/gateway/fsm.testNextVersion=3).
+func BuildServer(t testing.TB, ldflags ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "udmg-server")
+	if err := buildServer(moduleRoot(), bin, ldflags...); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// buildServer builds the udmg-server of the source tree src into bin,
+// trusting the test vendor key.
+func buildServer(src, bin string, ldflags ...string) error {
 	flags := append([]string{"-X github.com/udmg/gateway/licensing.vendorKey=" + licensing.EncodePublicKey(VendorPublic())}, ldflags...)
 	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", strings.Join(flags, " "), "./cmd/udmg-server")
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build of release %s: %v\n%s", ref, err, out)
+		return fmt.Errorf("go build in %s: %v\n%s", src, err, out)
 	}
-	return bin
+	return nil
 }
 
 // claimSubnet picks a free 127.0.X. for a cluster: X is locked (flock on

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
-	"github.com/udmg/gateway/licensing"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -218,21 +216,10 @@ func clusterVersions(c *ts.Cluster) string {
 // fsm.Version is still that of the previous release.
 func buildNext(t *testing.T) (string, int) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "udmg-server-next")
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
+	if fsm.Version <= 2 {
+		return ts.BuildServer(t, "-X github.com/udmg/gateway/fsm.testNextVersion=3"), 3
 	}
-	flags, v := "-X github.com/udmg/gateway/licensing.vendorKey="+licensing.EncodePublicKey(ts.VendorPublic()), fsm.Version
-	if v <= 2 {
-		flags, v = flags+" -X github.com/udmg/gateway/fsm.testNextVersion=3", 3
-	}
-	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", flags, "./cmd/udmg-server")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin, v
+	return ts.BuildServer(t), fsm.Version
 }
 
 // commitMarker commits a new rule through any node that takes writes
