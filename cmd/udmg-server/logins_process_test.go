@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,13 +125,5 @@ func loginFailures(t *testing.T, api *ts.APIClient, origin string) float64 {
 	if err != nil || r.Status != 200 {
 		t.Fatalf("GET /metrics: %v %v", r, err)
 	}
-	want := fmt.Sprintf(`udmg_login_failures_total{origin=%q} `, origin)
-	sc := bufio.NewScanner(strings.NewReader(string(r.Body)))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), want); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return max(0, metricValue(string(r.Body), fmt.Sprintf(`udmg_login_failures_total{origin=%q}`, origin)))
 }

@@ -33,14 +33,6 @@ func TestMetricsCountTransfers(t *testing.T) {
 		}
 	}
 
-	metric := func(body, name string) float64 {
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
-			return -1
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		return v
-	}
 	var body string
 	if !ts.Eventually(10*time.Second, func() bool {
 		r, err := n.Admin().Do("GET", "/metrics", nil)
@@ -48,7 +40,7 @@ func TestMetricsCountTransfers(t *testing.T) {
 			return false
 		}
 		body = string(r.Body)
-		return metric(body, `udmg_transfers{state="DONE"}`) == 2 && metric(body, `udmg_lease_renewal_seconds_count`) > 0
+		return metricValue(body, `udmg_transfers{state="DONE"}`) == 2 && metricValue(body, `udmg_lease_renewal_seconds_count`) > 0
 	}) {
 		t.Fatalf("two DONE transfers or a lease renewal never counted:\n%s", body)
 	}
@@ -57,8 +49,19 @@ func TestMetricsCountTransfers(t *testing.T) {
 		`udmg_transfer_bytes_total{direction="sent"}`:     size,
 		`udmg_node_mode{mode="ACTIVE"}`:                   1,
 	} {
-		if got := metric(body, name); got != want {
+		if got := metricValue(body, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+}
+
+// metricValue is the value of the sample name (with its labels, as written)
+// in a /metrics body, -1 when absent.
+func metricValue(body, name string) float64 {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
 }
