@@ -13,7 +13,7 @@ func lease(op Op, holder, session string, epoch uint64) Command {
 	return Command{Op: op, At: t0, Lease: &LeaseArgs{Holder: holder, Session: session, Epoch: epoch, Duration: 2 * time.Second}}
 }
 
-func mustApply(t *testing.T, m *Machine, c Command) Result {
+func mustApply(t testing.TB, m *Machine, c Command) Result {
 	t.Helper()
 	b, err := Encode(c)
 	if err != nil {
