@@ -38,6 +38,7 @@ type Machine struct {
 func New() *Machine {
 	m := &Machine{s: State{Nodes: map[string]Node{}, Users: map[string]User{}, Tokens: map[string]Token{}}}
 	m.s.initMFT()
+	m.s.ix = newTransferIndex(m.s.Transfers)
 	return m
 }
 
@@ -255,6 +256,7 @@ func (m *Machine) Restore(data []byte) error {
 		s.Tokens = map[string]Token{}
 	}
 	s.initMFT()
+	s.ix = newTransferIndex(s.Transfers)
 	m.mu.Lock()
 	m.s, m.written = s, max(doc.V, 1)
 	m.mu.Unlock()

@@ -472,14 +472,14 @@ func (m *Machine) applyMFT(c Command) error {
 				if t.IsServer {
 					t.Stop = c.At
 				}
-				s.Transfers[id] = t
+				s.putTransfer(t)
 			}
 		}
 	case OpTransferArchive:
 		for _, id := range c.Change.IDs {
 			if t, ok := s.Transfers[id]; ok && t.Finished() {
 				t.Archived = true
-				s.Transfers[id] = t
+				s.putTransfer(t)
 			}
 		}
 		m.prune()
@@ -535,7 +535,7 @@ func (m *Machine) addTransfer(c Command) error {
 		t.Epoch = c.Epoch
 	}
 	t.Archived = false
-	s.Transfers[t.ID] = t
+	s.putTransfer(t)
 	s.NextTransferID = max(s.NextTransferID, t.ID)
 	m.prune()
 	return nil
@@ -591,7 +591,7 @@ func (m *Machine) updateTransfer(c Command) error {
 	if ch.Attempt {
 		t.Attempts++
 	}
-	m.s.Transfers[ch.ID] = t
+	m.s.putTransfer(t)
 	if t.Finished() {
 		m.prune()
 	}
@@ -642,38 +642,9 @@ func (m *Machine) transferAction(c Command) error {
 	case "cancel":
 		t.Stop = c.At
 	}
-	m.s.Transfers[ch.ID] = t
+	m.s.putTransfer(t)
 	m.prune()
 	return nil
-}
-
-// prune bounds the finished transfers kept: the newest RecentWindow
-// archived ones, and at most MaxUnarchived not yet archived.
-func (m *Machine) prune() {
-	var archived, unarchived []uint64
-	for id, t := range m.s.Transfers {
-		switch {
-		case !t.Finished():
-		case t.Parent != 0 && m.live(t.Parent):
-			// A TRANSFER task still running finds its child by key.
-		case t.Archived:
-			archived = append(archived, id)
-		default:
-			unarchived = append(unarchived, id)
-		}
-	}
-	for _, ids := range []struct {
-		list []uint64
-		keep int
-	}{{archived, RecentWindow}, {unarchived, MaxUnarchived}} {
-		if len(ids.list) <= ids.keep {
-			continue
-		}
-		slices.Sort(ids.list)
-		for _, id := range ids.list[:len(ids.list)-ids.keep] {
-			delete(m.s.Transfers, id)
-		}
-	}
 }
 
 func (s *State) initMFT() {
@@ -717,23 +688,8 @@ func (s State) cloneMFT(c *State) {
 	c.Keys = maps.Clone(s.Keys)
 	c.Transfers = maps.Clone(s.Transfers)
 	c.Schedules = maps.Clone(s.Schedules) // runs are replaced, never changed in place
+	c.ix = nil                            // built for the copy when asked (State.index)
 	c.initMFT()
-}
-
-// ChildOf is the transfer added with key (Transfer.ChildKey), 0 when none.
-func (s *State) ChildOf(key string) uint64 {
-	for id, t := range s.Transfers {
-		if t.ChildKey == key {
-			return id
-		}
-	}
-	return 0
-}
-
-// live reports whether transfer id is in the state and not finished.
-func (m *Machine) live(id uint64) bool {
-	t, ok := m.s.Transfers[id]
-	return ok && !t.Finished()
 }
 
 // taskProgress records a task's start or end (OpTransferTask), from the
@@ -779,7 +735,7 @@ func (m *Machine) taskProgress(c Command) error {
 	default:
 		return fmt.Errorf("transfer %d: unknown task state %q", ch.ID, ch.State)
 	}
-	m.s.Transfers[ch.ID] = t
+	m.s.putTransfer(t)
 	return nil
 }
 

@@ -39,6 +39,10 @@ type State struct {
 	// Seeded is set once the default servers were created (OpSeed), so
 	// that an operator who deletes them does not see them come back.
 	Seeded bool `json:"seeded,omitempty"`
+
+	// ix orders Transfers for the prune and the engine (index.go): the
+	// machine's own state keeps it, copies build one when asked.
+	ix *transferIndex
 }
 
 // Lease is the committed right to be the ACTIVE node.
