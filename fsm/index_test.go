@@ -156,3 +156,57 @@ func TestTransferIndexFollowsTable(t *testing.T) {
 		}
 	}
 }
+
+// TestDue: the client transfers due start oldest first, whether they wait
+// for nothing (PLANNED, INTERRUPTED) or for a retry that has come; a retry
+// still to come, a server-mode transfer and a running one are not due.
+func TestDue(t *testing.T) {
+	m := New()
+	mustApply(t, m, lease(OpLeaseAcquire, "a", "s1", 1))
+	for _, tr := range []Transfer{
+		{ID: 5, Status: StatusPlanned},
+		{ID: 9, Status: StatusInterrupted},
+		{ID: 3, Status: StatusPlanned, NextRetry: t0.Add(10 * time.Second)},
+		{ID: 7, Status: StatusPlanned, NextRetry: t0.Add(5 * time.Second)},
+		{ID: 11, Status: StatusPlanned, NextRetry: t0.Add(100 * time.Second)},
+		{ID: 1, Status: StatusPlanned, IsServer: true},
+		{ID: 2, Status: StatusRunning},
+	} {
+		if r := mustApply(t, m, Command{Op: OpTransferAdd, At: t0, Epoch: 1, Transfer: &tr}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	due := func(at time.Time, n int) (ids []uint64) {
+		m.Read(func(s *State) {
+			for tr := range s.Due(at) {
+				if ids = append(ids, tr.ID); len(ids) == n {
+					break
+				}
+			}
+		})
+		return ids
+	}
+	for _, c := range []struct {
+		at   time.Time
+		n    int
+		want []uint64
+	}{
+		{t0, 10, []uint64{5, 9}},
+		{t0.Add(20 * time.Second), 10, []uint64{3, 5, 7, 9}},
+		{t0.Add(20 * time.Second), 3, []uint64{3, 5, 7}},
+		{t0.Add(time.Hour), 10, []uint64{3, 5, 7, 9, 11}},
+	} {
+		if got := due(c.at, c.n); !slices.Equal(got, c.want) {
+			t.Errorf("due at +%s (at most %d): %v, want %v", c.at.Sub(t0), c.n, got, c.want)
+		}
+	}
+	// A copy of the state (no index of its own) answers the same.
+	st := m.State()
+	var ids []uint64
+	for tr := range st.Due(t0.Add(20 * time.Second)) {
+		ids = append(ids, tr.ID)
+	}
+	if !slices.Equal(ids, []uint64{3, 5, 7, 9}) {
+		t.Errorf("due in a copy: %v", ids)
+	}
+}

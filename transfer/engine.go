@@ -14,7 +14,6 @@
 package transfer
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -434,37 +433,51 @@ func (e *Engine) tick(ctx context.Context) {
 	if !e.cfg.Node.LeaseValid() {
 		return
 	}
-	// One pass over the state in place picks what this tick acts on:
-	// the workers' transfers, the due client transfers, the finished ones
-	// to archive; nothing else is copied.
+	// One read of the state in place picks what this tick acts on, from
+	// the machine's indexes (fsm.State.Due, Unarchived, InTasks): the
+	// workers' transfers, the chains to adopt, the due client transfers
+	// up to the free slots, a batch of finished ones to archive. Its cost
+	// follows what is due, not the live transfers; nothing else is copied.
 	now := time.Now()
 	current := make(map[uint64]fsm.Transfer, len(e.workers))
 	var due, finished, chains []fsm.Transfer
+	free := e.cfg.Concurrency - e.busy()
 	// Uploads handed over are in the state already (their end was
-	// committed first): this pass picks them, or they went meanwhile.
+	// committed first): this read picks them, or they went meanwhile.
 	e.recMu.Lock()
 	handed := e.handed
 	e.handed = map[uint64]bool{}
 	e.recMu.Unlock()
 	e.cfg.Node.Read(func(s *fsm.State) {
-		for id, t := range s.Transfers {
-			switch {
-			case e.workers[id] != nil:
+		for id := range e.workers {
+			if t, ok := s.Transfers[id]; ok {
 				current[id] = t
-			case t.InTasks() && (t.Epoch < e.epoch || handed[id]):
+			}
+		}
+		for t := range s.InTasks() {
+			if e.workers[t.ID] == nil && (t.Epoch < e.epoch || handed[t.ID]) {
 				chains = append(chains, t)
-			case t.Finished():
-				if !t.Archived {
-					finished = append(finished, t)
+			}
+		}
+		for t := range s.Unarchived() {
+			if len(finished) == archiveBatch {
+				break
+			}
+			if e.workers[t.ID] == nil {
+				finished = append(finished, t)
+			}
+		}
+		if free <= 0 {
+			return
+		}
+		for t := range s.Due(now) {
+			if e.workers[t.ID] == nil {
+				if due = append(due, t); len(due) == free {
+					break
 				}
-			case !t.IsServer && (t.Status == fsm.StatusPlanned && !now.Before(t.NextRetry) || t.Status == fsm.StatusInterrupted):
-				due = append(due, t)
 			}
 		}
 	})
-	byID := func(a, b fsm.Transfer) int { return cmp.Compare(a.ID, b.ID) }
-	slices.SortFunc(due, byID)
-	slices.SortFunc(finished, byID)
 	// Operators' pause and cancel: the transfer left RUNNING under us.
 	for id, w := range e.workers {
 		if t, ok := current[id]; !ok || t.Status != fsm.StatusRunning || t.Epoch != e.epoch {
@@ -484,15 +497,21 @@ func (e *Engine) tick(ctx context.Context) {
 	e.archive(ctx, finished)
 }
 
+// busy counts the workers that take a slot of Concurrency.
+func (e *Engine) busy() int {
+	n := 0
+	for _, w := range e.workers {
+		if !w.inTasks.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // schedule starts the due client-mode transfers (planned and due, or
 // interrupted; sorted by ID, so oldest first), up to the concurrency limit.
 func (e *Engine) schedule(ctx context.Context, due []fsm.Transfer) {
-	busy := 0
-	for _, w := range e.workers {
-		if !w.inTasks.Load() {
-			busy++
-		}
-	}
+	busy := e.busy()
 	for _, t := range due {
 		if busy >= e.cfg.Concurrency {
 			return
@@ -620,10 +639,12 @@ func (e *Engine) endErrorTasks(id uint64) {
 	}
 }
 
-// archive writes finished transfers to the history table, then marks them
-// archived so that the state keeps only a recent window of them.
+// archiveBatch bounds the finished transfers archived in one tick.
+const archiveBatch = 100
+
 // archive writes finished transfers not yet archived (sorted by ID) to
-// the history table and marks them archived, up to 100 a tick.
+// the history table and marks them archived, so that the state keeps only
+// a recent window of them; up to archiveBatch a tick.
 func (e *Engine) archive(ctx context.Context, finished []fsm.Transfer) {
 	if time.Now().Before(e.archiveBackoff) {
 		return
@@ -642,9 +663,6 @@ func (e *Engine) archive(ctx context.Context, finished []fsm.Transfer) {
 			}
 		}
 		ids = append(ids, id)
-		if len(ids) == 100 {
-			break
-		}
 	}
 	if len(ids) == 0 {
 		return
