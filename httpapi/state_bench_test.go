@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"testing"
 	"time"
 
@@ -78,21 +77,16 @@ func BenchmarkAPIState(b *testing.B) {
 			{"basic-account", "/api/servers/" + ts.StateServer + "/accounts/" + ts.StateLogin, func(r *http.Request) { r.SetBasicAuth(ts.StateAdmin, ts.StatePassword) }},
 		} {
 			b.Run(rq.name+"/"+size.name, func(b *testing.B) {
-				var times []time.Duration
-				for b.Loop() {
+				ts.LoopP99(b, func() {
 					r := httptest.NewRequest("GET", rq.path, nil)
 					r.RemoteAddr = "127.0.0.1:40000"
 					rq.auth(r)
 					w := httptest.NewRecorder()
-					t0 := time.Now()
 					api.ServeHTTP(w, r)
-					times = append(times, time.Since(t0))
 					if w.Code != http.StatusOK {
 						b.Fatalf("GET %s: %d %s", rq.path, w.Code, w.Body)
 					}
-				}
-				slices.Sort(times)
-				b.ReportMetric(float64(times[len(times)*99/100]), "p99-ns")
+				})
 			})
 		}
 	}

@@ -2,6 +2,7 @@ package testsupport
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,4 +76,19 @@ func LargeState(tb testing.TB, m *fsm.Machine, size StateSize) {
 			Agent: StateServer, Account: fmt.Sprintf("login-%d", i%max(size.Accounts, 1)), LocalPath: fmt.Sprintf("in/%d.bin", i),
 			RemotePath: fmt.Sprintf("%d.bin", i), Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: at, NodeID: StateHolder}})
 	}
+}
+
+// LoopP99 runs f under b.Loop and reports, beside the mean, the 99th
+// percentile of one call as p99-ns: the goals on the large state
+// are percentiles.
+func LoopP99(b *testing.B, f func()) {
+	b.Helper()
+	var times []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		f()
+		times = append(times, time.Since(t0))
+	}
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)*99/100]), "p99-ns")
 }
