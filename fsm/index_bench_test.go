@@ -47,3 +47,22 @@ func BenchmarkTransferLife(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRestore restores a snapshot of 100 and 10,000 live transfers:
+// decoding it and rebuilding the transfer index, which snapshots leave out.
+func BenchmarkRestore(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
+			snap, err := liveMachine(b, n).Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := New().Restore(snap); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(snap)), "snapshot-bytes")
+		})
+	}
+}
