@@ -21,8 +21,8 @@ func init() {
 // tree builds the cobra command tree from the table: a group command for
 // each first word (nodes, users, ...), a leaf for each command; the global
 // flags are the root's persistent flags, so that they may also follow the
-// command. Help, usage errors and completion are the tree's own (help.go
-// formats them).
+// command. Help, usage errors and completion are the tree's own (help, at
+// the end of this file, formats them).
 func (c *cli) tree() *cobra.Command {
 	root := &cobra.Command{
 		Use:               "udmgctl",
