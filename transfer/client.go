@@ -87,6 +87,11 @@ func (s *sftpSession) close() error {
 	return nil
 }
 
+func (s *sftpSession) alive() error {
+	_, err := s.client.Getwd()
+	return err
+}
+
 func (s *sftpSession) size(remote string) (int64, error) {
 	fi, err := s.client.Stat(remote)
 	if err != nil {
@@ -215,6 +220,8 @@ func (s *ftpSession) close() error {
 	s.conns.closeAll()
 	return nil
 }
+
+func (s *ftpSession) alive() error { return s.c.NoOp() }
 
 func (s *ftpSession) size(remote string) (int64, error) {
 	n, err := s.c.FileSize(remote)

@@ -148,8 +148,9 @@ type Engine struct {
 	log   *slog.Logger
 	epoch uint64
 
-	results chan result
-	workers map[uint64]*worker // owned by the loop goroutine
+	results  chan result
+	workers  map[uint64]*worker // owned by the loop goroutine
+	sessions *sessionPool       // idle partner sessions (sessions.go)
 
 	recMu   sync.Mutex
 	records map[uint64]*record // open server-mode transfers
@@ -196,16 +197,17 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "transfers", "epoch", epoch),
-		epoch:   epoch,
-		results: make(chan result, cfg.Concurrency),
-		workers: map[uint64]*worker{},
-		records: map[uint64]*record{},
-		handed:  map[uint64]bool{},
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "transfers", "epoch", epoch),
+		epoch:    epoch,
+		results:  make(chan result, cfg.Concurrency),
+		workers:  map[uint64]*worker{},
+		sessions: &sessionPool{max: cfg.Concurrency},
+		records:  map[uint64]*record{},
+		handed:   map[uint64]bool{},
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
 	}
 	// Before any listener opens: what a predecessor left RUNNING is
 	// INTERRUPTED, and its cut uploads are cut back to their checkpoint.
@@ -242,6 +244,7 @@ func (e *Engine) update(ch fsm.TransferChange) error {
 }
 
 func (e *Engine) run(ctx context.Context) {
+	defer e.sessions.closeAll()
 	defer e.stopWorkers()
 	defer e.startSchedules(ctx)() // schedule.go
 	t := time.NewTicker(e.cfg.Poll)
@@ -482,6 +485,7 @@ func (e *Engine) tick(ctx context.Context) {
 		e.recordProgress()
 	}
 	e.archive(ctx, finished)
+	e.sessions.reap(now)
 }
 
 // schedule starts the due client-mode transfers (planned and due, or

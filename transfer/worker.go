@@ -28,6 +28,9 @@ type partnerSession interface {
 	push(remote string, src io.ReaderAt, off, size int64, cp *checkpointer) (int64, error)
 	// pull reads remote from off on into dst.
 	pull(remote string, dst io.Writer, off int64, cp *checkpointer) (int64, error)
+	// alive is one round trip to the partner: an idle session kept in
+	// the pool is reused only if it answers.
+	alive() error
 	close() error
 }
 
@@ -55,15 +58,12 @@ func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
 		r.err = fmt.Errorf("remote account %q of partner %q: %w", t.Account, t.Agent, fsm.ErrUnknownObject)
 		return r
 	}
-	sess, err := e.dial(ctx, p, acc)
+	sess, release, err := e.session(ctx, p, acc)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer sess.close()
-	// Closing the session is what interrupts a transfer under way.
-	stop := context.AfterFunc(ctx, func() { sess.close() })
-	defer stop()
+	defer func() { release(r.err == nil) }()
 
 	root, err := os.OpenRoot(e.cfg.GatewayHome)
 	if err != nil {
