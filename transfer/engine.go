@@ -151,6 +151,10 @@ type Engine struct {
 	results  chan result
 	workers  map[uint64]*worker // owned by the loop goroutine
 	sessions *sessionPool       // idle partner sessions (sessions.go)
+	// kick asks the loop for a pick-up before its next tick: a transfer
+	// was added or handed over, or a worker ended and freed its slot.
+	kick  chan struct{}
+	ended endings // the transfers whose end a parent waits for
 
 	recMu   sync.Mutex
 	records map[uint64]*record // open server-mode transfers
@@ -203,6 +207,7 @@ func Start(cfg Config) (*Engine, error) {
 		results:  make(chan result, cfg.Concurrency),
 		workers:  map[uint64]*worker{},
 		sessions: &sessionPool{max: cfg.Concurrency},
+		kick:     make(chan struct{}, 1),
 		records:  map[uint64]*record{},
 		handed:   map[uint64]bool{},
 		ctx:      ctx,
@@ -255,9 +260,21 @@ func (e *Engine) run(ctx context.Context) {
 			return
 		case r := <-e.results:
 			e.finish(ctx, r)
+			e.wake()
+		case <-e.kick:
+			e.tick(ctx, false)
 		case <-t.C:
-			e.tick(ctx)
+			e.tick(ctx, true)
 		}
+	}
+}
+
+// wake has the loop pick up due transfers and handed chains now rather
+// than at its next tick (a chain's child waited up to Poll for a slot).
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -433,7 +450,11 @@ func (e *Engine) stopWorkers() {
 	}
 }
 
-func (e *Engine) tick(ctx context.Context) {
+// tick acts on the state: the operators' pause and cancel, the chains to
+// adopt, the due transfers to start; a full one (every Poll, not a
+// wake) also commits server-mode progress, archives finished transfers
+// and closes idle partner sessions.
+func (e *Engine) tick(ctx context.Context, full bool) {
 	if !e.cfg.Node.LeaseValid() {
 		return
 	}
@@ -457,7 +478,7 @@ func (e *Engine) tick(ctx context.Context) {
 			case t.InTasks() && (t.Epoch < e.epoch || handed[id]):
 				chains = append(chains, t)
 			case t.Finished():
-				if !t.Archived {
+				if full && !t.Archived {
 					finished = append(finished, t)
 				}
 			case !t.IsServer && (t.Status == fsm.StatusPlanned && !now.Before(t.NextRetry) || t.Status == fsm.StatusInterrupted):
@@ -480,6 +501,9 @@ func (e *Engine) tick(ctx context.Context) {
 	}
 	e.adopt(ctx, chains)
 	e.schedule(ctx, due)
+	if !full {
+		return
+	}
 	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
 		e.lastProgress = time.Now()
 		e.recordProgress()
@@ -548,6 +572,8 @@ func (e *Engine) startWorker(ctx context.Context, t fsm.Transfer) {
 // finish commits how a worker ended.
 func (e *Engine) finish(ctx context.Context, r result) {
 	delete(e.workers, r.id)
+	// Whatever it committed, a parent waiting for r.id looks again.
+	defer e.ended.signal(r.id)
 	switch {
 	case errors.Is(r.stopped, errStopping):
 		return
