@@ -221,8 +221,6 @@ func (s *ftpSession) close() error {
 	return nil
 }
 
-func (s *ftpSession) alive() error { return s.c.NoOp() }
-
 func (s *ftpSession) size(remote string) (int64, error) {
 	n, err := s.c.FileSize(remote)
 	var te *textproto.Error

@@ -19,7 +19,16 @@ import (
 // partner and remote account as they are now (any change to either, its
 // host key or credentials, dials anew), after one round trip shows it is
 // still open; it is dropped after any error or cut, and closed once idle
-// for idleSession or when the engine stops.
+// for idleSession or when the engine stops. Only SFTP sessions are kept
+// (reusable): an FTP session dials its data connections with the context
+// of the transfer that opened it.
+
+// reusable is a partner session that may serve another transfer.
+type reusable interface {
+	// alive is one round trip to the partner: an idle session is
+	// reused only if it answers.
+	alive() error
+}
 
 // idleSession is how long an unused partner session stays open.
 const idleSession = 30 * time.Second
@@ -67,7 +76,7 @@ func (sp *sessionPool) take(key [32]byte) partnerSession {
 		s := list[len(list)-1]
 		sp.idle[key] = list[:len(list)-1]
 		sp.mu.Unlock()
-		if time.Since(s.since) < idleSession && s.s.alive() == nil {
+		if time.Since(s.since) < idleSession && s.s.(reusable).alive() == nil {
 			return s.s
 		}
 		s.s.close()
@@ -134,8 +143,9 @@ func (e *Engine) session(ctx context.Context, p fsm.Partner, acc fsm.RemoteAccou
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { sess.close() })
+	_, keep := sess.(reusable)
 	return sess, func(healthy bool) {
-		if !stop() || !healthy || ctx.Err() != nil {
+		if !stop() || !healthy || !keep || ctx.Err() != nil {
 			sess.close()
 			return
 		}

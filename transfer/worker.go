@@ -28,9 +28,6 @@ type partnerSession interface {
 	push(remote string, src io.ReaderAt, off, size int64, cp *checkpointer) (int64, error)
 	// pull reads remote from off on into dst.
 	pull(remote string, dst io.Writer, off int64, cp *checkpointer) (int64, error)
-	// alive is one round trip to the partner: an idle session kept in
-	// the pool is reused only if it answers.
-	alive() error
 	close() error
 }
 
