@@ -187,6 +187,9 @@ type result struct {
 	// errorTasks: the worker ran the error-tasks of a failed transfer,
 	// which now ends in ERROR whatever they did.
 	errorTasks bool
+	// next is what the loop starts in a new worker once this one is
+	// gone: the error-tasks of a transfer that failed for good.
+	next *fsm.Transfer
 }
 
 // errStopping is the cause of workers stopped with the engine.
@@ -564,16 +567,31 @@ func (e *Engine) startWorker(ctx context.Context, t fsm.Transfer) {
 		if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			r.stopped = cause
 		}
+		if ctx.Err() != nil {
+			// The engine stops: nothing more is committed (Stop).
+			r.stopped = errStopping
+		}
+		// Committed here, not in the loop: the ends of many workers
+		// go through Raft at once instead of one after the other.
+		e.commitEnd(&r)
 		cancel(nil)
+		// Whatever it committed, a parent waiting for it looks again.
+		e.ended.signal(r.id)
 		e.results <- r
 	}()
 }
 
-// finish commits how a worker ended.
+// finish forgets a worker that ended (its end committed), and starts what
+// comes next for its transfer.
 func (e *Engine) finish(ctx context.Context, r result) {
 	delete(e.workers, r.id)
-	// Whatever it committed, a parent waiting for r.id looks again.
-	defer e.ended.signal(r.id)
+	if r.next != nil {
+		e.startWorker(ctx, *r.next)
+	}
+}
+
+// commitEnd commits how a worker ended, from the worker's goroutine.
+func (e *Engine) commitEnd(r *result) {
 	switch {
 	case errors.Is(r.stopped, errStopping):
 		return
@@ -633,7 +651,7 @@ func (e *Engine) finish(ctx context.Context, r result) {
 		return
 	}
 	if t, ok := e.current(r.id); ok && errorTasks {
-		e.startWorker(ctx, t)
+		r.next = &t
 	}
 }
 
