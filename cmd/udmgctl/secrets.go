@@ -9,16 +9,7 @@ import (
 
 // secretsRotate is `udmgctl secrets rotate`: a new data key for the
 // cluster, every sealed value resealed under it in one committed change.
-func (c *cli) secretsRotate(args []string) error {
-	fs := newFlagSet("secrets rotate")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("secrets rotate", pos); err != nil {
-		return err
-	}
+func (c *cli) secretsRotate([]string) error {
 	resp, err := c.call("POST", "/api/secrets/rotate", nil)
 	if err != nil {
 		return err
