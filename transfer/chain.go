@@ -296,14 +296,20 @@ func (e *Engine) startChild(parent fsm.Transfer, c tasks.Child) (uint64, error) 
 		return 0, fmt.Errorf("child transfer %s not found after adding it", c.Key)
 	}
 	e.log.Info("child transfer added", "parent", parent.ID, "id", id, "key", c.Key, "partner", p.Name, "file", c.File)
+	e.wake()
 	return id, nil
 }
 
-// waitChild waits for child id to end: nil when DONE.
+// waitChild waits for child id to end: nil when DONE. The engine wakes it
+// when a worker of the child ends; it also looks every 10 Polls, for the
+// ends no worker of this engine commits (an operator cancelling a child
+// not started).
 func (e *Engine) waitChild(ctx context.Context, id uint64) error {
-	t := time.NewTicker(e.cfg.Poll)
+	t := time.NewTicker(10 * e.cfg.Poll)
 	defer t.Stop()
+	defer e.ended.forget(id)
 	for {
+		woken := e.ended.watch(id)
 		c, ok := e.current(id)
 		switch {
 		case !ok:
@@ -316,6 +322,7 @@ func (e *Engine) waitChild(ctx context.Context, id uint64) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		case <-woken:
 		case <-t.C:
 		}
 	}

@@ -87,6 +87,11 @@ func (s *sftpSession) close() error {
 	return nil
 }
 
+func (s *sftpSession) alive() error {
+	_, err := s.client.Getwd()
+	return err
+}
+
 func (s *sftpSession) size(remote string) (int64, error) {
 	fi, err := s.client.Stat(remote)
 	if err != nil {

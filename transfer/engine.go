@@ -147,8 +147,13 @@ type Engine struct {
 	log   *slog.Logger
 	epoch uint64
 
-	results chan result
-	workers map[uint64]*worker // owned by the loop goroutine
+	results  chan result
+	workers  map[uint64]*worker // owned by the loop goroutine
+	sessions *sessionPool       // idle partner sessions (sessions.go)
+	// kick asks the loop for a pick-up before its next tick: a transfer
+	// was added or handed over, or a worker ended and freed its slot.
+	kick  chan struct{}
+	ended endings // the transfers whose end a parent waits for
 
 	recMu   sync.Mutex
 	records map[uint64]*record // open server-mode transfers
@@ -181,6 +186,9 @@ type result struct {
 	// errorTasks: the worker ran the error-tasks of a failed transfer,
 	// which now ends in ERROR whatever they did.
 	errorTasks bool
+	// next is what the loop starts in a new worker once this one is
+	// gone: the error-tasks of a transfer that failed for good.
+	next *fsm.Transfer
 }
 
 // errStopping is the cause of workers stopped with the engine.
@@ -195,16 +203,18 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "transfers", "epoch", epoch),
-		epoch:   epoch,
-		results: make(chan result, cfg.Concurrency),
-		workers: map[uint64]*worker{},
-		records: map[uint64]*record{},
-		handed:  map[uint64]bool{},
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "transfers", "epoch", epoch),
+		epoch:    epoch,
+		results:  make(chan result, cfg.Concurrency),
+		workers:  map[uint64]*worker{},
+		sessions: &sessionPool{max: cfg.Concurrency},
+		kick:     make(chan struct{}, 1),
+		records:  map[uint64]*record{},
+		handed:   map[uint64]bool{},
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
 	}
 	// Before any listener opens: what a predecessor left RUNNING is
 	// INTERRUPTED, and its cut uploads are cut back to their checkpoint.
@@ -241,6 +251,7 @@ func (e *Engine) update(ch fsm.TransferChange) error {
 }
 
 func (e *Engine) run(ctx context.Context) {
+	defer e.sessions.closeAll()
 	defer e.stopWorkers()
 	defer e.startSchedules(ctx)() // schedule.go
 	t := time.NewTicker(e.cfg.Poll)
@@ -251,9 +262,21 @@ func (e *Engine) run(ctx context.Context) {
 			return
 		case r := <-e.results:
 			e.finish(ctx, r)
+			e.wake()
+		case <-e.kick:
+			e.tick(ctx, false)
 		case <-t.C:
-			e.tick(ctx)
+			e.tick(ctx, true)
 		}
+	}
+}
+
+// wake has the loop pick up due transfers and handed chains now rather
+// than at its next tick (a chain's child waited up to Poll for a slot).
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -429,15 +452,20 @@ func (e *Engine) stopWorkers() {
 	}
 }
 
-func (e *Engine) tick(ctx context.Context) {
+// tick acts on the state: the operators' pause and cancel, the chains to
+// adopt, the due transfers to start; a full one (every Poll, not a
+// wake) also commits server-mode progress, archives finished transfers
+// and closes idle partner sessions.
+func (e *Engine) tick(ctx context.Context, full bool) {
 	if !e.cfg.Node.LeaseValid() {
 		return
 	}
 	// One read of the state in place picks what this tick acts on, from
 	// the machine's indexes (fsm.State.Due, Unarchived, InTasks): the
 	// workers' transfers, the chains to adopt, the due client transfers
-	// up to the free slots, a batch of finished ones to archive. Its cost
-	// follows what is due, not the live transfers; nothing else is copied.
+	// up to the free slots, a batch of finished ones to archive (full ticks
+	// only; a wake is the pick-up part). Its cost follows what is due, not
+	// the live transfers; nothing else is copied.
 	now := time.Now()
 	current := make(map[uint64]fsm.Transfer, len(e.workers))
 	var due, finished, chains []fsm.Transfer
@@ -460,7 +488,7 @@ func (e *Engine) tick(ctx context.Context) {
 			}
 		}
 		for t := range s.Unarchived() {
-			if len(finished) == archiveBatch {
+			if !full || len(finished) == archiveBatch {
 				break
 			}
 			if e.workers[t.ID] == nil {
@@ -490,11 +518,15 @@ func (e *Engine) tick(ctx context.Context) {
 	}
 	e.adopt(ctx, chains)
 	e.schedule(ctx, due)
+	if !full {
+		return
+	}
 	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
 		e.lastProgress = time.Now()
 		e.recordProgress()
 	}
 	e.archive(ctx, finished)
+	e.sessions.reap(now)
 }
 
 // busy counts the workers that take a slot of Concurrency.
@@ -555,14 +587,31 @@ func (e *Engine) startWorker(ctx context.Context, t fsm.Transfer) {
 		if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			r.stopped = cause
 		}
+		if ctx.Err() != nil {
+			// The engine stops: nothing more is committed (Stop).
+			r.stopped = errStopping
+		}
+		// Committed here, not in the loop: the ends of many workers
+		// go through Raft at once instead of one after the other.
+		e.commitEnd(&r)
 		cancel(nil)
+		// Whatever it committed, a parent waiting for it looks again.
+		e.ended.signal(r.id)
 		e.results <- r
 	}()
 }
 
-// finish commits how a worker ended.
+// finish forgets a worker that ended (its end committed), and starts what
+// comes next for its transfer.
 func (e *Engine) finish(ctx context.Context, r result) {
 	delete(e.workers, r.id)
+	if r.next != nil {
+		e.startWorker(ctx, *r.next)
+	}
+}
+
+// commitEnd commits how a worker ended, from the worker's goroutine.
+func (e *Engine) commitEnd(r *result) {
 	switch {
 	case errors.Is(r.stopped, errStopping):
 		return
@@ -622,7 +671,7 @@ func (e *Engine) finish(ctx context.Context, r result) {
 		return
 	}
 	if t, ok := e.current(r.id); ok && errorTasks {
-		e.startWorker(ctx, t)
+		r.next = &t
 	}
 }
 

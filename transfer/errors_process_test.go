@@ -1,65 +1,15 @@
 package transfer_test
 
 import (
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	ts "github.com/udmg/gateway/testsupport"
 )
-
-// relay forwards the connections it accepts on addr to target, from when
-// it is called until the test ends: a partner that comes up at an address
-// where nothing listened.
-func relay(t *testing.T, addr, target string) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		open = append(open, c)
-		mu.Unlock()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			track(in)
-			track(out)
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-}
 
 // TestPartnerErrors runs transfers against a real SFTP partner (OpenSSH)
 // that fail for one cause each: the error code names the cause, a
@@ -144,7 +94,7 @@ func TestPartnerErrors(t *testing.T) {
 	t.Logf("while the partner is down: %s attempt %d of %d, %s %q, next at %s", tr.Status, tr.Attempts, tr.MaxAttempts, tr.ErrorCode, tr.ErrorDetails, tr.NextRetry)
 
 	// The partner comes up: the next attempt succeeds.
-	relay(t, closed, sshd.Addr)
+	ts.StartRelay(t, closed, sshd.Addr)
 	tr = api.WaitTransfer(t, later, time.Minute, "ended", ended)
 	if tr.Status != "DONE" || tr.Attempts < 2 || tr.ErrorCode != "" || tr.NextRetry != "" {
 		t.Fatalf("transfer once the partner is up ended %+v, want DONE after 2 attempts or more", tr)

@@ -211,6 +211,7 @@ func (r *record) hand() {
 	r.e.recMu.Lock()
 	r.e.handed[r.id] = true
 	r.e.recMu.Unlock()
+	r.e.wake()
 }
 
 // Placed hears that a complete upload is in place (or that the rename

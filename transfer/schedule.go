@@ -383,18 +383,16 @@ type partnerDir interface {
 
 // poll fetches the new complete files of a partner's directory, then
 // does After for the fetches DONE.
-func (s *scheduler) poll(ctx context.Context, sc fsm.Schedule, now time.Time) error {
+func (s *scheduler) poll(ctx context.Context, sc fsm.Schedule, now time.Time) (err error) {
 	ru, p, acc, err := s.objects(sc)
 	if err != nil {
 		return err
 	}
-	sess, err := s.e.dial(ctx, p, acc)
+	sess, release, err := s.e.session(ctx, p, acc)
 	if err != nil {
 		return err
 	}
-	defer sess.close()
-	stop := context.AfterFunc(ctx, func() { sess.close() })
-	defer stop()
+	defer func() { release(err == nil) }()
 	dir, ok := sess.(partnerDir)
 	if !ok {
 		return fmt.Errorf("partner %s: cannot list directories", p.Name)

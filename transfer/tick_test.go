@@ -43,7 +43,7 @@ func TestTickStartsOldestDue(t *testing.T) {
 		}
 		return fsm.Transfer{ID: id, IsServer: true, Status: fsm.StatusRunning, Step: fsm.StepData, NodeID: "node-b"}
 	})
-	e.tick(context.Background())
+	e.tick(context.Background(), true)
 	defer e.stopWorkers()
 	var running []uint64
 	e.cfg.Node.Read(func(s *fsm.State) {
@@ -76,7 +76,7 @@ func BenchmarkTick(b *testing.B) {
 			})
 			ctx := context.Background()
 			for b.Loop() {
-				e.tick(ctx)
+				e.tick(ctx, true)
 			}
 			if len(e.workers) != 0 {
 				b.Fatalf("the tick started %d transfers, none was due", len(e.workers))

@@ -55,15 +55,12 @@ func (e *Engine) runTransfer(ctx context.Context, t fsm.Transfer) result {
 		r.err = fmt.Errorf("remote account %q of partner %q: %w", t.Account, t.Agent, fsm.ErrUnknownObject)
 		return r
 	}
-	sess, err := e.dial(ctx, p, acc)
+	sess, release, err := e.session(ctx, p, acc)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer sess.close()
-	// Closing the session is what interrupts a transfer under way.
-	stop := context.AfterFunc(ctx, func() { sess.close() })
-	defer stop()
+	defer func() { release(r.err == nil) }()
 
 	root, err := os.OpenRoot(e.cfg.GatewayHome)
 	if err != nil {
