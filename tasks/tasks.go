@@ -104,7 +104,17 @@ type Facts struct {
 	// Path is the file the chain works on now, relative to GatewayHome
 	// (#TRUEFULLPATH# is it made absolute); a task that moves or
 	// transforms the file returns the new one in Result.Path.
-	Path         string
+	Path string
+	// Name is the name the chain's file goes by when COPY, MOVE or
+	// TRANSFER puts it elsewhere under its own name; "" : the base of
+	// Path. A refused upload's staged file (".udmg-staging.…") goes by
+	// the name the partner gave it.
+	Name string
+	// NoFile says the transfer never had a file (a receive refused by a
+	// pre-task before any data): the tasks on the chain's file are
+	// skipped, recorded DONE with the reason; EXEC, WEBHOOK and those
+	// given another file run.
+	NoFile       bool
 	OriginalName string // the name the transfer started with
 	// Filesize is the announced size, -1 when unknown (CHECK uses it
 	// before the file exists, in a receive's pre-tasks).
@@ -279,11 +289,25 @@ func Run(ctx context.Context, t Task, f Facts, env Env) (Result, error) {
 	}
 	defer root.Close()
 	c := &call{typ: typ, args: substitute(t.Args, f, env.Home), facts: f, env: env, root: root}
+	if f.NoFile && usesChainFile(typ, c.args) {
+		return Result{Output: typ + " skipped: the transfer has no file (refused before any data)"}, nil
+	}
 	r, err := specs[typ].run(ctx, c)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", typ, err)
 	}
 	return r, nil
+}
+
+// usesChainFile reports whether a task of type typ works on the chain's
+// file: every type but EXEC and WEBHOOK, unless given a "file" of its own
+// (ARCHIVE, TRANSFER).
+func usesChainFile(typ string, a args) bool {
+	switch typ {
+	case "EXEC", "WEBHOOK":
+		return false
+	}
+	return !a.has("file")
 }
 
 // call is one run of a task: its substituted arguments and what it may touch.
