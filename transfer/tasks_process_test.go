@@ -19,6 +19,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/udmg/gateway/httpapi/wire"
 	ts "github.com/udmg/gateway/testsupport"
 )
 
@@ -63,17 +64,7 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(addr, time.Second, "SSH-2.0-Go") }) {
 		t.Fatalf("server sftp-b does not answer on %s", addr)
 	}
-	conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.Password(accountPassword)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cl, err := sftp.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := sftpClient(t, addr)
 	if err := cl.MkdirAll("/in"); err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +137,113 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 		return true
 	}) {
 		t.Errorf("history rows lack the refused uploads' tasks: %+v", history(t, api))
+	}
+}
+
+// sftpClient logs in as bob (password) on the SFTP server at addr with
+// pkg/sftp; the test's cleanup closes it.
+func sftpClient(t *testing.T, addr string) *sftp.Client {
+	t.Helper()
+	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(addr, time.Second, "SSH-2.0-Go") }) {
+		t.Fatalf("no SFTP server answers on %s", addr)
+	}
+	conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.Password(accountPassword)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cl, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// TestChainTransferToFTPSPartner: a partner's SFTP upload on a receive
+// rule whose post-task TRANSFERs the file to an FTPS partner (another
+// gateway's FTP server with explicit TLS, its certificate pinned) ends
+// DONE with one child transfer, and the partner holds exactly one
+// complete copy (sha256 equal, nothing else in its directory).
+func TestChainTransferToFTPSPartner(t *testing.T) {
+	skipShort(t)
+	needTool(t, "ssh-keygen")
+	partner := ts.NewCluster(t, 1)
+	p := partner.WaitOneActive(30*time.Second, "")
+	base := 35000 + int(time.Now().UnixNano()%1000)
+	p.Admin().Must(t, 201, "POST", "/api/servers", map[string]any{"name": "ftp-p", "protocol": "ftp", "port": ftpPort, "root": "p",
+		"passiveMin": base, "passiveMax": base + 9, "tls": true, "tlsRequired": true})
+	p.Admin().Must(t, 201, "POST", "/api/servers/ftp-p/accounts", map[string]any{"login": "bob", "password": accountPassword})
+	drop := filepath.Join(partner.Home, "p", "bob", "drop")
+	if err := os.MkdirAll(drop, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var srv wire.Server
+	if err := p.Admin().Must(t, 200, "GET", "/api/servers/ftp-p", nil).Decode(&srv); err != nil || srv.TLSCert == "" {
+		t.Fatalf("server ftp-p has no certificate: %v %+v", err, srv)
+	}
+
+	c := ts.NewCluster(t, 1)
+	n := c.WaitOneActive(30*time.Second, "")
+	api := n.Admin()
+	_, pub := userKey(t)
+	setupServers(t, api, pub, base+10)
+	api.Must(t, 201, "POST", "/api/partners", map[string]any{"name": "ftps-remote", "protocol": "ftp", "address": fmt.Sprintf("%s:%d", p.IP, ftpPort),
+		"tls": true, "tlsCert": srv.TLSCert})
+	api.Must(t, 201, "POST", "/api/partners/ftps-remote/accounts", map[string]any{"login": "bob", "password": accountPassword})
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "push", "direction": "send", "path": "/drop", "localDir": "out"})
+	api.Must(t, 200, "PATCH", "/api/rules/inbox/receive", map[string]any{"postTasks": []map[string]any{
+		{"type": "TRANSFER", "args": map[string]any{"to": "ftps-remote", "as": "bob", "rule": "push"}},
+	}})
+
+	src := filepath.Join(t.TempDir(), "f.bin")
+	sum := ts.WriteRandomFile(t, src, 5<<20+11)
+	cl := sftpClient(t, fmt.Sprintf("%s:%d", n.IP, sftpPort))
+	if err := cl.MkdirAll("/in"); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	f, err := cl.Create("/in/f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadFrom(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	up := uploadOf(t, api, "/in/f.bin")
+	up = api.WaitTransfer(t, up.ID, 2*time.Minute, "chain ended", func(tr ts.Transfer) bool { return tr.Status == "DONE" || tr.Status == "ERROR" })
+	if up.Status != "DONE" || len(up.Tasks) != 1 || up.Tasks[0].State != "DONE" || up.Tasks[0].Runs != 1 {
+		t.Fatalf("upload ended %s %q, tasks %+v", up.Status, up.ErrorDetails, up.Tasks)
+	}
+	all, err := api.Transfers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []ts.Transfer
+	for _, tr := range all {
+		if tr.Parent == up.ID {
+			children = append(children, tr)
+		}
+	}
+	if len(children) != 1 || children[0].Status != "DONE" || children[0].Protocol != "ftp" {
+		t.Fatalf("children of %d: %+v", up.ID, children)
+	}
+	names, err := os.ReadDir(drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0].Name() != "f.bin" {
+		t.Fatalf("partner's directory holds %v, want f.bin alone", names)
+	}
+	if got := ts.FileSHA256(t, filepath.Join(drop, "f.bin")); got != sum {
+		t.Fatal("the FTPS partner's copy differs from the upload")
 	}
 }
