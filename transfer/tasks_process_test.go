@@ -60,11 +60,7 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 			{"type": "WEBHOOK", "args": map[string]any{"url": hook.URL, "attempts": 3}},
 		},
 	})
-	addr := fmt.Sprintf("%s:%d", n.IP, sftpPort)
-	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(addr, time.Second, "SSH-2.0-Go") }) {
-		t.Fatalf("server sftp-b does not answer on %s", addr)
-	}
-	cl := sftpClient(t, addr)
+	cl := sftpClient(t, fmt.Sprintf("%s:%d", n.IP, sftpPort))
 	if err := cl.MkdirAll("/in"); err != nil {
 		t.Fatal(err)
 	}
