@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi/wire"
+	"github.com/udmg/gateway/tasks"
 )
 
 // The OpenPGP keys the rules' tasks name (ENCRYPT, DECRYPT, SIGN,
@@ -39,11 +37,14 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request, _ *principal) {
 }
 
 // createKey stores an armored OpenPGP key (a partner's public key, or our
-// private key) under a name, sealed.
+// private key) under a name, sealed. A private key protected by a
+// passphrase comes with it ("passphrase"): the import opens the key with
+// it (tasks.Import) and keeps the passphrase nowhere.
 func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal) {
 	var in struct {
-		Name *string `json:"name"`
-		Key  *string `json:"key"`
+		Name       *string `json:"name"`
+		Key        *string `json:"key"`
+		Passphrase string  `json:"passphrase"`
 	}
 	if !decodeJSON(w, r, &in) {
 		return
@@ -56,13 +57,13 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ring, err := openpgp.ReadArmoredKeyRing(strings.NewReader(*in.Key))
-	if err != nil || len(ring) != 1 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("key %s: not one armored OpenPGP key (%d keys, %v)", *in.Name, len(ring), err))
+	imp, err := tasks.Import(*in.Key, in.Passphrase)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("key %s: %v", *in.Name, err))
 		return
 	}
-	k := fsm.PGPKey{Name: *in.Name, Private: ring[0].PrivateKey != nil, Fingerprint: strings.ToUpper(fmt.Sprintf("%x", ring[0].PrimaryKey.Fingerprint))}
-	sealed, ok := a.seal(w, "key", *in.Key)
+	k := fsm.PGPKey{Name: *in.Name, Private: imp.Private, Fingerprint: imp.Fingerprint}
+	sealed, ok := a.seal(w, "key", imp.Armored)
 	if !ok {
 		return
 	}
@@ -70,7 +71,8 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal) {
 	if !a.apply(w, "create key", fsm.Command{Op: fsm.OpKeyPut, Put: fsm.PutCreate, Key: &k}) {
 		return
 	}
-	a.log.Info("OpenPGP key stored", "key", k.Name, "private", k.Private, "fingerprint", k.Fingerprint, "by", p.user)
+	a.log.Info("OpenPGP key stored", "key", k.Name, "private", k.Private, "fingerprint", k.Fingerprint,
+		"passphrase", in.Passphrase != "", "by", p.user)
 	w.Header().Set("Location", "/api/keys/"+url.PathEscape(k.Name))
 	writeJSON(w, http.StatusCreated, keyView(k))
 }

@@ -69,7 +69,8 @@
 // variable makes escape GatewayHome is refused like any other.
 //
 // Keys are the names of OpenPGP keys stored sealed (Env.Keys); a private
-// key must be stored without a passphrase (the secrets store seals it).
+// key protected by a passphrase is opened once, at its import (Import),
+// and stored sealed without that protection.
 // EXEC's program may lie outside GatewayHome (it is run, not read or
 // written); it runs in GatewayHome.
 package tasks

@@ -219,6 +219,7 @@ func (c *cli) keysAdd(args []string) error {
 	fs := newFlagSet("keys add")
 	c.globalFlags(fs)
 	file := fs.String("file", "", "the armored key (a partner's public key, or a private key)")
+	passFile := fs.String("passphrase-file", "", "file holding the passphrase of a protected private key (first line); the import opens the key with it and keeps it nowhere")
 	pos, err := c.args("keys add", args, fs, "NAME")
 	if err != nil {
 		return err
@@ -227,7 +228,16 @@ func (c *cli) keysAdd(args []string) error {
 	if err != nil {
 		return fmt.Errorf("keys add: --file: %w", err)
 	}
-	return c.create("/api/keys", map[string]any{"name": pos[0], "key": string(b)}, "key "+pos[0])
+	body := map[string]any{"name": pos[0], "key": string(b)}
+	if *passFile != "" {
+		p, err := os.ReadFile(*passFile)
+		if err != nil {
+			return fmt.Errorf("keys add: --passphrase-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(p), "\n")
+		body["passphrase"] = strings.TrimSuffix(line, "\r")
+	}
+	return c.create("/api/keys", body, "key "+pos[0])
 }
 
 // ruleFlags are the flags of rules add and rules update; body gives
