@@ -68,6 +68,12 @@
 // refused by Validate, so a typo never reaches a file name. A path that a
 // variable makes escape GatewayHome is refused like any other.
 //
+// #SECRET:name# in WEBHOOK's headers or EXEC's args is the value of a
+// stored secret (Env.Secret, sealed), opened when the task runs: the rule
+// holds the reference only, and the task's output and error show the
+// reference wherever the value appears (secrets.go). Anywhere else it is
+// refused by Validate.
+//
 // Keys are the names of OpenPGP keys stored sealed (Env.Keys); a private
 // key protected by a passphrase is opened once, at its import (Import),
 // and stored sealed without that protection.
@@ -158,6 +164,9 @@ type Env struct {
 	// its ID either way; Wait blocks until it ended and reports its error.
 	StartChild func(ctx context.Context, c Child) (uint64, error)
 	WaitChild  func(ctx context.Context, id uint64) error
+	// Secret returns the value of the named secret (#SECRET:name#),
+	// opened from the sealed store; nil: references fail.
+	Secret func(name string) (string, error)
 	// Dial is the dialer for WEBHOOK (SourceAddress); nil: the default.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -195,6 +204,7 @@ type arg struct {
 	kind     kind
 	required bool
 	oneOf    []string // the values a string may take (lower case)
+	secrets  bool     // may hold #SECRET:name# references (secrets.go)
 }
 
 // kindSpec pairs a type's arguments with its work.
@@ -251,6 +261,9 @@ func Validate(t Task) error {
 		if err := checkVars(v); err != nil {
 			return fmt.Errorf("%s: argument %q: %w", typ, d.name, err)
 		}
+		if err := checkSecretPlace(d, v); err != nil {
+			return fmt.Errorf("%s: argument %q: %w", typ, d.name, err)
+		}
 	}
 	for name := range a {
 		if !known[name] {
@@ -293,9 +306,15 @@ func Run(ctx context.Context, t Task, f Facts, env Env) (Result, error) {
 	if f.NoFile && usesChainFile(typ, c.args) {
 		return Result{Output: typ + " skipped: the transfer has no file (refused before any data)"}, nil
 	}
-	r, err := specs[typ].run(ctx, c)
+	redact, err := c.openSecrets()
 	if err != nil {
-		return r, fmt.Errorf("%s: %w", typ, err)
+		return Result{}, fmt.Errorf("%s: %w", typ, err)
+	}
+	r, err := specs[typ].run(ctx, c)
+	r.Output = redact(r.Output)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", typ, err)
+		return r, redactedError{msg: redact(err.Error()), err: err}
 	}
 	return r, nil
 }

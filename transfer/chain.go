@@ -239,9 +239,10 @@ func (e *Engine) refusedFile(t fsm.Transfer, f *tasks.Facts) error {
 // (every path a task checks is refused once the lease is gone).
 func (e *Engine) env(parent fsm.Transfer) tasks.Env {
 	return tasks.Env{
-		Home:  e.cfg.GatewayHome,
-		Guard: leaseGuard{e},
-		Keys:  e.key,
+		Home:   e.cfg.GatewayHome,
+		Guard:  leaseGuard{e},
+		Keys:   e.key,
+		Secret: e.secret,
 		StartChild: func(ctx context.Context, c tasks.Child) (uint64, error) {
 			return e.startChild(parent, c)
 		},
@@ -255,15 +256,29 @@ func (e *Engine) key(name string) (string, error) {
 	var k fsm.PGPKey
 	var ok bool
 	e.cfg.Node.Read(func(s *fsm.State) { k, ok = s.Keys[name] })
+	return e.open("key", name, k.Armored, ok, fsm.ErrUnknownObject)
+}
+
+// secret opens the tasks' secret stored under name (fsm.State.SecretValues).
+func (e *Engine) secret(name string) (string, error) {
+	var x fsm.Secret
+	var ok bool
+	e.cfg.Node.Read(func(s *fsm.State) { x, ok = s.SecretValues[name] })
+	return e.open("secret", name, x.Value, ok, tasks.ErrUnknownSecret)
+}
+
+// open opens the sealed value of the kind's object name (found: ok; else
+// missing names the error).
+func (e *Engine) open(kind, name, sealed string, ok bool, missing error) (string, error) {
 	if !ok {
-		return "", fmt.Errorf("key %q: %w", name, fsm.ErrUnknownObject)
+		return "", fmt.Errorf("%s %q: %w", kind, name, missing)
 	}
 	if e.cfg.Secrets == nil {
-		return "", fmt.Errorf("key %q: no AES passphrase to open it", name)
+		return "", fmt.Errorf("%s %q: no AES passphrase to open it", kind, name)
 	}
-	b, err := e.cfg.Secrets.Open(k.Armored)
+	b, err := e.cfg.Secrets.Open(sealed)
 	if err != nil {
-		return "", fmt.Errorf("key %q: %w", name, err)
+		return "", fmt.Errorf("%s %q: %w", kind, name, err)
 	}
 	return string(b), nil
 }

@@ -30,7 +30,9 @@ import (
 // quarantine and a WEBHOOK to a real HTTP receiver: the upload refused at
 // its end is quarantined under its name with its bytes; the one refused at
 // open has no file, its MOVE is skipped, and the WEBHOOK fires for both,
-// once each. The live transfer and its history row list the tasks.
+// once each, with its Authorization header from a stored secret
+// (#SECRET:hook-token#) that no task output shows. The live transfer and
+// its history row list the tasks.
 func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 	skipShort(t)
 	needTool(t, "ssh-keygen")
@@ -42,6 +44,7 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		body["authorization"] = r.Header.Get("Authorization")
 		mu.Lock()
 		hooks = append(hooks, body)
 		mu.Unlock()
@@ -53,11 +56,13 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 	api := n.Admin()
 	_, pub := userKey(t)
 	setupServers(t, api, pub, 34000+int(time.Now().UnixNano()%1000))
+	const token = "Bearer refused-hook-token-1"
+	api.Must(t, 201, "POST", "/api/task-secrets", map[string]any{"name": "hook-token", "value": token})
 	api.Must(t, 200, "PATCH", "/api/rules/inbox/receive", map[string]any{
 		"preTasks": []map[string]any{{"type": "CHECK", "args": map[string]any{"namePattern": "*.csv", "maxSize": 10}}},
 		"errorTasks": []map[string]any{
 			{"type": "MOVE", "args": map[string]any{"path": "quarantine"}},
-			{"type": "WEBHOOK", "args": map[string]any{"url": hook.URL, "attempts": 3}},
+			{"type": "WEBHOOK", "args": map[string]any{"url": hook.URL, "attempts": 3, "headers": map[string]any{"Authorization": "#SECRET:hook-token#"}}},
 		},
 	})
 	cl := sftpClient(t, fmt.Sprintf("%s:%d", n.IP, sftpPort))
@@ -95,6 +100,9 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 			tr.Tasks[1].Type != "MOVE" || tr.Tasks[1].State != "DONE" || tr.Tasks[2].Type != "WEBHOOK" || tr.Tasks[2].State != "DONE" {
 			t.Errorf("%s: tasks %+v", p, tr.Tasks)
 		}
+		if b, _ := json.Marshal(tr); strings.Contains(string(b), "refused-hook-token") {
+			t.Errorf("%s: the transfer shows the secret: %s", p, b)
+		}
 		if !strings.Contains(tr.ErrorDetails, "rule inbox: pre task 1 (CHECK)") {
 			t.Errorf("%s: error %q", p, tr.ErrorDetails)
 		}
@@ -115,6 +123,9 @@ func TestRefusedServerUploadRunsErrorTasks(t *testing.T) {
 	for _, h := range hooks {
 		id, _ := h["transferId"].(float64)
 		ids = append(ids, id)
+		if h["authorization"] != token {
+			t.Errorf("webhook for %v: Authorization %q", id, h["authorization"])
+		}
 	}
 	mu.Unlock()
 	slices.Sort(ids)

@@ -230,12 +230,9 @@ func (c *cli) keysAdd(args []string) error {
 	}
 	body := map[string]any{"name": pos[0], "key": string(b)}
 	if *passFile != "" {
-		p, err := os.ReadFile(*passFile)
-		if err != nil {
-			return fmt.Errorf("keys add: --passphrase-file: %w", err)
+		if body["passphrase"], err = firstLine("keys add: --passphrase-file", *passFile); err != nil {
+			return err
 		}
-		line, _, _ := strings.Cut(string(p), "\n")
-		body["passphrase"] = strings.TrimSuffix(line, "\r")
 	}
 	return c.create("/api/keys", body, "key "+pos[0])
 }

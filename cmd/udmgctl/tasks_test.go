@@ -92,7 +92,8 @@ func TestRulesWithTasks(t *testing.T) {
 
 // TestKeysAddProtected: keys add takes a private key gpg protected with a
 // passphrase only with --passphrase-file; the passphrase shows nowhere in
-// udmgctl's output, and keys list shows the key private.
+// udmgctl's output, and keys list shows the key private. secrets add,
+// update, list and delete handle a secret of the tasks from a file.
 func TestKeysAddProtected(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real node processes")
@@ -121,5 +122,23 @@ func TestKeysAddProtected(t *testing.T) {
 	}
 	if out := mustRun(t, addr, "keys", "list"); !strings.Contains(out, "desk") || !strings.Contains(out, "true") || strings.Contains(out, pass) {
 		t.Errorf("keys list:\n%s", out)
+	}
+
+	// A secret of the tasks, from a file, never shown.
+	valueFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(valueFile, []byte("Bearer desk-token-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := udmgctl(addr, "secrets", "add", "desk-hook"); code == 0 || !strings.Contains(errOut, "--value-file is required") {
+		t.Fatalf("secrets add without a value: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "secrets", "add", "desk-hook", "--value-file", valueFile)
+	mustRun(t, addr, "secrets", "update", "desk-hook", "--value-file", valueFile)
+	if out := mustRun(t, addr, "secrets", "list"); !strings.Contains(out, "desk-hook") || strings.Contains(out, "desk-token") {
+		t.Errorf("secrets list:\n%s", out)
+	}
+	mustRun(t, addr, "secrets", "delete", "desk-hook")
+	if out := mustRun(t, addr, "secrets", "list"); strings.Contains(out, "desk-hook") {
+		t.Errorf("secrets list after delete:\n%s", out)
 	}
 }
