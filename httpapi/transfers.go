@@ -232,11 +232,21 @@ func transferView(t fsm.Transfer) wire.Transfer {
 
 var transferStatuses = []string{fsm.StatusPlanned, fsm.StatusRunning, fsm.StatusPaused, fsm.StatusInterrupted, fsm.StatusError, fsm.StatusDone, fsm.StatusCancelled}
 
-func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal) {
-	q := r.URL.Query()
+// statusParam is the status query parameter of the transfer lists: a
+// transfer status, or "" for any; otherwise it answers 400.
+func statusParam(w http.ResponseWriter, q url.Values) (string, bool) {
 	status := q.Get("status")
 	if status != "" && !slices.Contains(transferStatuses, status) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of %v", status, transferStatuses))
+		return "", false
+	}
+	return status, true
+}
+
+func (a *API) listTransfers(w http.ResponseWriter, r *http.Request, _ *principal) {
+	q := r.URL.Query()
+	status, ok := statusParam(w, q)
+	if !ok {
 		return
 	}
 	ts := copyOf(a.node, ofTransfers)
@@ -381,6 +391,38 @@ func (a *API) transferAction(action string) handlerFunc {
 	}
 }
 
+// historyQuery reads the history's filters from the query parameters,
+// answering 400 naming the first bad one: status is a transfer status;
+// rule, partner and account are exact names, "" for any; since and until
+// are RFC3339 times bounding the start, until not before since.
+func historyQuery(w http.ResponseWriter, q url.Values) (mirror.HistoryQuery, bool) {
+	status, ok := statusParam(w, q)
+	hq := mirror.HistoryQuery{Status: status, Rule: q.Get("rule"), Partner: q.Get("partner"), Account: q.Get("account")}
+	if !ok {
+		return hq, false
+	}
+	for _, b := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &hq.Since}, {"until", &hq.Until}} {
+		s := q.Get(b.name)
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %q is not an RFC3339 time", b.name, s))
+			return hq, false
+		}
+		*b.to = t
+	}
+	if !hq.Since.IsZero() && !hq.Until.IsZero() && hq.Until.Before(hq.Since) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("until: %s is before since %s", q.Get("until"), q.Get("since")))
+		return hq, false
+	}
+	return hq, true
+}
+
 func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) {
 	if a.mft.History == nil {
 		writeError(w, http.StatusServiceUnavailable, "no history table configured")
@@ -390,10 +432,14 @@ func (a *API) listHistory(w http.ResponseWriter, r *http.Request, _ *principal) 
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
+	hq, ok := historyQuery(w, r.URL.Query())
+	if !ok {
+		return
+	}
+	hq.Limit, hq.Offset = limit, offset
 	ctx, cancel := context.WithTimeout(r.Context(), tableTimeout)
 	defer cancel()
-	rows, err := a.mft.History.History(ctx, mirror.HistoryQuery{Status: q.Get("status"), Limit: limit, Offset: offset})
+	rows, err := a.mft.History.History(ctx, hq)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "history table unreachable: "+err.Error())
 		return

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -65,11 +66,18 @@ type HistoryEntry struct {
 	Tasks string
 }
 
-// HistoryQuery selects history entries, newest first.
+// HistoryQuery selects history entries, newest start first. The filters
+// that are set all apply; the empty ones select everything.
 type HistoryQuery struct {
-	Status string // only this status when set
-	Limit  int    // default 100, at most 1000
-	Offset int
+	Status  string // only this status
+	Rule    string // only transfers of the rule of that name (either direction)
+	Partner string // only client transfers with the partner of that name
+	Account string // only this account (local login or remote account)
+	// Since and Until bound the transfer's start, the time the history is
+	// ordered by: Since <= start < Until; zero is no bound.
+	Since, Until time.Time
+	Limit        int // default 100, at most 1000
+	Offset       int
 }
 
 // Store is the mirror backend.
@@ -164,6 +172,51 @@ func (q HistoryQuery) bounds() (limit, offset int) {
 	}
 	limit = min(limit, 1000)
 	return limit, max(offset, 0)
+}
+
+// historySelect is the query of q in the dialect's SQL: the columns of
+// historyColumns, newest start first, then by id in byID order; the
+// filters that are set become parameters, each time through timeArg (how
+// the dialect stores times), so that only those conditions reach the
+// planner and it can use their index.
+func (q HistoryQuery) historySelect(byID string, timeArg func(time.Time) any) (string, []any) {
+	var where []string
+	var args []any
+	cond := func(sql string, arg any) {
+		args = append(args, arg)
+		where = append(where, strings.ReplaceAll(sql, "?", fmt.Sprintf("$%d", len(args))))
+	}
+	for _, f := range []struct{ column, value string }{{"status", q.Status}, {"rule", q.Rule}, {"account", q.Account}} {
+		if f.value != "" {
+			cond(f.column+" = ?", f.value)
+		}
+	}
+	if q.Partner != "" {
+		cond("agent = ? AND NOT is_server", q.Partner)
+	}
+	if !q.Since.IsZero() {
+		cond("start >= ?", timeArg(normUp(q.Since)))
+	}
+	if !q.Until.IsZero() {
+		cond("start < ?", timeArg(normUp(q.Until)))
+	}
+	sql := `SELECT ` + historyColumns + ` FROM udmg_transfer_history`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit, offset := q.bounds()
+	args = append(args, limit, offset)
+	return sql + fmt.Sprintf(" ORDER BY start DESC, %s LIMIT $%d OFFSET $%d", byID, len(args)-1, len(args)), args
+}
+
+// normUp is t rounded up to the stored precision: a stored time s is at
+// or after t (before t) exactly when it is at or after (before) normUp(t).
+func normUp(t time.Time) time.Time {
+	n := norm(t)
+	if n.Before(t) {
+		n = n.Add(time.Microsecond)
+	}
+	return n
 }
 
 // norm is how times are stored: UTC, microseconds (PostgreSQL's precision).

@@ -349,6 +349,92 @@ func TestTransferHistory(t *testing.T) {
 	})
 }
 
+// TestHistoryFilters: each filter of a history query, alone and combined
+// with the others and with paging, on both back-ends.
+func TestHistoryFilters(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t)
+		ctx := t.Context()
+		// Ten transfers a minute apart (h0 the oldest): server transfers
+		// on sftp-main by alice and bob, client ones with the partner
+		// bank (as gw or alice), and one client transfer with a partner
+		// named like the server, which a server's name must not match.
+		type row struct {
+			rule, agent, account, status string
+			server                       bool
+		}
+		rows := []row{
+			{"inbound", "sftp-main", "alice", "DONE", true},
+			{"inbound", "sftp-main", "bob", "ERROR", true},
+			{"push", "bank", "gw", "DONE", false},
+			{"push", "bank", "alice", "CANCELLED", false},
+			{"inbound", "sftp-main", "alice", "DONE", true},
+			{"pull", "bank", "gw", "DONE", false},
+			{"push", "sftp-main", "gw", "DONE", false},
+			{"inbound", "sftp-main", "bob", "DONE", true},
+			{"push", "bank", "gw", "ERROR", false},
+			{"pull", "bank", "alice", "DONE", false},
+		}
+		h := make([]HistoryEntry, len(rows))
+		for i, r := range rows {
+			h[i] = HistoryEntry{ID: fmt.Sprintf("h%d", i), IsServer: r.server, IsSend: !r.server && r.rule == "push", Protocol: "sftp",
+				Rule: r.rule, Account: r.account, Agent: r.agent, Status: r.status, Step: "FINALIZATION", Filesize: 10, Progress: 10,
+				Start: base.Add(time.Duration(i) * time.Minute), Stop: base.Add(time.Duration(i)*time.Minute + time.Second), NodeID: "gw_1"}
+			if err := s.AddHistory(ctx, h[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// at is h[i]'s start as stored (in microseconds).
+		at := func(i int) time.Time { return norm(h[i].Start) }
+		for _, tc := range []struct {
+			name string
+			q    HistoryQuery
+			want []int // newest first
+		}{
+			{"all", HistoryQuery{}, []int{9, 8, 7, 6, 5, 4, 3, 2, 1, 0}},
+			{"rule", HistoryQuery{Rule: "push"}, []int{8, 6, 3, 2}},
+			{"rule is exact", HistoryQuery{Rule: "pus"}, nil},
+			{"partner", HistoryQuery{Partner: "bank"}, []int{9, 8, 5, 3, 2}},
+			{"partner is never a server", HistoryQuery{Partner: "sftp-main"}, []int{6}},
+			{"account", HistoryQuery{Account: "alice"}, []int{9, 4, 3, 0}},
+			{"since is inclusive", HistoryQuery{Since: at(7)}, []int{9, 8, 7}},
+			{"until is exclusive", HistoryQuery{Until: at(2)}, []int{1, 0}},
+			{"since and until", HistoryQuery{Since: at(3), Until: at(6)}, []int{5, 4, 3}},
+			{"since in another zone", HistoryQuery{Since: at(8).In(time.FixedZone("EST", -5*3600))}, []int{9, 8}},
+			// A bound finer than the stored microseconds: h8 started
+			// before it, h9 after.
+			{"since below a microsecond", HistoryQuery{Since: norm(at(8)).Add(time.Nanosecond)}, []int{9}},
+			{"until below a microsecond", HistoryQuery{Until: norm(at(1)).Add(time.Nanosecond)}, []int{1, 0}},
+			{"empty range", HistoryQuery{Since: at(4), Until: at(4)}, nil},
+			{"status and rule", HistoryQuery{Status: "DONE", Rule: "push"}, []int{6, 2}},
+			{"partner and account", HistoryQuery{Partner: "bank", Account: "alice"}, []int{9, 3}},
+			{"rule, account and status", HistoryQuery{Rule: "inbound", Account: "bob", Status: "DONE"}, []int{7}},
+			{"partner and range", HistoryQuery{Partner: "bank", Since: at(3), Until: at(9)}, []int{8, 5, 3}},
+			{"every filter", HistoryQuery{Status: "DONE", Rule: "pull", Partner: "bank", Account: "gw", Since: at(1), Until: at(9)}, []int{5}},
+			{"filter and page", HistoryQuery{Partner: "bank", Limit: 2, Offset: 1}, []int{8, 5}},
+			{"filter past the end", HistoryQuery{Rule: "push", Offset: 4}, nil},
+			{"range and page", HistoryQuery{Since: at(2), Limit: 3, Offset: 3}, []int{6, 5, 4}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				got, err := s.History(ctx, tc.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids, want []string
+				for _, g := range got {
+					ids = append(ids, g.ID)
+				}
+				for _, i := range tc.want {
+					want = append(want, h[i].ID)
+				}
+				if !reflect.DeepEqual(ids, want) {
+					t.Errorf("history %+v: %v, want %v", tc.q, ids, want)
+				}
+			})
+		}
+	})
+}
+
 func newTestWriter(t *testing.T, s Store) *Writer {
 	w := NewWriter(s, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	w.opTimeout = time.Second // the sqlite gate hangs calls: give up sooner

@@ -311,9 +311,8 @@ func (s *pgStore) History(ctx context.Context, q HistoryQuery) ([]HistoryEntry, 
 		return nil, fmt.Errorf("mirror: read history: %w", err)
 	}
 	defer cancel()
-	limit, offset := q.bounds()
-	rows, err := s.pool.Query(ctx, `SELECT `+historyColumns+` FROM udmg_transfer_history
-WHERE ($1 = '' OR status = $1) ORDER BY start DESC, id COLLATE "C" LIMIT $2 OFFSET $3`, q.Status, limit, offset)
+	query, args := q.historySelect(`id COLLATE "C"`, func(t time.Time) any { return norm(t) })
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: read history: %w", s.check(err))
 	}

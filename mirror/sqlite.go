@@ -194,9 +194,8 @@ func (s *sqliteStore) AddHistory(ctx context.Context, h HistoryEntry) error {
 }
 
 func (s *sqliteStore) History(ctx context.Context, q HistoryQuery) ([]HistoryEntry, error) {
-	limit, offset := q.bounds()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+historyColumns+` FROM udmg_transfer_history
-WHERE ($1 = '' OR status = $1) ORDER BY start DESC, id LIMIT $2 OFFSET $3`, q.Status, limit, offset)
+	query, args := q.historySelect("id", func(t time.Time) any { return sqliteTime(t) })
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: read history: %w", err)
 	}

@@ -13,16 +13,7 @@ import (
 
 // clusterStatus prints who is ACTIVE, the lease epoch and how long until
 // the lease expires unless renewed.
-func (c *cli) clusterStatus(args []string) error {
-	fs := newFlagSet("cluster status")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("cluster status", pos); err != nil {
-		return err
-	}
+func (c *cli) clusterStatus([]string) error {
 	var v wire.ClusterStatus
 	resp, err := c.callJSON("GET", "/api/cluster", nil, &v)
 	if err != nil {
@@ -74,16 +65,7 @@ func (c *cli) clusterStatus(args []string) error {
 // clusterToken prints a fresh [cluster] JoinToken: 32 random bytes in
 // base64url. It needs no server: the token is a secret the operator puts in
 // every node's configuration.
-func (c *cli) clusterToken(args []string) error {
-	fs := newFlagSet("cluster token")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("cluster token", pos); err != nil {
-		return err
-	}
+func (c *cli) clusterToken([]string) error {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return fmt.Errorf("cluster token: %w", err)
@@ -99,16 +81,7 @@ func (c *cli) clusterToken(args []string) error {
 // nodesRemove removes a node from the Raft configuration and the node
 // table; the node must be stopped first, or it is added again when it
 // next proves its identity.
-func (c *cli) nodesRemove(args []string) error {
-	fs := newFlagSet("nodes remove")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("nodes remove: give one node ID (see udmgctl nodes list)")
-	}
+func (c *cli) nodesRemove(pos []string) error {
 	if _, err := c.call("DELETE", "/api/nodes/"+url.PathEscape(pos[0]), nil); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/udmg/gateway/httpapi/wire"
 )
 
@@ -17,16 +18,7 @@ func (c *cli) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 }
 
-func (c *cli) nodesList(args []string) error {
-	fs := newFlagSet("nodes list")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("nodes list", pos); err != nil {
-		return err
-	}
+func (c *cli) nodesList([]string) error {
 	var out wire.NodeList
 	resp, err := c.callJSON("GET", "/api/sb_mgmt_nodes", nil, &out)
 	if err != nil {
@@ -66,16 +58,7 @@ func shortTime(s string) string {
 	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
-func (c *cli) usersList(args []string) error {
-	fs := newFlagSet("users list")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("users list", pos); err != nil {
-		return err
-	}
+func (c *cli) usersList([]string) error {
 	const page = 1000
 	var all []wire.User
 	var raw []byte
@@ -129,29 +112,25 @@ func parsePerms(s string) (map[string]string, error) {
 	return perms, nil
 }
 
-func (c *cli) usersAdd(args []string) error {
-	fs := newFlagSet("users add")
-	// After "users add", --password is the new user's password; the
-	// caller's own comes before the command or from UDMGCTL_PASSWORD.
-	c.globalFlags(fs, "password")
+// usersAdd: after "users add", --password is the new user's password (it
+// shadows the global flag); the caller's own comes before the command or
+// from UDMGCTL_PASSWORD.
+func (c *cli) usersAdd(fs *pflag.FlagSet) func([]string) error {
 	password := fs.String("password", "", "the new user's password")
 	perms := fs.String("perms", "", "permissions, e.g. transfers=rw-,users=r--")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	return func(pos []string) error { return c.addUser(pos[0], *password, *perms) }
+}
+
+func (c *cli) addUser(name, password, perms string) error {
+	if password == "" {
+		return fmt.Errorf("users add %s: --password is required", name)
 	}
-	if err := positional("users add", pos, "NAME"); err != nil {
-		return err
-	}
-	if *password == "" {
-		return fmt.Errorf("users add %s: --password is required", pos[0])
-	}
-	p, err := parsePerms(*perms)
+	p, err := parsePerms(perms)
 	if err != nil {
 		return err
 	}
 	var out wire.User
-	resp, err := c.callJSON("POST", "/api/users", map[string]any{"username": pos[0], "password": *password, "perms": p}, &out)
+	resp, err := c.callJSON("POST", "/api/users", map[string]any{"username": name, "password": password, "perms": p}, &out)
 	if err != nil {
 		return err
 	}
@@ -171,16 +150,7 @@ func permsText(perms map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-func (c *cli) usersDelete(args []string) error {
-	fs := newFlagSet("users delete")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("users delete", pos, "NAME"); err != nil {
-		return err
-	}
+func (c *cli) usersDelete(pos []string) error {
 	if _, err := c.call("DELETE", "/api/users/"+url.PathEscape(pos[0]), nil); err != nil {
 		return err
 	}
@@ -191,16 +161,7 @@ func (c *cli) usersDelete(args []string) error {
 	return nil
 }
 
-func (c *cli) tokenCreate(args []string) error {
-	fs := newFlagSet("token create")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("token create", pos); err != nil {
-		return err
-	}
+func (c *cli) tokenCreate([]string) error {
 	c.token = "" // a token is made from a password
 	var out struct {
 		Token   string `json:"token"`
@@ -219,16 +180,7 @@ func (c *cli) tokenCreate(args []string) error {
 	return nil
 }
 
-func (c *cli) tokenRevoke(args []string) error {
-	fs := newFlagSet("token revoke")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("token revoke", pos); err != nil {
-		return err
-	}
+func (c *cli) tokenRevoke([]string) error {
 	if c.token == "" {
 		return fmt.Errorf("token revoke: --token (or UDMGCTL_TOKEN) names the token to revoke")
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,14 +71,16 @@ func TestHelp(t *testing.T) {
 
 	// Every command of the table has its own help, and -h does nothing
 	// else (license keygen -h makes no key, nothing is asked of a server).
-	dir := t.TempDir()
-	c := &cli{}
-	for _, cmd := range c.commands() {
-		args := append(strings.Fields(cmd.path), "-h", "--out", filepath.Join(dir, "k"))
+	for _, cmd := range (&cli{}).commands() {
+		args := append(strings.Fields(cmd.path), "-h")
 		code, out, errOut := offline(args...)
 		if code != 0 || errOut != "" || !strings.HasPrefix(out, "Usage: udmgctl "+cmd.path) || !strings.Contains(out, upperFirst(cmd.summary)) {
 			t.Errorf("udmgctl %s -h: exit %d, stderr %q, stdout:\n%s", cmd.path, code, errOut, out)
 		}
+	}
+	dir := t.TempDir()
+	if code, _, errOut := offline("license", "keygen", "-h", "--out", filepath.Join(dir, "k")); code != 0 || errOut != "" {
+		t.Errorf("license keygen -h --out: exit %d, %q", code, errOut)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("-h made files: %v", entries)
@@ -85,31 +88,96 @@ func TestHelp(t *testing.T) {
 }
 
 // TestUsageErrors: a bad command line exits 1 with one line on stderr
-// that names the flag, the command or the argument, and where help is.
+// that names the flag, the command or the argument, followed by that
+// command's usage (its -h); at the root, by where help is.
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		want string
+		args  []string
+		want  string
+		usage []string // the command whose -h follows; none: the line is all
 	}{
-		{[]string{"transfers", "add", "--rulle", "r"}, "udmgctl: transfers add: unknown flag --rulle (its flags: --account, --direction, --file, --partner, --rule and the global ones) (see udmgctl transfers add -h)"},
-		{[]string{"servers", "add", "s", "--port", "twenty"}, `udmgctl: servers add: --port "twenty": want a whole number (see udmgctl servers add -h)`},
-		{[]string{"servers", "add", "s", "--tls=maybe"}, `udmgctl: servers add: --tls "maybe": want true or false (see udmgctl servers add -h)`},
-		{[]string{"transfers", "list", "--status"}, "udmgctl: transfers list: --status needs a value (--status PLANNED|RUNNING|PAUSED|INTERRUPTED|ERROR|DONE|CANCELLED) (see udmgctl transfers list -h)"},
-		{[]string{"history", "list", "--limit"}, "udmgctl: history list: --limit needs a value (--limit N) (see udmgctl history list -h)"},
-		{[]string{"secrets", "rotate", "--force"}, "udmgctl: secrets rotate: unknown flag --force (it takes only the global flags) (see udmgctl secrets rotate -h)"},
-		{[]string{"transfers", "show"}, "udmgctl: transfers show: want ID, got 0 argument(s) (see udmgctl transfers show -h)"},
-		{[]string{"nodes", "list", "extra"}, `udmgctl: nodes list: unexpected argument "extra" (see udmgctl nodes list -h)`},
-		{[]string{"--adress", "http://x", "nodes", "list"}, "udmgctl: unknown flag --adress (global flags: --addr, --user, --password, --token, --json) (see udmgctl help)"},
-		{[]string{"transfers"}, "udmgctl: transfers: missing subcommand (list, show, add, pause, resume, cancel, retry; see udmgctl transfers -h)"},
-		{[]string{"transfers", "lsit"}, `udmgctl: transfers: unknown subcommand "lsit" (list, show, add, pause, resume, cancel, retry; see udmgctl transfers -h)`},
-		{[]string{"transfer", "list"}, `udmgctl: unknown command "transfer" (commands: nodes, cluster, users, servers, accounts, partners, remote-accounts, rules, keys, transfers, schedules, history, token, license, secrets, version, completion; see udmgctl help)`},
-		{[]string{"completion", "fish"}, `udmgctl: completion: unknown subcommand "fish" (bash, zsh; see udmgctl completion -h)`},
+		{[]string{"transfers", "add", "--rulle", "r"}, "udmgctl: transfers add: unknown flag --rulle (its flags: --account, --direction, --file, --partner, --rule and the global ones)", []string{"transfers", "add"}},
+		{[]string{"servers", "add", "s", "--port", "twenty"}, `udmgctl: servers add: --port "twenty": want a whole number`, []string{"servers", "add"}},
+		{[]string{"servers", "add", "s", "--tls=maybe"}, `udmgctl: servers add: --tls "maybe": want true or false`, []string{"servers", "add"}},
+		{[]string{"transfers", "list", "--status"}, "udmgctl: transfers list: --status needs a value (--status PLANNED|RUNNING|PAUSED|INTERRUPTED|ERROR|DONE|CANCELLED)", []string{"transfers", "list"}},
+		{[]string{"history", "list", "--limit"}, "udmgctl: history list: --limit needs a value (--limit N)", []string{"history", "list"}},
+		{[]string{"history", "list", "--since", "yesterday"}, `udmgctl: history list: --since "yesterday": want an RFC 3339 time, like 2026-12-01T14:00:00Z`, []string{"history", "list"}},
+		{[]string{"secrets", "rotate", "--force"}, "udmgctl: secrets rotate: unknown flag --force (it takes only the global flags)", []string{"secrets", "rotate"}},
+		{[]string{"transfers", "show"}, "udmgctl: transfers show: want ID, got 0 argument(s)", []string{"transfers", "show"}},
+		{[]string{"nodes", "list", "extra"}, `udmgctl: nodes list: unexpected argument "extra"`, []string{"nodes", "list"}},
+		{[]string{"--adress", "http://x", "nodes", "list"}, "udmgctl: unknown flag --adress (global flags: --addr, --user, --password, --token, --json) (see udmgctl help)", nil},
+		{[]string{"-status", "done", "transfers", "list"}, "udmgctl: unknown flag --status (global flags: --addr, --user, --password, --token, --json) (see udmgctl help)", nil},
+		{[]string{"transfers"}, "udmgctl: transfers: missing subcommand (list, show, add, pause, resume, cancel, retry)", []string{"transfers"}},
+		{[]string{"transfers", "lsit"}, `udmgctl: transfers: unknown subcommand "lsit" (list, show, add, pause, resume, cancel, retry)`, []string{"transfers"}},
+		{[]string{"help", "transfers", "lsit"}, `udmgctl: transfers: unknown subcommand "lsit" (list, show, add, pause, resume, cancel, retry)`, []string{"transfers"}},
+		{[]string{"transfer", "list"}, `udmgctl: unknown command "transfer" (commands: nodes, cluster, users, servers, accounts, partners, remote-accounts, rules, keys, transfers, schedules, history, token, license, secrets, version, completion) (see udmgctl help)`, nil},
+		{[]string{"help", "transfer"}, `udmgctl: unknown command "transfer" (commands: nodes, cluster, users, servers, accounts, partners, remote-accounts, rules, keys, transfers, schedules, history, token, license, secrets, version, completion) (see udmgctl help)`, nil},
+		{[]string{"completion", "fish"}, `udmgctl: completion: unknown subcommand "fish" (bash, zsh)`, []string{"completion"}},
 	} {
+		want := tc.want + "\n"
+		if tc.usage != nil {
+			_, help, _ := offline(append(tc.usage, "-h")...)
+			want += "\n" + help
+		}
 		code, out, errOut := offline(tc.args...)
-		if code != 1 || out != "" || errOut != tc.want+"\n" {
-			t.Errorf("udmgctl %s: exit %d, stdout %q\n got stderr %q\nwant stderr %q", strings.Join(tc.args, " "), code, out, errOut, tc.want+"\n")
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("udmgctl %s: exit %d, stdout %q\n got stderr:\n%s\nwant stderr:\n%s", strings.Join(tc.args, " "), code, out, errOut, want)
 		}
 	}
+}
+
+// TestGoFlagSyntax: flags may still be written as Go's flag package reads
+// them (-name, as udmgctl took them before cobra), values being left
+// alone (a password may start with a dash).
+func TestGoFlagSyntax(t *testing.T) {
+	valued := map[string]bool{"status": true, "password": true}
+	for _, tc := range []struct{ in, want string }{
+		{"-json transfers list -status done", "--json transfers list --status done"},
+		{"users add bob -password -secret- -h", "users add bob --password -secret- -h"},
+		{"--h --status=x -status=y -- -json", "-h --status=x --status=y -- -json"},
+		{"license sign --nodes -1", "license sign --nodes -1"},
+	} {
+		if got := strings.Join(goFlagSyntax(strings.Fields(tc.in), valued), " "); got != tc.want {
+			t.Errorf("goFlagSyntax(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+var built struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// builtUdmgctl is udmgctl built from this checkout with its VCS stamp,
+// once for the tests that run the binary.
+func builtUdmgctl(t *testing.T) string {
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "udmgctl-test")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.bin = filepath.Join(dir, "udmgctl")
+		build := exec.Command("go", "build", "-buildvcs=true", "-o", built.bin, ".")
+		build.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0") // no index.lock: others commit meanwhile
+		if b, err := build.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, b)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if built.bin != "" {
+		os.RemoveAll(filepath.Dir(built.bin))
+	}
+	os.Exit(code)
 }
 
 // TestVersion: `udmgctl version` prints the one line udmg-server -version
@@ -130,13 +198,11 @@ func TestVersion(t *testing.T) {
 	if err := exec.Command("git", "rev-parse", "--is-inside-work-tree").Run(); err != nil {
 		t.Skipf("SKIPPED the built binary's commit: not in a git checkout or no git (%v)", err)
 	}
-	bin := filepath.Join(t.TempDir(), "udmgctl")
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0") // no index.lock: others commit meanwhile
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	if dir, common := gitOut(t, "--git-dir"), gitOut(t, "--git-common-dir"); dir != common {
+		// cmd/go looks for a .git directory; a worktree's .git is a file.
+		t.Skipf("SKIPPED the built binary's commit: a git worktree (%s), which go build does not stamp", dir)
 	}
-	b, err := exec.Command(bin, "version").Output()
+	b, err := exec.Command(builtUdmgctl(t), "version").Output()
 	m := line.FindStringSubmatch(string(b))
 	if err != nil || m == nil || m[2] == "devel" {
 		t.Fatalf("built udmgctl version: %v, %q", err, b)
@@ -146,8 +212,18 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestCompletion: the bash and zsh scripts (golden files), and what they
-// complete when the shells run them.
+func gitOut(t *testing.T, arg string) string {
+	b, err := exec.Command("git", "rev-parse", "--path-format=absolute", arg).Output()
+	if err != nil {
+		t.Fatalf("git rev-parse %s: %v", arg, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestCompletion: the bash and zsh scripts (golden files: cobra's, for
+// udmgctl), what udmgctl's __complete answers them (subcommands, flags,
+// the words of enumerated flags and arguments), and bash running the
+// script against the built binary.
 func TestCompletion(t *testing.T) {
 	scripts := map[string]string{}
 	for _, shell := range []string{"bash", "zsh"} {
@@ -165,61 +241,86 @@ func TestCompletion(t *testing.T) {
 		words []string // the command line, the last word being completed
 		want  string   // the candidates, space-separated
 	}{
-		{[]string{""}, "nodes cluster users servers accounts partners remote-accounts rules keys transfers schedules history token license secrets version completion"},
+		{[]string{""}, "nodes cluster users servers accounts partners remote-accounts rules keys transfers schedules history token license secrets version completion help"},
 		{[]string{"tr"}, "transfers"},
-		{[]string{"--"}, "--addr --user --password --token --json"},
+		{[]string{"--"}, "--addr --json --password --token --user"},
 		{[]string{"transfers", ""}, "list show add pause resume cancel retry"},
 		{[]string{"--addr", "http://h:8080", "transfers", "a"}, "add"},
-		{[]string{"transfers", "add", "--"}, "--account --direction --file --partner --rule --addr --json --password --token --user"},
+		{[]string{"transfers", "add", "--"}, "--addr --json --password --token --user --account --direction --file --partner --rule"},
 		{[]string{"transfers", "add", "--rule", "r", "--d"}, "--direction"},
 		{[]string{"transfers", "list", "--status", ""}, "PLANNED RUNNING PAUSED INTERRUPTED ERROR DONE CANCELLED"},
 		{[]string{"history", "list", "--status", "D"}, "DONE"},
+		{[]string{"history", "list", "--r"}, "--rule"},
 		{[]string{"servers", "add", "s", "--protocol", ""}, "sftp ftp"},
 		{[]string{"rules", "add", "r", "--direction", "r"}, "receive"},
+		{[]string{"rules", "delete", "r", "s"}, "send"},
+		{[]string{"users", "add", "bob", "--"}, "--addr --json --token --user --password --perms"},
 		{[]string{"completion", ""}, "bash zsh"},
 		{[]string{"version", "--j"}, "--json"},
 	}
 	for _, tc := range cases {
-		line := strings.Join(tc.words, " ")
-		// bash: COMP_WORDS and COMP_CWORD, as readline would set them.
+		code, out, errOut := offline(append([]string{"__completeNoDesc"}, tc.words...)...)
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") {
+				got = append(got, l)
+			}
+		}
+		if code != 0 || strings.Join(got, " ") != tc.want {
+			t.Errorf("udmgctl __complete %s: exit %d, %q (stderr %q), want %q", strings.Join(tc.words, " "), code, out, errOut, tc.want)
+		}
+	}
+
+	// bash, as readline would call it (COMP_TYPE 37: the candidates
+	// without their descriptions); _get_comp_words_by_ref, which the
+	// bash-completion package provides, reduced to what the script uses.
+	bin := builtUdmgctl(t)
+	for _, tc := range cases {
 		quoted := []string{"udmgctl"}
 		for _, w := range tc.words {
 			quoted = append(quoted, fmt.Sprintf("%q", w))
 		}
-		script := fmt.Sprintf("source %s\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\n_udmgctl\necho \"${COMPREPLY[*]}\"\n", scripts["bash"], strings.Join(quoted, " "), len(tc.words))
-		out, err := exec.Command("bash", "--norc", "--noprofile", "-c", script).CombinedOutput()
+		script := fmt.Sprintf(`compopt() { :; }
+_get_comp_words_by_ref() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+source %s
+COMP_WORDS=(%s)
+COMP_CWORD=%d
+COMP_LINE="${COMP_WORDS[*]}"
+COMP_POINT=${#COMP_LINE}
+COMP_TYPE=37
+__start_udmgctl
+echo "${COMPREPLY[*]}"
+`, scripts["bash"], strings.Join(quoted, " "), len(tc.words))
+		cmd := exec.Command("bash", "--norc", "--noprofile", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != tc.want {
-			t.Errorf("bash: udmgctl %s<TAB>: %v %q, want %q", line, err, out, tc.want)
+			t.Errorf("bash: udmgctl %s<TAB>: %v %q, want %q", strings.Join(tc.words, " "), err, out, tc.want)
 		}
 	}
 	if _, err := exec.LookPath("zsh"); err != nil {
 		t.Skip("SKIPPED the zsh completion run: no zsh on PATH (make deps installs it); its golden file was checked")
 	}
 	// zsh: the completion builtins replaced by functions that print what
-	// they are given; zsh itself filters by the word's prefix.
+	// they are given.
 	for _, tc := range cases {
 		quoted := []string{"udmgctl"}
 		for _, w := range tc.words {
 			quoted = append(quoted, fmt.Sprintf("%q", w))
 		}
 		script := fmt.Sprintf(`compdef() { :; }
-compadd() { [[ $1 == -- ]] && shift; print -r -- "$@"; }
-_describe() { [[ $1 == -t ]] && shift 2; shift; local a; local -a names; for a in ${(P)1}; do names+=(${a%%%%:*}); done; print -r -- $names; }
-_files() { print -r -- _files; }
+compadd() { :; }
+_describe() { while [[ $1 == -* ]]; do shift; done; shift; local a; local -a names; for a in ${(P)1}; do names+=(${a%%%%:*}); done; print -r -- $names; }
+_arguments() { print -r -- _files; }
 source %s
 words=(%s)
 CURRENT=%d
 _udmgctl
 `, scripts["zsh"], strings.Join(quoted, " "), len(tc.words)+1)
-		out, err := exec.Command("zsh", "-f", "-c", script).CombinedOutput()
-		cur := tc.words[len(tc.words)-1]
-		var got []string
-		for _, w := range strings.Fields(string(out)) {
-			if strings.HasPrefix(w, cur) {
-				got = append(got, w)
-			}
-		}
-		if err != nil || strings.Join(got, " ") != tc.want {
+		cmd := exec.Command("zsh", "-f", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
 			t.Errorf("zsh: udmgctl %s<TAB>: %v %q, want %q", strings.Join(tc.words, " "), err, out, tc.want)
 		}
 	}
@@ -235,6 +336,7 @@ func TestEnumsAnyCase(t *testing.T) {
 	c := ts.NewCluster(t, 1)
 	addr := c.WaitOneActive(30*time.Second, "").AdminURL()
 	mustRun(t, addr, "transfers", "list", "--status", "done")
+	mustRun(t, addr, "transfers", "list", "-status", "Done") // Go flag syntax, as before cobra
 	mustRun(t, addr, "history", "list", "--status", "Cancelled")
 	if code, _, errOut := udmgctl(addr, "transfers", "list", "--status", "finished"); code != 1 || !strings.Contains(errOut, `status: "FINISHED" is not one of`) {
 		t.Errorf("--status finished: exit %d, %q", code, errOut)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/licensing"
 )
@@ -65,20 +66,15 @@ func (c *cli) printLicense(info wire.License) error {
 
 // licenseShow prints the cluster's license, or with --file checks a license
 // file here against --pubkey (or the vendor key built into udmgctl).
-func (c *cli) licenseShow(args []string) error {
-	fs := newFlagSet("license show")
-	c.globalFlags(fs)
+func (c *cli) licenseShow(fs *pflag.FlagSet) func([]string) error {
 	file := fs.String("file", "", "license file to check locally")
 	pubFile := fs.String("pubkey", "", "vendor public key file for --file")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("license show", pos); err != nil {
-		return err
-	}
-	if *file == "" {
-		if *pubFile != "" {
+	return func([]string) error { return c.showLicense(*file, *pubFile) }
+}
+
+func (c *cli) showLicense(file, pubFile string) error {
+	if file == "" {
+		if pubFile != "" {
 			return fmt.Errorf("license show: --pubkey goes with --file")
 		}
 		var info wire.License
@@ -93,12 +89,13 @@ func (c *cli) licenseShow(args []string) error {
 		return c.printLicense(info)
 	}
 	pub := licensing.VendorKey
-	if *pubFile != "" {
-		if pub, err = licensing.LoadPublicKey(*pubFile); err != nil {
+	if pubFile != "" {
+		var err error
+		if pub, err = licensing.LoadPublicKey(pubFile); err != nil {
 			return err
 		}
 	}
-	l, err := licensing.Load(*file, pub, time.Now())
+	l, err := licensing.Load(file, pub, time.Now())
 	if l.ID == "" && err != nil {
 		return err // nothing verified to show
 	}
@@ -108,16 +105,7 @@ func (c *cli) licenseShow(args []string) error {
 	return err
 }
 
-func (c *cli) licenseInstall(args []string) error {
-	fs := newFlagSet("license install")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("license install", pos, "FILE"); err != nil {
-		return err
-	}
+func (c *cli) licenseInstall(pos []string) error {
 	data, err := os.ReadFile(pos[0])
 	if err != nil {
 		return fmt.Errorf("license install: %w", err)
@@ -140,28 +128,23 @@ func (c *cli) licenseInstall(args []string) error {
 
 // licenseKeygen makes the vendor's signing key pair; the private key signs
 // licenses, the public key is built into the product.
-func (c *cli) licenseKeygen(args []string) error {
-	fs := newFlagSet("license keygen")
-	c.globalFlags(fs)
+func (c *cli) licenseKeygen(fs *pflag.FlagSet) func([]string) error {
 	dir := fs.String("out", "", "directory for vendor.key and vendor.pub")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("license keygen", pos); err != nil {
-		return err
-	}
-	if *dir == "" {
+	return func([]string) error { return c.keygen(*dir) }
+}
+
+func (c *cli) keygen(dir string) error {
+	if dir == "" {
 		return fmt.Errorf("license keygen: --out DIR is required")
 	}
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("license keygen: %w", err)
 	}
 	pub, priv, err := licensing.GenerateKey()
 	if err != nil {
 		return err
 	}
-	privPath, pubPath := filepath.Join(*dir, "vendor.key"), filepath.Join(*dir, "vendor.pub")
+	privPath, pubPath := filepath.Join(dir, "vendor.key"), filepath.Join(dir, "vendor.pub")
 	if err := licensing.WritePrivateKey(privPath, priv); err != nil {
 		return err
 	}
@@ -191,37 +174,40 @@ func parseDate(flagName, s string) (time.Time, error) {
 	return t, nil
 }
 
-func (c *cli) licenseSign(args []string) error {
-	fs := newFlagSet("license sign")
-	c.globalFlags(fs)
-	keyFile := fs.String("key", "", "vendor private key file")
-	licensee := fs.String("licensee", "", "customer name")
-	nodes := fs.Int("nodes", 0, "number of licensed nodes")
-	expires := fs.String("expires", "", "expiry date (2027-12-31 or RFC 3339)")
-	issued := fs.String("issued", "", "issue date (default now)")
-	id := fs.String("id", "", "license ID (default generated)")
-	out := fs.String("out", "", "output file (default standard output)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("license sign", pos); err != nil {
-		return err
-	}
-	for _, f := range []struct{ name, v string }{{"key", *keyFile}, {"licensee", *licensee}, {"expires", *expires}} {
+// signing is what license sign is told.
+type signing struct {
+	keyFile, licensee, expires, issued, id, out string
+	nodes                                       int
+}
+
+func (c *cli) licenseSign(fs *pflag.FlagSet) func([]string) error {
+	var s signing
+	fs.StringVar(&s.keyFile, "key", "", "vendor private key file")
+	fs.StringVar(&s.licensee, "licensee", "", "customer name")
+	fs.IntVar(&s.nodes, "nodes", 0, "number of licensed nodes")
+	fs.StringVar(&s.expires, "expires", "", "expiry date (2027-12-31 or RFC 3339)")
+	fs.StringVar(&s.issued, "issued", "", "issue date (default now)")
+	fs.StringVar(&s.id, "id", "", "license ID (default generated)")
+	fs.StringVar(&s.out, "out", "", "output file (default standard output)")
+	return func([]string) error { return c.sign(s) }
+}
+
+func (c *cli) sign(s signing) error {
+	for _, f := range []struct{ name, v string }{{"key", s.keyFile}, {"licensee", s.licensee}, {"expires", s.expires}} {
 		if f.v == "" {
 			return fmt.Errorf("license sign: --%s is required", f.name)
 		}
 	}
-	if *nodes < 1 {
+	if s.nodes < 1 {
 		return fmt.Errorf("license sign: --nodes must be at least 1")
 	}
-	l := licensing.License{ID: *id, Licensee: *licensee, Nodes: *nodes, Issued: time.Now()}
-	if l.Expires, err = parseDate("expires", *expires); err != nil {
+	var err error
+	l := licensing.License{ID: s.id, Licensee: s.licensee, Nodes: s.nodes, Issued: time.Now()}
+	if l.Expires, err = parseDate("expires", s.expires); err != nil {
 		return err
 	}
-	if *issued != "" {
-		if l.Issued, err = parseDate("issued", *issued); err != nil {
+	if s.issued != "" {
+		if l.Issued, err = parseDate("issued", s.issued); err != nil {
 			return err
 		}
 	}
@@ -231,7 +217,7 @@ func (c *cli) licenseSign(args []string) error {
 		l.ID = "udmg-" + hex.EncodeToString(b)
 	}
 	var priv ed25519.PrivateKey
-	if priv, err = licensing.LoadPrivateKey(*keyFile); err != nil {
+	if priv, err = licensing.LoadPrivateKey(s.keyFile); err != nil {
 		return err
 	}
 	data, err := licensing.Sign(l, priv)
@@ -239,17 +225,17 @@ func (c *cli) licenseSign(args []string) error {
 		return err
 	}
 	summary := fmt.Sprintf("license %s for %s: %d node(s), expires %s", l.ID, l.Licensee, l.Nodes, l.Expires.UTC().Format(time.RFC3339))
-	if *out == "" {
+	if s.out == "" {
 		c.stdout.Write(data)
 		fmt.Fprintln(c.stderr, summary)
 		return nil
 	}
-	if err := os.WriteFile(*out, data, 0o644); err != nil {
+	if err := os.WriteFile(s.out, data, 0o644); err != nil {
 		return fmt.Errorf("license sign: %w", err)
 	}
 	if c.json {
-		return c.encodeJSON(map[string]any{"file": *out, "id": l.ID, "licensee": l.Licensee, "nodes": l.Nodes, "expires": l.Expires.UTC().Format(time.RFC3339)})
+		return c.encodeJSON(map[string]any{"file": s.out, "id": l.ID, "licensee": l.Licensee, "nodes": l.Nodes, "expires": l.Expires.UTC().Format(time.RFC3339)})
 	}
-	fmt.Fprintln(c.stdout, summary+", written to "+*out)
+	fmt.Fprintln(c.stdout, summary+", written to "+s.out)
 	return nil
 }

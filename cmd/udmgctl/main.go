@@ -11,13 +11,13 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/udmg/gateway/version"
 )
 
@@ -30,21 +30,44 @@ type cli struct {
 	addr, user, password, token string
 	json                        bool
 	stdout, stderr              io.Writer
+	root, helpCmd               *cobra.Command // the command tree (tree.go) and its help command
 }
 
 // run is udmgctl with its environment passed in, so tests can call it; it
-// returns the exit code.
+// returns the exit code: 0, or 1 for any error (a usage error too).
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr}
-	err := c.main(args, getenv)
+	c := &cli{stdout: stdout, stderr: stderr,
+		addr: or(getenv("UDMGCTL_ADDR"), "http://127.0.0.1:8080"), user: or(getenv("UDMGCTL_USER"), "admin"),
+		password: getenv("UDMGCTL_PASSWORD"), token: getenv("UDMGCTL_TOKEN")}
+	c.root = c.tree()
+	valued := valuedFlags(c.root)
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		// The word being completed stays as typed.
+		args = append(goFlagSyntax(args[:len(args)-1], valued), args[len(args)-1])
+	} else {
+		args = goFlagSyntax(args, valued)
+	}
+	c.root.SetArgs(args)
+	_, err := c.root.ExecuteC()
+	var u *usageError
+	if isFlagError(err) && !errors.As(err, &u) {
+		// cobra parses the flags before the command itself, as the root's
+		// (TraverseChildren), without its FlagErrorFunc.
+		err = &usageError{c.root, flagError(c.root, err)}
+	}
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		writeUsage(stdout, c.commands())
-		return 0
+	case errors.As(err, &u) && u.cmd != nil && !u.cmd.HasParent():
+		// The root's usage is every command: say where it is instead.
+		fmt.Fprintln(stderr, "udmgctl: "+oneLine(err.Error())+" (see udmgctl help)")
+	case errors.As(err, &u) && u.cmd != nil:
+		fmt.Fprintf(stderr, "udmgctl: %s: %s\n\n", strings.TrimPrefix(u.cmd.CommandPath(), "udmgctl "), oneLine(err.Error()))
+		u.cmd.SetOut(stderr)
+		u.cmd.Help()
+	default:
+		fmt.Fprintln(stderr, "udmgctl: "+oneLine(err.Error()))
 	}
-	fmt.Fprintln(stderr, "udmgctl: "+oneLine(err.Error()))
 	return 1
 }
 
@@ -52,109 +75,19 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// globalFlags registers the global flags on fs too, so that they may follow
-// the command; except names flags the command uses for itself.
-func (c *cli) globalFlags(fs *flag.FlagSet, except ...string) {
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"addr", &c.addr}, {"user", &c.user}, {"password", &c.password}, {"token", &c.token}} {
-		if !slices.Contains(except, f.name) {
-			fs.StringVar(f.v, f.name, *f.v, "")
-		}
-	}
-	fs.BoolVar(&c.json, "json", c.json, "") // no usage: help lists it with the global flags
+// globalFlags registers the global flags on fs, with the values from the
+// environment as defaults.
+func (c *cli) globalFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", c.addr, "API address (env UDMGCTL_ADDR)")
+	fs.StringVar(&c.user, "user", c.user, "user name (env UDMGCTL_USER)")
+	fs.StringVar(&c.password, "password", c.password, "password (env UDMGCTL_PASSWORD)")
+	fs.StringVar(&c.token, "token", c.token, "bearer token instead of a password (env UDMGCTL_TOKEN)")
+	fs.BoolVar(&c.json, "json", c.json, "print the API's JSON instead of tables")
 }
 
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported once, on one line
-	fs.Usage = func() {}
-	return fs
-}
-
-// parse reads flags wherever they appear among the positional arguments
-// ("users add alice --password x" as well as "users add --password x alice"),
-// puts enumerated values in the API's case, and returns a *helpRequest for
-// -h and a *usageError naming the flag for a bad one.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, &helpRequest{fs}
-			}
-			return nil, &usageError{fmt.Errorf("%s: %w", fs.Name(), flagError(fs, err))}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if err := canonEnums(fs); err != nil {
-		return nil, &usageError{fmt.Errorf("%s: %w", fs.Name(), err)}
-	}
-	return pos, nil
-}
-
-func (c *cli) main(args []string, getenv func(string) string) error {
-	c.addr = or(getenv("UDMGCTL_ADDR"), "http://127.0.0.1:8080")
-	c.user = or(getenv("UDMGCTL_USER"), "admin")
-	c.password = getenv("UDMGCTL_PASSWORD")
-	c.token = getenv("UDMGCTL_TOKEN")
-
-	fs := newFlagSet("udmgctl")
-	c.globalFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w (see udmgctl help)", flagError(fs, err))
-	}
-	rest := fs.Args()
-	table := c.commands()
-	help := false
-	if len(rest) > 0 && rest[0] == "help" {
-		rest, help = rest[1:], true
-	}
-	if len(rest) == 0 {
-		return flag.ErrHelp
-	}
-	cmd, cmdArgs, ok := find(table, rest)
-	if !ok {
-		group := rest[0]
-		subs := subcommands(table, group)
-		switch {
-		case len(subs) == 0:
-			return fmt.Errorf("unknown command %q (commands: %s; see udmgctl help)", group, strings.Join(groups(table), ", "))
-		case help || len(rest) > 1 && isHelpFlag(rest[1]):
-			writeGroupHelp(c.stdout, table, group)
-			return nil
-		case len(rest) == 1:
-			return fmt.Errorf("%s: missing subcommand (%s; see udmgctl %s -h)", group, strings.Join(subs, ", "), group)
-		}
-		return fmt.Errorf("%s: unknown subcommand %q (%s; see udmgctl %s -h)", group, rest[1], strings.Join(subs, ", "), group)
-	}
-	if help {
-		cmdArgs = []string{"-h"}
-	}
-	err := cmd.run(cmdArgs)
-	var h *helpRequest
-	var u *usageError
-	switch {
-	case errors.As(err, &h):
-		writeCommandHelp(c.stdout, cmd, h.fs)
-		return nil
-	case errors.As(err, &u):
-		return fmt.Errorf("%w (see udmgctl %s -h)", err, cmd.path)
-	}
-	return err
-}
-
-func isHelpFlag(s string) bool {
-	return s == "-h" || s == "--h" || s == "-help" || s == "--help"
+// globalNames are the global flags as written.
+func globalNames() []string {
+	return []string{"--addr", "--user", "--password", "--token", "--json"}
 }
 
 func or(s, def string) string {
@@ -164,23 +97,9 @@ func or(s, def string) string {
 	return s
 }
 
-// positional checks the number of positional arguments.
-func positional(name string, args []string, want ...string) error {
-	if len(args) != len(want) {
-		if len(want) == 0 {
-			return &usageError{fmt.Errorf("%s: unexpected argument %q", name, args[0])}
-		}
-		return &usageError{fmt.Errorf("%s: want %s, got %d argument(s)", name, strings.Join(want, " "), len(args))}
-	}
-	return nil
-}
-
 // version is `udmgctl version`: this binary's version, commit and Go
 // version, one line (or JSON with --json).
-func (c *cli) version(args []string) error {
-	if _, err := c.args("version", args, nil); err != nil {
-		return err
-	}
+func (c *cli) version([]string) error {
 	in := version.Read()
 	if c.json {
 		return c.encodeJSON(map[string]any{"version": in.Version, "commit": in.Commit, "modified": in.Modified, "go": in.Go})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,24 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/udmg/gateway/httpapi/wire"
 )
-
-// args parses a command's flags and checks its positional arguments.
-func (c *cli) args(name string, args []string, fs *flag.FlagSet, want ...string) ([]string, error) {
-	if fs == nil {
-		fs = newFlagSet(name)
-		c.globalFlags(fs)
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	if err := positional(name, pos, want...); err != nil {
-		return nil, err
-	}
-	return canonPositional(pos, want), nil
-}
 
 func escaped(pos []string) []any {
 	out := make([]any, len(pos))
@@ -35,17 +19,6 @@ func escaped(pos []string) []any {
 		out[i] = url.PathEscape(p)
 	}
 	return out
-}
-
-// lister prints field columns of the objects the API lists under key.
-func (c *cli) lister(name, pathFmt, key string, fields []string, want ...string) func([]string) error {
-	return func(args []string) error {
-		pos, err := c.args(name, args, nil, want...)
-		if err != nil {
-			return err
-		}
-		return c.printList(fmt.Sprintf(pathFmt, escaped(pos)...)+"?limit=1000", key, fields)
-	}
 }
 
 func (c *cli) printList(path, key string, fields []string) error {
@@ -84,21 +57,9 @@ func cell(v any) string {
 	return fmt.Sprint(v)
 }
 
-// deleter and putter send DELETE or PUT to the object the arguments name.
-func (c *cli) deleter(name, pathFmt string, want ...string) func([]string) error {
-	return c.action(name, "DELETE", pathFmt, "deleted", want)
-}
-
-func (c *cli) putter(name, pathFmt string, want ...string) func([]string) error {
-	return c.action(name, "PUT", pathFmt, "done", want)
-}
-
-func (c *cli) action(name, method, pathFmt, said string, want []string) func([]string) error {
-	return func(args []string) error {
-		pos, err := c.args(name, args, nil, want...)
-		if err != nil {
-			return err
-		}
+// action sends method to the object the arguments name.
+func (c *cli) action(name, method, pathFmt, said string) func([]string) error {
+	return func(pos []string) error {
 		resp, err := c.call(method, fmt.Sprintf(pathFmt, escaped(pos)...), nil)
 		if err != nil {
 			return err
@@ -126,16 +87,7 @@ func (c *cli) create(path string, body map[string]any, what string) error {
 	return nil
 }
 
-func (c *cli) serversList(args []string) error {
-	if _, err := c.args("servers list", args, nil); err != nil {
-		return err
-	}
-	return c.printList("/api/servers?limit=1000", "servers", []string{"name", "protocol", "port", "root", "tls", "enabled"})
-}
-
-func (c *cli) serversAdd(args []string) error {
-	fs := newFlagSet("servers add")
-	c.globalFlags(fs)
+func (c *cli) serversAdd(fs *pflag.FlagSet) func([]string) error {
 	protocol := fs.String("protocol", "", "sftp or ftp")
 	port := fs.Int("port", 0, "port")
 	root := fs.String("root", "", "homes directory under GatewayHome")
@@ -143,103 +95,90 @@ func (c *cli) serversAdd(args []string) error {
 	public := fs.String("public-host", "", "address for FTP passive replies")
 	tls := fs.Bool("tls", false, "offer explicit FTPS")
 	tlsRequired := fs.Bool("tls-required", false, "with --tls: refuse logins in clear")
-	pos, err := c.args("servers add", args, fs, "NAME")
-	if err != nil {
-		return err
-	}
-	body := map[string]any{"name": pos[0], "protocol": *protocol, "port": *port, "root": *root, "publicHost": *public, "tls": *tls, "tlsRequired": *tlsRequired}
-	if *passive != "" {
-		a, b, ok := strings.Cut(*passive, "-")
-		lo, err1 := strconv.Atoi(a)
-		hi, err2 := strconv.Atoi(b)
-		if !ok || err1 != nil || err2 != nil {
-			return fmt.Errorf("servers add: --passive %q is not A-B", *passive)
+	return func(pos []string) error {
+		body := map[string]any{"name": pos[0], "protocol": *protocol, "port": *port, "root": *root, "publicHost": *public, "tls": *tls, "tlsRequired": *tlsRequired}
+		if *passive != "" {
+			a, b, ok := strings.Cut(*passive, "-")
+			lo, err1 := strconv.Atoi(a)
+			hi, err2 := strconv.Atoi(b)
+			if !ok || err1 != nil || err2 != nil {
+				return fmt.Errorf("servers add: --passive %q is not A-B", *passive)
+			}
+			body["passiveMin"], body["passiveMax"] = lo, hi
 		}
-		body["passiveMin"], body["passiveMax"] = lo, hi
+		return c.create("/api/servers", body, "server "+pos[0])
 	}
-	return c.create("/api/servers", body, "server "+pos[0])
 }
 
 // accountsAdd adds a local account (key file: a public key) or a remote
-// one (key file: a private key); --password is the account's.
-func (c *cli) accountsAdd(name, pathFmt, keyFlag, keyField string) func([]string) error {
-	return func(args []string) error {
-		fs := newFlagSet(name)
-		c.globalFlags(fs, "password")
+// one (key file: a private key); --password is the account's (it shadows
+// the global flag).
+func (c *cli) accountsAdd(name, pathFmt, keyField string) func(*pflag.FlagSet) func([]string) error {
+	return func(fs *pflag.FlagSet) func([]string) error {
 		password := fs.String("password", "", "the account's password")
-		keyFile := fs.String(keyFlag, "", "key file")
-		pos, err := c.args(name, args, fs, "PARENT", "LOGIN")
-		if err != nil {
-			return err
-		}
-		body := map[string]any{"login": pos[1]}
-		if *password != "" {
-			body["password"] = *password
-		}
-		if *keyFile != "" {
-			b, err := os.ReadFile(*keyFile)
-			if err != nil {
-				return fmt.Errorf("%s: --%s: %w", name, keyFlag, err)
+		keyFile := fs.String("key-file", "", "key file")
+		return func(pos []string) error {
+			body := map[string]any{"login": pos[1]}
+			if *password != "" {
+				body["password"] = *password
 			}
-			if keyField == "publicKeys" {
-				body[keyField] = []string{strings.TrimSpace(string(b))}
-			} else {
-				body[keyField] = string(b)
+			if *keyFile != "" {
+				b, err := os.ReadFile(*keyFile)
+				if err != nil {
+					return fmt.Errorf("%s: --key-file: %w", name, err)
+				}
+				if keyField == "publicKeys" {
+					body[keyField] = []string{strings.TrimSpace(string(b))}
+				} else {
+					body[keyField] = string(b)
+				}
 			}
+			return c.create(fmt.Sprintf(pathFmt, url.PathEscape(pos[0])), body, "account "+pos[1])
 		}
-		return c.create(fmt.Sprintf(pathFmt, url.PathEscape(pos[0])), body, "account "+pos[1])
 	}
 }
 
-func (c *cli) partnersAdd(args []string) error {
-	fs := newFlagSet("partners add")
-	c.globalFlags(fs)
+func (c *cli) partnersAdd(fs *pflag.FlagSet) func([]string) error {
 	protocol := fs.String("protocol", "", "sftp or ftp")
 	address := fs.String("address", "", "host:port")
 	hostKey := fs.String("host-key", "", "the partner's SSH host key (authorized_keys form)")
 	useTLS := fs.Bool("tls", false, "ftp partner: explicit TLS (FTPS)")
 	certFile := fs.String("tls-cert-file", "", "ftp partner with --tls: PEM certificate it must present, or its CA (default: system CAs)")
-	pos, err := c.args("partners add", args, fs, "NAME")
-	if err != nil {
-		return err
-	}
-	body := map[string]any{"name": pos[0], "protocol": *protocol, "address": *address, "hostKey": *hostKey, "tls": *useTLS}
-	if *certFile != "" {
-		cert, err := os.ReadFile(*certFile)
-		if err != nil {
-			return fmt.Errorf("partners add: --tls-cert-file: %w", err)
+	return func(pos []string) error {
+		body := map[string]any{"name": pos[0], "protocol": *protocol, "address": *address, "hostKey": *hostKey, "tls": *useTLS}
+		if *certFile != "" {
+			cert, err := os.ReadFile(*certFile)
+			if err != nil {
+				return fmt.Errorf("partners add: --tls-cert-file: %w", err)
+			}
+			body["tlsCert"] = string(cert)
 		}
-		body["tlsCert"] = string(cert)
+		return c.create("/api/partners", body, "partner "+pos[0])
 	}
-	return c.create("/api/partners", body, "partner "+pos[0])
 }
 
 // keysAdd stores an armored OpenPGP key for the tasks under a name.
-func (c *cli) keysAdd(args []string) error {
-	fs := newFlagSet("keys add")
-	c.globalFlags(fs)
+func (c *cli) keysAdd(fs *pflag.FlagSet) func([]string) error {
 	file := fs.String("file", "", "the armored key (a partner's public key, or a private key)")
 	passFile := fs.String("passphrase-file", "", "file holding the passphrase of a protected private key (first line); the import opens the key with it and keeps it nowhere")
-	pos, err := c.args("keys add", args, fs, "NAME")
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(*file)
-	if err != nil {
-		return fmt.Errorf("keys add: --file: %w", err)
-	}
-	body := map[string]any{"name": pos[0], "key": string(b)}
-	if *passFile != "" {
-		if body["passphrase"], err = firstLine("keys add: --passphrase-file", *passFile); err != nil {
-			return err
+	return func(pos []string) error {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return fmt.Errorf("keys add: --file: %w", err)
 		}
+		body := map[string]any{"name": pos[0], "key": string(b)}
+		if *passFile != "" {
+			if body["passphrase"], err = firstLine("keys add: --passphrase-file", *passFile); err != nil {
+				return err
+			}
+		}
+		return c.create("/api/keys", body, "key "+pos[0])
 	}
-	return c.create("/api/keys", body, "key "+pos[0])
 }
 
 // ruleFlags are the flags of rules add and rules update; body gives
 // the API's fields of those set (all of them with all).
-func ruleFlags(fs *flag.FlagSet) (body func(all bool) (map[string]any, error)) {
+func ruleFlags(fs *pflag.FlagSet) (body func(all bool) (map[string]any, error)) {
 	path := fs.String("path", "", "remote directory (client mode) and home directory (server mode)")
 	localDir := fs.String("local-dir", "", "directory under GatewayHome for client-mode files")
 	lists := map[string]*string{}
@@ -249,7 +188,7 @@ func ruleFlags(fs *flag.FlagSet) (body func(all bool) (map[string]any, error)) {
 	return func(all bool) (map[string]any, error) {
 		out := map[string]any{}
 		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 		if all || set["path"] {
 			out["path"] = *path
 		}
@@ -277,58 +216,47 @@ func ruleFlags(fs *flag.FlagSet) (body func(all bool) (map[string]any, error)) {
 	}
 }
 
-func (c *cli) rulesAdd(args []string) error {
-	fs := newFlagSet("rules add")
-	c.globalFlags(fs)
+func (c *cli) rulesAdd(fs *pflag.FlagSet) func([]string) error {
 	direction := fs.String("direction", "", "send or receive")
 	fields := ruleFlags(fs)
-	pos, err := c.args("rules add", args, fs, "NAME")
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		body, err := fields(true)
+		if err != nil {
+			return fmt.Errorf("rules add: %w", err)
+		}
+		body["name"], body["direction"] = pos[0], *direction
+		return c.create("/api/rules", body, "rule "+pos[0])
 	}
-	body, err := fields(true)
-	if err != nil {
-		return fmt.Errorf("rules add: %w", err)
-	}
-	body["name"], body["direction"] = pos[0], *direction
-	return c.create("/api/rules", body, "rule "+pos[0])
 }
 
 // rulesUpdate changes the fields given of a rule (PATCH).
-func (c *cli) rulesUpdate(args []string) error {
-	fs := newFlagSet("rules update")
-	c.globalFlags(fs)
+func (c *cli) rulesUpdate(fs *pflag.FlagSet) func([]string) error {
 	fields := ruleFlags(fs)
-	pos, err := c.args("rules update", args, fs, "NAME", "DIRECTION")
-	if err != nil {
-		return err
-	}
-	body, err := fields(false)
-	if err != nil {
-		return fmt.Errorf("rules update: %w", err)
-	}
-	resp, err := c.callJSON("PATCH", fmt.Sprintf("/api/rules/%s/%s", escaped(pos)...), body, nil)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		c.printJSON(resp.body)
+	return func(pos []string) error {
+		body, err := fields(false)
+		if err != nil {
+			return fmt.Errorf("rules update: %w", err)
+		}
+		resp, err := c.callJSON("PATCH", fmt.Sprintf("/api/rules/%s/%s", escaped(pos)...), body, nil)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			c.printJSON(resp.body)
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "rule %s %s updated\n", pos[0], pos[1])
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "rule %s %s updated\n", pos[0], pos[1])
-	return nil
 }
 
 var transferFields = []string{"id", "status", "direction", "protocol", "rule", "server", "partner", "account", "remotePath", "filesize", "percent", "attempts", "errorCode", "nextRetry"}
 
-func (c *cli) transfersList(args []string) error {
-	fs := newFlagSet("transfers list")
-	c.globalFlags(fs)
+func (c *cli) transfersList(fs *pflag.FlagSet) func([]string) error {
 	status := fs.String("status", "", "only transfers in this status")
-	if _, err := c.args("transfers list", args, fs); err != nil {
-		return err
+	return func([]string) error {
+		return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
 	}
-	return c.printList("/api/transfers?limit=1000&status="+url.QueryEscape(*status), "transfers", transferFields)
 }
 
 // finished says whether t will change no more by itself: DONE, CANCELLED,
@@ -345,21 +273,19 @@ const (
 	followOutage = time.Minute
 )
 
-func (c *cli) transfersShow(args []string) error {
-	fs := newFlagSet("transfers show")
-	c.globalFlags(fs)
+func (c *cli) transfersShow(fs *pflag.FlagSet) func([]string) error {
 	follow := fs.Bool("follow", false, "draw the progress until the transfer ends")
-	pos, err := c.args("transfers show", args, fs, "ID")
-	if err != nil {
-		return err
-	}
-	path := "/api/transfers/" + url.PathEscape(pos[0])
+	return func(pos []string) error { return c.showTransfer(pos[0], *follow) }
+}
+
+func (c *cli) showTransfer(id string, follow bool) error {
+	path := "/api/transfers/" + url.PathEscape(id)
 	var t wire.Transfer
 	resp, err := c.callJSON("GET", path, nil, &t)
 	if err != nil {
 		return err
 	}
-	if !*follow {
+	if !follow {
 		if c.json {
 			c.printJSON(resp.body)
 			return nil
@@ -474,19 +400,18 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func (c *cli) transfersAdd(args []string) error {
-	fs := newFlagSet("transfers add")
-	c.globalFlags(fs)
-	body := map[string]any{}
+func (c *cli) transfersAdd(fs *pflag.FlagSet) func([]string) error {
 	flags := map[string]*string{}
 	for _, f := range [][2]string{{"rule", "the rule (its paths say where the file goes)"}, {"partner", "the partner to send to or receive from"},
 		{"account", "our account at the partner (remote-accounts)"}, {"file", "the file, relative to the rule's local-dir and path"},
 		{"direction", "send or receive, when the rule exists both ways"}} {
 		flags[f[0]] = fs.String(f[0], "", f[1])
 	}
-	if _, err := c.args("transfers add", args, fs); err != nil {
-		return err
-	}
+	return func([]string) error { return c.addTransfer(flags) }
+}
+
+func (c *cli) addTransfer(flags map[string]*string) error {
+	body := map[string]any{}
 	for f, v := range flags {
 		if *v != "" {
 			body[f] = *v
@@ -507,14 +432,30 @@ func (c *cli) transfersAdd(args []string) error {
 	return nil
 }
 
-func (c *cli) historyList(args []string) error {
-	fs := newFlagSet("history list")
-	c.globalFlags(fs)
-	status := fs.String("status", "", "only transfers that ended in this status")
+// historyList is `udmgctl history list`: the filters given are sent as
+// the history endpoint's query parameters of the same names.
+func (c *cli) historyList(fs *pflag.FlagSet) func([]string) error {
 	limit := fs.Int("limit", 100, "at most this many, newest first")
-	if _, err := c.args("history list", args, fs); err != nil {
-		return err
+	filters := map[string]*string{}
+	for _, f := range [][2]string{{"status", "only transfers that ended in this status"}, {"rule", "only transfers of this rule"},
+		{"partner", "only transfers with this partner"}, {"account", "only transfers of this account"},
+		{"since", "only transfers from this `RFC3339` time on"}, {"until", "only transfers before this `RFC3339` time"}} {
+		filters[f[0]] = fs.String(f[0], "", f[1])
 	}
-	return c.printList(fmt.Sprintf("/api/history?limit=%d&status=%s", *limit, url.QueryEscape(*status)), "history",
-		[]string{"id", "status", "isServer", "direction", "protocol", "rule", "agent", "account", "filesize", "duration", "start"})
+	return func([]string) error {
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		for name, v := range filters {
+			if *v == "" {
+				continue
+			}
+			if name == "since" || name == "until" {
+				if _, err := time.Parse(time.RFC3339, *v); err != nil {
+					return usage("--%s %q: want an RFC 3339 time, like 2026-12-01T14:00:00Z", name, *v)
+				}
+			}
+			q.Set(name, *v)
+		}
+		return c.printList("/api/history?"+q.Encode(), "history",
+			[]string{"id", "status", "isServer", "direction", "protocol", "rule", "agent", "account", "filesize", "duration", "start"})
+	}
 }

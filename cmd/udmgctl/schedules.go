@@ -1,10 +1,10 @@
 package main
 
+import "github.com/spf13/pflag"
+
 // schedulesAdd is udmgctl schedules add: only the flags given are sent, so
 // that the API names what a kind lacks or does not take.
-func (c *cli) schedulesAdd(args []string) error {
-	fs := newFlagSet("schedules add")
-	c.globalFlags(fs)
+func (c *cli) schedulesAdd(fs *pflag.FlagSet) func([]string) error {
 	kind := fs.String("kind", "", "at, cron, watch or poll")
 	fields := map[string]*string{"kind": kind}
 	for _, f := range []struct{ flag, field, usage string }{
@@ -23,15 +23,13 @@ func (c *cli) schedulesAdd(args []string) error {
 		fields[f.field] = fs.String(f.flag, "", f.usage)
 	}
 	disabled := fs.Bool("disabled", false, "create it disabled")
-	pos, err := c.args("schedules add", args, fs, "NAME")
-	if err != nil {
-		return err
-	}
-	body := map[string]any{"name": pos[0], "enabled": !*disabled}
-	for field, v := range fields {
-		if *v != "" {
-			body[field] = *v
+	return func(pos []string) error {
+		body := map[string]any{"name": pos[0], "enabled": !*disabled}
+		for field, v := range fields {
+			if *v != "" {
+				body[field] = *v
+			}
 		}
+		return c.create("/api/schedules", body, "schedule "+pos[0])
 	}
-	return c.create("/api/schedules", body, "schedule "+pos[0])
 }

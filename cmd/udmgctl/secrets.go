@@ -7,21 +7,14 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/udmg/gateway/httpapi/wire"
 )
 
 // secretsRotate is `udmgctl secrets rotate`: a new data key for the
 // cluster, every sealed value resealed under it in one committed change.
-func (c *cli) secretsRotate(args []string) error {
-	fs := newFlagSet("secrets rotate")
-	c.globalFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional("secrets rotate", pos); err != nil {
-		return err
-	}
+func (c *cli) secretsRotate([]string) error {
 	resp, err := c.call("POST", "/api/secrets/rotate", nil)
 	if err != nil {
 		return err
@@ -41,35 +34,31 @@ func (c *cli) secretsRotate(args []string) error {
 // secretsPut is `udmgctl secrets add|update NAME --value-file FILE`: a
 // secret of the tasks (#SECRET:NAME#), read from a file so that it never
 // shows in a command line or a shell history.
-func (c *cli) secretsPut(cmd string) func(args []string) error {
-	return func(args []string) error {
-		fs := newFlagSet(cmd)
-		c.globalFlags(fs)
+func (c *cli) secretsPut(cmd string) func(fs *pflag.FlagSet) func([]string) error {
+	return func(fs *pflag.FlagSet) func([]string) error {
 		file := fs.String("value-file", "", "file holding the secret (its first line)")
-		pos, err := c.args(cmd, args, fs, "NAME")
-		if err != nil {
-			return err
-		}
-		if *file == "" {
-			return fmt.Errorf("%s: --value-file is required", cmd)
-		}
-		value, err := firstLine(cmd+": --value-file", *file)
-		if err != nil {
-			return err
-		}
-		if cmd == "secrets add" {
-			return c.create("/api/task-secrets", map[string]any{"name": pos[0], "value": value}, "secret "+pos[0])
-		}
-		resp, err := c.callJSON("PUT", "/api/task-secrets/"+url.PathEscape(pos[0]), map[string]any{"value": value}, nil)
-		if err != nil {
-			return err
-		}
-		if c.json {
-			c.printJSON(resp.body)
+		return func(pos []string) error {
+			if *file == "" {
+				return fmt.Errorf("%s: --value-file is required", cmd)
+			}
+			value, err := firstLine(cmd+": --value-file", *file)
+			if err != nil {
+				return err
+			}
+			if cmd == "secrets add" {
+				return c.create("/api/task-secrets", map[string]any{"name": pos[0], "value": value}, "secret "+pos[0])
+			}
+			resp, err := c.callJSON("PUT", "/api/task-secrets/"+url.PathEscape(pos[0]), map[string]any{"value": value}, nil)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				c.printJSON(resp.body)
+				return nil
+			}
+			fmt.Fprintln(c.stdout, "secret "+pos[0]+" updated")
 			return nil
 		}
-		fmt.Fprintln(c.stdout, "secret "+pos[0]+" updated")
-		return nil
 	}
 }
 

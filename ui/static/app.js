@@ -303,7 +303,14 @@ async function loadHistory() {
   const limit = Number(f.limit.value);
   // One more than shown, to know whether there is a next page.
   let q = "api/history?limit=" + (limit + 1) + "&offset=" + history.offset;
-  if (f.status.value) q += "&status=" + enc(f.status.value);
+  for (const name of ["status", "rule", "partner", "account"]) {
+    const v = f[name].value.trim();
+    if (v) q += "&" + name + "=" + enc(v);
+  }
+  // The time inputs hold this browser's local time; the API takes RFC3339.
+  for (const name of ["since", "until"]) {
+    if (f[name].value) q += "&" + name + "=" + enc(new Date(f[name].value).toISOString());
+  }
   $("#history-error").textContent = "";
   const seq = ++history.seq; // only the last request's answer is shown
   try {
@@ -323,6 +330,26 @@ async function loadHistory() {
 }
 
 $("#history-filter").addEventListener("submit", (ev) => { ev.preventDefault(); history.offset = 0; loadHistory(); });
+$("#history-clear").addEventListener("click", () => {
+  const f = $("#history-filter").elements;
+  for (const name of ["status", "rule", "partner", "account", "since", "until"]) f[name].value = "";
+  history.offset = 0;
+  loadHistory();
+});
+
+// historyNames offers the rules and partners the node knows in the filter's
+// inputs (history may name deleted ones too, which can still be typed); a
+// user who may not read them just gets no suggestions.
+async function historyNames() {
+  for (const [list, path, key] of [["#history-rules", "api/rules?limit=1000", "rules"], ["#history-partners", "api/partners?limit=1000", "partners"]]) {
+    try {
+      const names = [...new Set((await api("GET", path))[key].map((o) => o.name))].sort();
+      $(list).replaceChildren(...names.map((n) => el("option", { value: n })));
+    } catch (e) {
+      $(list).replaceChildren();
+    }
+  }
+}
 $("#history-prev").addEventListener("click", () => {
   history.offset = Math.max(0, history.offset - Number($("#history-filter").elements.limit.value));
   loadHistory();
@@ -647,7 +674,7 @@ function show(name) {
     $(`#tabs button[data-view="${n}"]`).classList.toggle("current", n === name);
   }
   if (name === "overview") refresh();
-  else if (name === "history") loadHistory();
+  else if (name === "history") { loadHistory(); historyNames(); }
   else managers[name].load();
 }
 
