@@ -158,6 +158,7 @@ type Command struct {
 	Change        *TransferChange `json:"change,omitempty"`
 	Task          *TaskChange     `json:"task,omitempty"`
 	Key           *PGPKey         `json:"key,omitempty"`
+	Secret        *Secret         `json:"secret,omitempty"`
 	Seed          *SeedArgs       `json:"seed,omitempty"`
 	// Secrets is the body of OpSecretsKey and OpSecretsRotate.
 	Secrets *SecretsArgs `json:"secrets,omitempty"`

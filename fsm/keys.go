@@ -15,3 +15,17 @@ type PGPKey struct {
 	Fingerprint string `json:"fingerprint"`
 	Armored     string `json:"armored"`
 }
+
+// Named secrets the tasks' arguments refer to (#SECRET:name# in WEBHOOK
+// headers and EXEC arguments), so that a rule holds the reference and
+// never the value; stored sealed like the other secrets (version 3).
+const (
+	OpSecretPut    Op = "secret.put"
+	OpSecretDelete Op = "secret.delete"
+)
+
+// Secret is a named value; Value is sealed by the proposer.
+type Secret struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}

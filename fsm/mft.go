@@ -369,8 +369,10 @@ func decodeMFT(c Command) (known, missing bool) {
 		return true, c.Change == nil || c.Epoch == 0
 	case OpKeyPut:
 		return true, c.Key == nil || c.Key.Name == "" || c.Key.Armored == ""
-	case OpKeyDelete:
+	case OpKeyDelete, OpSecretDelete:
 		return true, c.Name == ""
+	case OpSecretPut:
+		return true, c.Secret == nil || c.Secret.Name == "" || c.Secret.Value == ""
 	case OpTransferTask:
 		// Tasks run on the ACTIVE node only: fenced like checkpoints.
 		return true, c.Task == nil || c.Task.ID == 0 || c.Epoch == 0
@@ -441,6 +443,13 @@ func (m *Machine) applyMFT(c Command) error {
 		s.Keys[c.Key.Name] = *c.Key
 	case OpKeyDelete:
 		return deleteKey(s.Keys, c.Name, "key")
+	case OpSecretPut:
+		if err := checkPut(c.Put, s.SecretValues, c.Secret.Name, fmt.Sprintf("secret %q", c.Secret.Name)); err != nil {
+			return err
+		}
+		s.SecretValues[c.Secret.Name] = *c.Secret
+	case OpSecretDelete:
+		return deleteKey(s.SecretValues, c.Name, "secret")
 	case OpSeed:
 		if s.Seeded {
 			return nil
@@ -669,6 +678,9 @@ func (s *State) initMFT() {
 	if s.Keys == nil {
 		s.Keys = map[string]PGPKey{}
 	}
+	if s.SecretValues == nil {
+		s.SecretValues = map[string]Secret{}
+	}
 	if s.Schedules == nil {
 		s.Schedules = map[string]Schedule{}
 	}
@@ -686,6 +698,7 @@ func (s State) cloneMFT(c *State) {
 	c.RemoteAccounts = maps.Clone(s.RemoteAccounts)
 	c.Rules = maps.Clone(s.Rules)
 	c.Keys = maps.Clone(s.Keys)
+	c.SecretValues = maps.Clone(s.SecretValues)
 	c.Transfers = maps.Clone(s.Transfers)
 	c.Schedules = maps.Clone(s.Schedules) // runs are replaced, never changed in place
 	c.ix = nil                            // built for the copy when asked (State.index)

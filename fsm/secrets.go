@@ -89,6 +89,9 @@ func (s State) Sealed() []ResealedValue {
 	for _, k := range sortedKeys(s.Keys) {
 		add("pgpKey", k, s.Keys[k].Armored)
 	}
+	for _, k := range sortedKeys(s.SecretValues) {
+		add("secret", k, s.SecretValues[k].Value)
+	}
 	return out
 }
 
@@ -112,6 +115,10 @@ func (s *State) setSealed(r SealedRef, v string) {
 		k := s.Keys[r.Key]
 		k.Armored = v
 		s.Keys[r.Key] = k
+	case "secret":
+		x := s.SecretValues[r.Key]
+		x.Value = v
+		s.SecretValues[r.Key] = x
 	}
 }
 

@@ -31,6 +31,8 @@ type State struct {
 	Rules          map[string]Rule          `json:"rules"`
 	// Keys are the OpenPGP keys of the tasks, by name (version 3).
 	Keys map[string]PGPKey `json:"keys,omitempty"`
+	// SecretValues are the tasks' named secrets, by name (version 3).
+	SecretValues map[string]Secret `json:"secretValues,omitempty"`
 	// Transfers are the live ones and a recent window of finished ones.
 	Transfers      map[uint64]Transfer `json:"transfers"`
 	NextTransferID uint64              `json:"nextTransferId"`

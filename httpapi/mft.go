@@ -89,6 +89,11 @@ func (a *API) routesMFT() {
 	a.handle("GET", "/api/keys/{key}", read(DomainPartners), a.getKey)
 	a.handle("DELETE", "/api/keys/{key}", del(DomainPartners), a.deleteKey)
 
+	a.handle("GET", "/api/task-secrets", read(DomainPartners), a.listSecrets)
+	a.handle("POST", "/api/task-secrets", write(DomainPartners), a.createSecret)
+	a.handle("PUT", "/api/task-secrets/{secret}", write(DomainPartners), a.createSecret)
+	a.handle("DELETE", "/api/task-secrets/{secret}", del(DomainPartners), a.deleteSecret)
+
 	a.handle("GET", "/api/transfers", read(DomainTransfers), a.listTransfers)
 	a.handle("POST", "/api/transfers", write(DomainTransfers), a.createTransfer)
 	a.handle("GET", "/api/transfers/{id}", read(DomainTransfers), a.getTransfer)

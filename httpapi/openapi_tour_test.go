@@ -149,6 +149,19 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	}
 	step(api, "POST", "/api/keys", map[string]any{"name": "junk", "key": "not a key"}, 400)
 	step(api, "DELETE", "/api/keys/bank-pgp", nil, 204)
+	if r := step(api, "POST", "/api/task-secrets", map[string]any{"name": "hook-token", "value": "Bearer tour-token-1"}, 201); strings.Contains(string(r.Body), "tour-token") {
+		t.Fatalf("a stored secret is shown: %s", r.Body)
+	}
+	step(api, "PUT", "/api/task-secrets/hook-token", map[string]any{"value": "Bearer tour-token-2"}, 200)
+	hooked := map[string]any{"errorTasks": []map[string]any{{"type": "WEBHOOK", "args": map[string]any{"url": "https://hooks.example/t",
+		"headers": map[string]any{"Authorization": "#SECRET:hook-token#"}}}}}
+	step(api, "PATCH", "/api/rules/tour/send", hooked, 200)
+	step(api, "DELETE", "/api/task-secrets/hook-token", nil, 409)
+	step(api, "PATCH", "/api/rules/tour/send", map[string]any{"errorTasks": []map[string]any{}}, 200)
+	if r := step(api, "GET", "/api/task-secrets", nil, 200); strings.Contains(string(r.Body), "tour-token") || !strings.Contains(string(r.Body), "hook-token") {
+		t.Fatalf("secrets: %s", r.Body)
+	}
+	step(api, "DELETE", "/api/task-secrets/hook-token", nil, 204)
 	withTasks := map[string]any{"preTasks": []map[string]any{{"type": "CHECK", "args": map[string]any{"namePattern": "*.csv"}}},
 		"postTasks": []map[string]any{{"type": "COPY", "args": map[string]any{"path": "archive"}}}}
 	if r := step(api, "PATCH", "/api/rules/tour/send", withTasks, 200); !strings.Contains(string(r.Body), `"namePattern": "*.csv"`) && !strings.Contains(string(r.Body), `"namePattern":"*.csv"`) {

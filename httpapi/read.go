@@ -35,6 +35,7 @@ func ofPartners(s *fsm.State) map[string]fsm.Partner             { return s.Part
 func ofRemoteAccounts(s *fsm.State) map[string]fsm.RemoteAccount { return s.RemoteAccounts }
 func ofRules(s *fsm.State) map[string]fsm.Rule                   { return s.Rules }
 func ofKeys(s *fsm.State) map[string]fsm.PGPKey                  { return s.Keys }
+func ofSecrets(s *fsm.State) map[string]fsm.Secret               { return s.SecretValues }
 func ofTransfers(s *fsm.State) map[uint64]fsm.Transfer           { return s.Transfers }
 func ofUsers(s *fsm.State) map[string]fsm.User                   { return s.Users }
 func ofTokens(s *fsm.State) map[string]fsm.Token                 { return s.Tokens }

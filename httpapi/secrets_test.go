@@ -35,6 +35,7 @@ type secretsEnv struct {
 	secrets *transfer.Secrets
 	home    string
 	api     *ts.APIClient
+	logs    *syncBuffer // the node's and the API's log
 }
 
 func newSecretsEnv(t *testing.T) *secretsEnv {
@@ -91,7 +92,7 @@ func newSecretsEnv(t *testing.T) *secretsEnv {
 	if err := json.Unmarshal(do(t, basic, "POST", "/api/tokens", nil).Body, &tok); err != nil || tok.Token == "" {
 		t.Fatalf("token: %v", err)
 	}
-	return &secretsEnv{node: node, secrets: secrets, home: home, api: basic.WithToken(tok.Token)}
+	return &secretsEnv{node: node, secrets: secrets, home: home, api: basic.WithToken(tok.Token), logs: logs}
 }
 
 func sshPublicKey(t *testing.T) string {

@@ -43,16 +43,33 @@ func taskViews(list []tasks.Task) []wire.Task {
 	return out
 }
 
-// validTasks checks a rule's task lists with tasks.Validate; the error
-// names the rule, the list, the task's position and the problem.
-func validTasks(ru fsm.Rule) error {
+// validTasks checks a rule's task lists with tasks.Validate, and that
+// every secret a task refers to is stored (known); the error names the
+// rule, the list, the task's position and the problem.
+func validTasks(ru fsm.Rule, known func(secret string) bool) error {
+	return eachTask(ru, func(field string, i int, t tasks.Task) error {
+		if err := tasks.Validate(t); err != nil {
+			return fmt.Errorf("rule %s: %s task %d (%q): %w", ru.Name, field, i+1, t.Type, err)
+		}
+		for _, name := range tasks.SecretRefs(t) {
+			if !known(name) {
+				return fmt.Errorf("rule %s: %s task %d (%q): no secret %q (POST /api/task-secrets, udmgctl secrets add)", ru.Name, field, i+1, t.Type, name)
+			}
+		}
+		return nil
+	})
+}
+
+// eachTask calls fn on every task of the rule, list by list, until one
+// fails.
+func eachTask(ru fsm.Rule, fn func(field string, i int, t tasks.Task) error) error {
 	for _, l := range []struct {
 		field string
 		list  []tasks.Task
 	}{{"preTasks", ru.PreTasks}, {"postTasks", ru.PostTasks}, {"errorTasks", ru.ErrorTasks}} {
 		for i, t := range l.list {
-			if err := tasks.Validate(t); err != nil {
-				return fmt.Errorf("rule %s: %s task %d (%q): %w", ru.Name, l.field, i+1, t.Type, err)
+			if err := fn(l.field, i, t); err != nil {
+				return err
 			}
 		}
 	}
@@ -117,7 +134,7 @@ func (a *API) createRule(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	var ru fsm.Rule
-	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) {
+	if !a.fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) {
 		return
 	}
 	if !a.apply(w, "create rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutCreate, Rule: &ru}) {
@@ -141,14 +158,14 @@ func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
 		writeError(w, http.StatusBadRequest, "name, direction: a rule cannot be renamed or turned around")
 		return
 	}
-	if !fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutUpdate, Rule: &ru}) {
+	if !a.fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutUpdate, Rule: &ru}) {
 		return
 	}
 	a.log.Info("rule changed", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
 	writeJSON(w, http.StatusOK, ruleView(ru))
 }
 
-func fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
+func (a *API) fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 	set(&ru.Name, in.Name)
 	set(&ru.LocalDir, in.LocalDir)
 	set(&ru.PreTasks, in.PreTasks)
@@ -165,7 +182,10 @@ func fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 		err = validLocalDir("localDir", ru.LocalDir)
 	}
 	if err == nil {
-		err = validTasks(*ru)
+		err = validTasks(*ru, func(name string) bool {
+			_, ok := lookup(a.node, ofSecrets, name)
+			return ok
+		})
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -33,7 +33,7 @@ func init() {
 	specs["EXEC"] = kindSpec{
 		args: []arg{
 			{name: "path", kind: kString, required: true},
-			{name: "args", kind: kStrings},
+			{name: "args", kind: kStrings, secrets: true},
 			{name: "delay", kind: kNumber},
 			{name: "timeout", kind: kDuration},
 		},

@@ -50,7 +50,7 @@ func runCopy(_ context.Context, c *call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	dst := filepath.Join(dir, filepath.Base(src))
+	dst := filepath.Join(dir, c.nameOf(src))
 	if dst == src {
 		return Result{}, fmt.Errorf("path %q: the copy would be the file itself", dir)
 	}
@@ -66,7 +66,7 @@ func runMove(_ context.Context, c *call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return c.moveTo(src, filepath.Join(dir, filepath.Base(src)))
+	return c.moveTo(src, filepath.Join(dir, c.nameOf(src)))
 }
 
 // RENAME {"path": file}: the file takes the new path.

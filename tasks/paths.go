@@ -63,6 +63,17 @@ func (c *call) file() (string, error) {
 	return c.path("file", c.facts.Path)
 }
 
+// nameOf is the name src goes by elsewhere: Facts.Name for the chain's
+// file when set, else its base name.
+func (c *call) nameOf(src string) string {
+	if c.facts.Name != "" {
+		if f, err := c.file(); err == nil && f == src {
+			return c.facts.Name
+		}
+	}
+	return filepath.Base(src)
+}
+
 // fileAnd is the chain's file and the confined path argument name: the
 // two every task with a destination starts from.
 func (c *call) fileAnd(name string) (src, dst string, err error) {

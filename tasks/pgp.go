@@ -101,7 +101,7 @@ func usablePrivate(e *openpgp.Entity) error {
 		encrypted = encrypted || (s.PrivateKey != nil && s.PrivateKey.Encrypted)
 	}
 	if encrypted {
-		return errors.New("protected by a passphrase; store it without one (stored keys are sealed)")
+		return errors.New("protected by a passphrase; store it again with its passphrase (the import opens it)")
 	}
 	return nil
 }
@@ -368,4 +368,53 @@ func runVerify(_ context.Context, c *call) (Result, error) {
 		return Result{}, fmt.Errorf("%w: %s does not verify %s: %v", ErrBadSignature, sigPath, src, err)
 	}
 	return Result{Output: fmt.Sprintf("%s: good signature by key %X", src, signer.PrimaryKey.KeyId)}, nil
+}
+
+// ImportedKey is an OpenPGP key as the gateway stores it (Import).
+type ImportedKey struct {
+	Armored     string // to seal: a private key without its passphrase protection
+	Private     bool
+	Fingerprint string // upper-case hex
+}
+
+// ErrKeyPassphrase marks a private key Import cannot open: protected and
+// no passphrase given, or the passphrase does not open it.
+var ErrKeyPassphrase = errors.New("key passphrase")
+
+// Import reads one armored OpenPGP key for storing. A private key
+// protected by a passphrase is opened with passphrase and stored without
+// that protection: what guards it at rest is the seal of the secrets
+// store, as for every other secret, and the passphrase itself is kept
+// nowhere. The tasks then need no passphrase at run time. A passphrase
+// given with a key that has none is ignored. Errors never contain the
+// passphrase.
+func Import(armoredKey, passphrase string) (ImportedKey, error) {
+	ring, err := openpgp.ReadArmoredKeyRing(strings.NewReader(armoredKey))
+	if err != nil || len(ring) != 1 {
+		return ImportedKey{}, fmt.Errorf("not one armored OpenPGP key (%d keys, %v)", len(ring), err)
+	}
+	e := ring[0]
+	k := ImportedKey{Armored: armoredKey, Private: e.PrivateKey != nil, Fingerprint: strings.ToUpper(fmt.Sprintf("%x", e.PrimaryKey.Fingerprint))}
+	if !k.Private || usablePrivate(e) == nil {
+		return k, nil
+	}
+	if passphrase == "" {
+		return ImportedKey{}, fmt.Errorf("%w: the private key is protected by a passphrase; give it (\"passphrase\")", ErrKeyPassphrase)
+	}
+	if err := e.DecryptPrivateKeys([]byte(passphrase)); err != nil {
+		return ImportedKey{}, fmt.Errorf("%w: the passphrase does not open the private key", ErrKeyPassphrase)
+	}
+	var b bytes.Buffer
+	w, err := armor.Encode(&b, openpgp.PrivateKeyType, nil)
+	if err != nil {
+		return ImportedKey{}, err
+	}
+	if err := e.SerializePrivateWithoutSigning(w, nil); err != nil {
+		return ImportedKey{}, fmt.Errorf("write the opened private key: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return ImportedKey{}, err
+	}
+	k.Armored = b.String()
+	return k, nil
 }

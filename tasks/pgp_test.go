@@ -180,3 +180,59 @@ func TestOpenPGPWithGPG(t *testing.T) {
 		h.fail("ENCRYPT", map[string]any{"key": "nobody"}, f, `key "nobody": no such key`)
 	})
 }
+
+// TestProtectedKeyWithGPG: a private key gpg made with a passphrase
+// (--quick-gen-key --passphrase) is refused by Import without it or with
+// a wrong one, and accepted with it; the stored key holds no passphrase
+// protection (the tasks open it as it is) and signs what gpg verifies
+// (SIGN) and opens what gpg encrypted to it (DECRYPT).
+func TestProtectedKeyWithGPG(t *testing.T) {
+	const pass = "correct horse battery staple 7"
+	g := newGPG(t)
+	uid := "Bank <files@bank.example>"
+	g.run(nil, "--passphrase", pass, "--quick-gen-key", uid, "future-default", "default", "never")
+	pub := string(g.run(nil, "--armor", "--export", uid))
+	sec := string(g.run(nil, "--passphrase", pass, "--armor", "--export-secret-keys", uid))
+
+	for _, p := range []string{"", "not the passphrase"} {
+		_, err := Import(sec, p)
+		if !errors.Is(err, ErrKeyPassphrase) {
+			t.Fatalf("Import with %q: %v", p, err)
+		}
+		if strings.Contains(err.Error(), pass) || (p != "" && strings.Contains(err.Error(), p)) {
+			t.Errorf("the error shows a passphrase: %v", err)
+		}
+	}
+	k, err := Import(sec, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubK, err := Import(pub, "")
+	if err != nil || pubK.Private || !k.Private || k.Fingerprint != pubK.Fingerprint || len(k.Fingerprint) != 40 {
+		t.Fatalf("private %+v, public %+v, %v", k, pubK, err)
+	}
+	if k.Armored == sec || strings.Contains(k.Armored, pass) {
+		t.Fatal("the stored key is the protected one, or holds the passphrase")
+	}
+	// As stored, gpg imports it without asking for a passphrase.
+	other := newGPG(t)
+	other.run([]byte(k.Armored), "--import")
+
+	h := newHome(t)
+	h.keys["bank"], h.keys["bank-private"] = pub, k.Armored
+	payload := strings.Repeat("statement line\n", 3000)
+	h.put("in/statement.txt", payload)
+	h.run("SIGN", map[string]any{"key": "bank-private"}, facts("in/statement.txt"))
+	dir := filepath.Join(h.dir, "in")
+	g.run(nil, "--verify", filepath.Join(dir, "statement.txt.sig"), filepath.Join(dir, "statement.txt"))
+
+	enc := g.run([]byte(payload), "--encrypt", "--recipient", "files@bank.example")
+	h.put("in/to-bank.txt.gpg", string(enc))
+	if r := h.run("DECRYPT", map[string]any{"key": "bank-private"}, facts("in/to-bank.txt.gpg")); h.read(r.Path) != payload {
+		t.Fatal("DECRYPT of gpg's message differs")
+	}
+
+	// The key as gpg exported it, protected, is refused by the tasks.
+	h.keys["bank-protected"] = sec
+	h.fail("SIGN", map[string]any{"key": "bank-protected"}, facts("in/statement.txt"), "protected by a passphrase")
+}

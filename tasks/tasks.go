@@ -68,8 +68,15 @@
 // refused by Validate, so a typo never reaches a file name. A path that a
 // variable makes escape GatewayHome is refused like any other.
 //
+// #SECRET:name# in WEBHOOK's headers or EXEC's args is the value of a
+// stored secret (Env.Secret, sealed), opened when the task runs: the rule
+// holds the reference only, and the task's output and error show the
+// reference wherever the value appears (secrets.go). Anywhere else it is
+// refused by Validate.
+//
 // Keys are the names of OpenPGP keys stored sealed (Env.Keys); a private
-// key must be stored without a passphrase (the secrets store seals it).
+// key protected by a passphrase is opened once, at its import (Import),
+// and stored sealed without that protection.
 // EXEC's program may lie outside GatewayHome (it is run, not read or
 // written); it runs in GatewayHome.
 package tasks
@@ -104,7 +111,17 @@ type Facts struct {
 	// Path is the file the chain works on now, relative to GatewayHome
 	// (#TRUEFULLPATH# is it made absolute); a task that moves or
 	// transforms the file returns the new one in Result.Path.
-	Path         string
+	Path string
+	// Name is the name the chain's file goes by when COPY, MOVE or
+	// TRANSFER puts it elsewhere under its own name; "" : the base of
+	// Path. A refused upload's staged file (".udmg-staging.…") goes by
+	// the name the partner gave it.
+	Name string
+	// NoFile says the transfer never had a file (a receive refused by a
+	// pre-task before any data): the tasks on the chain's file are
+	// skipped, recorded DONE with the reason; EXEC, WEBHOOK and those
+	// given another file run.
+	NoFile       bool
 	OriginalName string // the name the transfer started with
 	// Filesize is the announced size, -1 when unknown (CHECK uses it
 	// before the file exists, in a receive's pre-tasks).
@@ -147,6 +164,9 @@ type Env struct {
 	// its ID either way; Wait blocks until it ended and reports its error.
 	StartChild func(ctx context.Context, c Child) (uint64, error)
 	WaitChild  func(ctx context.Context, id uint64) error
+	// Secret returns the value of the named secret (#SECRET:name#),
+	// opened from the sealed store; nil: references fail.
+	Secret func(name string) (string, error)
 	// Dial is the dialer for WEBHOOK (SourceAddress); nil: the default.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -184,6 +204,7 @@ type arg struct {
 	kind     kind
 	required bool
 	oneOf    []string // the values a string may take (lower case)
+	secrets  bool     // may hold #SECRET:name# references (secrets.go)
 }
 
 // kindSpec pairs a type's arguments with its work.
@@ -240,6 +261,9 @@ func Validate(t Task) error {
 		if err := checkVars(v); err != nil {
 			return fmt.Errorf("%s: argument %q: %w", typ, d.name, err)
 		}
+		if err := checkSecretPlace(d, v); err != nil {
+			return fmt.Errorf("%s: argument %q: %w", typ, d.name, err)
+		}
 	}
 	for name := range a {
 		if !known[name] {
@@ -279,11 +303,31 @@ func Run(ctx context.Context, t Task, f Facts, env Env) (Result, error) {
 	}
 	defer root.Close()
 	c := &call{typ: typ, args: substitute(t.Args, f, env.Home), facts: f, env: env, root: root}
-	r, err := specs[typ].run(ctx, c)
+	if f.NoFile && usesChainFile(typ, c.args) {
+		return Result{Output: typ + " skipped: the transfer has no file (refused before any data)"}, nil
+	}
+	redact, err := c.openSecrets()
 	if err != nil {
-		return r, fmt.Errorf("%s: %w", typ, err)
+		return Result{}, fmt.Errorf("%s: %w", typ, err)
+	}
+	r, err := specs[typ].run(ctx, c)
+	r.Output = redact(r.Output)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", typ, err)
+		return r, redactedError{msg: redact(err.Error()), err: err}
 	}
 	return r, nil
+}
+
+// usesChainFile reports whether a task of type typ works on the chain's
+// file: every type but EXEC and WEBHOOK, unless given a "file" of its own
+// (ARCHIVE, TRANSFER).
+func usesChainFile(typ string, a args) bool {
+	switch typ {
+	case "EXEC", "WEBHOOK":
+		return false
+	}
+	return !a.has("file")
 }
 
 // call is one run of a task: its substituted arguments and what it may touch.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 )
 
@@ -53,7 +52,7 @@ func runTransfer(ctx context.Context, c *call) (Result, error) {
 		Partner: c.args.str("to"),
 		Account: c.args.str("as"),
 		File:    src,
-		Remote:  filepath.Base(src),
+		Remote:  c.nameOf(src),
 	}
 	id, err := c.env.StartChild(ctx, child)
 	if err != nil {

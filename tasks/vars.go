@@ -96,37 +96,39 @@ func substitute(a map[string]any, f Facts, home string) args {
 			return tok
 		})
 	}
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case string:
-			return repl(x)
-		case []string:
-			out := make([]string, len(x))
-			for i, e := range x {
-				out[i] = repl(e)
-			}
-			return out
-		case []any:
-			out := make([]any, len(x))
-			for i, e := range x {
-				out[i] = walk(e)
-			}
-			return out
-		case map[string]any:
-			out := make(map[string]any, len(x))
-			for k, e := range x {
-				out[k] = walk(e)
-			}
-			return out
-		}
-		return v
-	}
 	out := make(args, len(a))
 	for k, v := range a {
-		out[k] = walk(v)
+		out[k] = mapStrings(v, repl)
 	}
 	return out
+}
+
+// mapStrings is a copy of an argument's value with f applied to every
+// string in it (lists and headers included).
+func mapStrings(v any, f func(string) string) any {
+	switch x := v.(type) {
+	case string:
+		return f(x)
+	case []string:
+		out := make([]string, len(x))
+		for i, e := range x {
+			out[i] = f(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = mapStrings(e, f)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = mapStrings(e, f)
+		}
+		return out
+	}
+	return v
 }
 
 // fields lists the transfer's facts by name: EXEC's UDMG_* environment and

@@ -30,7 +30,7 @@ func init() {
 	specs["WEBHOOK"] = kindSpec{
 		args: []arg{
 			{name: "url", kind: kString, required: true},
-			{name: "headers", kind: kHeaders},
+			{name: "headers", kind: kHeaders, secrets: true},
 			{name: "attempts", kind: kNumber},
 			{name: "timeout", kind: kDuration},
 		},

@@ -147,6 +147,11 @@ func (e *Engine) placeStaged(t fsm.Transfer) error {
 // ones too (a server upload's pre-tasks, checked again with its size).
 func (e *Engine) runPhase(ctx context.Context, t fsm.Transfer, phase string, list []tasks.Task, again bool) error {
 	facts := e.facts(t)
+	if phase == fsm.PhaseError {
+		if err := e.refusedFile(t, &facts); err != nil {
+			return err
+		}
+	}
 	env := e.env(t)
 	for i, task := range list {
 		if tr, ok := t.TaskRun(phase, i); ok && tr.State == fsm.TaskDone && !again {
@@ -181,7 +186,7 @@ func (e *Engine) runPhase(ctx context.Context, t fsm.Transfer, phase string, lis
 		}
 		e.log.Info("task done", "id", t.ID, "rule", t.Rule, "phase", phase, "task", i+1, "type", task.Type)
 		if res.Path != "" {
-			facts.Path = res.Path
+			facts.Path, facts.Name, facts.NoFile = res.Path, "", false
 		}
 	}
 	return nil
@@ -198,13 +203,46 @@ func (e *Engine) facts(t fsm.Transfer) tasks.Facts {
 		ErrorCode: t.ErrorCode, ErrorMsg: t.ErrorDetails, NodeID: e.cfg.Node.ID()}
 }
 
+// refusedFile points the error-tasks of a receive refused by a pre-task,
+// before any of them moved its file, at what the transfer has: the staged
+// file of an upload refused at its end (named as the partner named it),
+// else no file (refused at open, or a pull refused before its data). A
+// file at LocalPath is not this transfer's but an older one, which the
+// error-tasks must not touch. After a crash in the middle of a MOVE of the
+// staged file, the rerun finds no staged file: the file is where the MOVE
+// put it, and the tasks after it run without a file.
+func (e *Engine) refusedFile(t fsm.Transfer, f *tasks.Facts) error {
+	if t.IsSend || f.Path != t.LocalPath || !slices.ContainsFunc(t.Tasks, func(r fsm.TaskRun) bool {
+		return r.Phase == fsm.PhasePre && r.State == fsm.TaskError
+	}) {
+		return nil
+	}
+	root, err := os.OpenRoot(e.cfg.GatewayHome)
+	if err != nil {
+		return transient(fsm.TeInternal, fmt.Errorf("open GatewayHome: %w", err))
+	}
+	defer root.Close()
+	dir := filepath.Dir(filepath.FromSlash(t.LocalPath))
+	staged, err := listeners.FindStaging(root, dir, t.ID)
+	if err != nil {
+		return transient(fsm.TeInternal, err)
+	}
+	if len(staged) == 0 {
+		f.Path, f.NoFile = "", true
+		return nil
+	}
+	f.Path, f.Name = filepath.Join(dir, staged[len(staged)-1]), path.Base(filepath.ToSlash(t.LocalPath))
+	return nil
+}
+
 // env is what the tasks of parent may touch: GatewayHome, under the lease
 // (every path a task checks is refused once the lease is gone).
 func (e *Engine) env(parent fsm.Transfer) tasks.Env {
 	return tasks.Env{
-		Home:  e.cfg.GatewayHome,
-		Guard: leaseGuard{e},
-		Keys:  e.key,
+		Home:   e.cfg.GatewayHome,
+		Guard:  leaseGuard{e},
+		Keys:   e.key,
+		Secret: e.secret,
 		StartChild: func(ctx context.Context, c tasks.Child) (uint64, error) {
 			return e.startChild(parent, c)
 		},
@@ -218,15 +256,29 @@ func (e *Engine) key(name string) (string, error) {
 	var k fsm.PGPKey
 	var ok bool
 	e.cfg.Node.Read(func(s *fsm.State) { k, ok = s.Keys[name] })
+	return e.open("key", name, k.Armored, ok, fsm.ErrUnknownObject)
+}
+
+// secret opens the tasks' secret stored under name (fsm.State.SecretValues).
+func (e *Engine) secret(name string) (string, error) {
+	var x fsm.Secret
+	var ok bool
+	e.cfg.Node.Read(func(s *fsm.State) { x, ok = s.SecretValues[name] })
+	return e.open("secret", name, x.Value, ok, tasks.ErrUnknownSecret)
+}
+
+// open opens the sealed value of the kind's object name (found: ok; else
+// missing names the error).
+func (e *Engine) open(kind, name, sealed string, ok bool, missing error) (string, error) {
 	if !ok {
-		return "", fmt.Errorf("key %q: %w", name, fsm.ErrUnknownObject)
+		return "", fmt.Errorf("%s %q: %w", kind, name, missing)
 	}
 	if e.cfg.Secrets == nil {
-		return "", fmt.Errorf("key %q: no AES passphrase to open it", name)
+		return "", fmt.Errorf("%s %q: no AES passphrase to open it", kind, name)
 	}
-	b, err := e.cfg.Secrets.Open(k.Armored)
+	b, err := e.cfg.Secrets.Open(sealed)
 	if err != nil {
-		return "", fmt.Errorf("key %q: %w", name, err)
+		return "", fmt.Errorf("%s %q: %w", kind, name, err)
 	}
 	return string(b), nil
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,5 +266,108 @@ func TestServerUploadRefusedByPreTask(t *testing.T) {
 		if tr.Status != fsm.StatusError || tr.ErrorCode != fsm.TeExternalOperation || len(tr.Tasks) != 1 || tr.Tasks[0].State != fsm.TaskError {
 			t.Errorf("transfer %d: %s %s %q, tasks %+v", id, tr.Status, tr.ErrorCode, tr.ErrorDetails, tr.Tasks)
 		}
+	}
+}
+
+// TestRefusedUploadErrorTasksAcrossFailover: a partner's upload refused by
+// a CHECK pre-task runs the rule's error-tasks, exactly once across a
+// failover. Node-a refused in/report.csv at its end (too big), committed
+// the error MOVE's start and died before the rename; node-b takes the
+// chain over, moves the staged file to quarantine under the partner's
+// name (not the older in/report.csv, which is another transfer's), and the
+// WEBHOOK fires once. Then node-b refuses report.exe at its open: there is
+// no file, the MOVE is skipped (recorded), the WEBHOOK fires, and the
+// older bob/in/report.exe stays.
+func TestRefusedUploadErrorTasksAcrossFailover(t *testing.T) {
+	var hooks []map[string]any
+	var hookMu sync.Mutex
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		hookMu.Lock()
+		hooks = append(hooks, body)
+		hookMu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	calls := func() []map[string]any {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		return slices.Clone(hooks)
+	}
+	pre := []tasks.Task{{Type: "CHECK", Args: map[string]any{"namePattern": "*.csv", "maxSize": 5}}}
+	errs := []tasks.Task{
+		{Type: "MOVE", Args: map[string]any{"path": "quarantine"}},
+		{Type: "WEBHOOK", Args: map[string]any{"url": hook.URL, "attempts": 1}},
+	}
+	home := t.TempDir()
+	write := func(rel, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(home, rel)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(home, rel), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staged := filepath.Join("in", listeners.StagingName(1, 1))
+	write(staged, "refused content")
+	write("in/report.csv", "older")
+	write("bob/in/report.exe", "older exe") // where sftp-b (root "") keeps bob's files
+	n := &machineNode{m: fsm.New(), epoch: 2}
+	n.must(t, fsm.Command{Op: fsm.OpLeaseAcquire, Lease: &fsm.LeaseArgs{Holder: "node-a", Session: "a1", Epoch: 1, Duration: time.Minute}})
+	n.must(t, fsm.Command{Op: fsm.OpRulePut, Rule: &fsm.Rule{Name: "in", Path: "/in", PreTasks: pre, ErrorTasks: errs}})
+	size := int64(len("refused content"))
+	n.must(t, fsm.Command{Op: fsm.OpTransferAdd, Epoch: 1, Transfer: &fsm.Transfer{ID: 1, IsServer: true, Protocol: "sftp", Rule: "in",
+		Agent: "sftp-a", Account: "bob", LocalPath: "in/report.csv", RemotePath: "/in/report.csv", Filesize: size, Progress: size,
+		Status: fsm.StatusRunning, Step: fsm.StepError, ErrorCode: fsm.TeExternalOperation, ErrorDetails: "rule in: pre task 1 (CHECK): too big",
+		Start: time.Now(), NodeID: "node-a"}})
+	for _, tc := range []fsm.TaskChange{
+		{ID: 1, Phase: fsm.PhasePre, Index: 0, Type: "CHECK", State: fsm.TaskRunning, NodeID: "node-a"},
+		{ID: 1, Phase: fsm.PhasePre, Index: 0, Type: "CHECK", State: fsm.TaskError, Error: "too big", NodeID: "node-a"},
+		{ID: 1, Phase: fsm.PhaseError, Index: 0, Type: "MOVE", State: fsm.TaskRunning, NodeID: "node-a"},
+	} {
+		n.must(t, fsm.Command{Op: fsm.OpTransferTask, Epoch: 1, Task: &tc})
+	}
+
+	e, _ := startChainEngine(t, n, home, nil)
+	tr := waitFor(t, n, 1, func(tr fsm.Transfer) bool { return tr.Status == fsm.StatusError })
+	if len(tr.Tasks) != 3 || tr.Tasks[1].Type != "MOVE" || tr.Tasks[1].State != fsm.TaskDone || tr.Tasks[1].Runs != 2 || tr.Tasks[1].NodeID != "node-b" ||
+		tr.Tasks[2].Type != "WEBHOOK" || tr.Tasks[2].State != fsm.TaskDone || tr.Tasks[2].Runs != 1 {
+		t.Fatalf("tasks %+v", tr.Tasks)
+	}
+	if tr.ErrorCode != fsm.TeExternalOperation || !strings.Contains(tr.ErrorDetails, "pre task 1 (CHECK)") {
+		t.Errorf("error %s %q", tr.ErrorCode, tr.ErrorDetails)
+	}
+	if b, err := os.ReadFile(filepath.Join(home, "quarantine", "report.csv")); err != nil || string(b) != "refused content" || exists(filepath.Join(home, staged)) {
+		t.Errorf("quarantined %q, %v; staged file left: %v", b, err, exists(filepath.Join(home, staged)))
+	}
+	if b, _ := os.ReadFile(filepath.Join(home, "in", "report.csv")); string(b) != "older" {
+		t.Errorf("the older in/report.csv became %q", b)
+	}
+	if c := calls(); len(c) != 1 || c[0]["transferId"] != float64(1) {
+		t.Fatalf("webhook calls %v", c)
+	}
+
+	rec := e.Recorder(fsm.Server{Name: "sftp-b"})
+	if _, err := rec.Begin(listeners.FileTransfer{Protocol: "sftp", Login: "bob", Path: "/in/report.exe", Upload: true}); !errors.Is(err, tasks.ErrRefused) {
+		t.Fatalf("open of report.exe: %v", err)
+	}
+	var id uint64
+	n.Read(func(s *fsm.State) {
+		for i, x := range s.Transfers {
+			if x.RemotePath == "/in/report.exe" {
+				id = i
+			}
+		}
+	})
+	tr = waitFor(t, n, id, func(tr fsm.Transfer) bool { return tr.Status == fsm.StatusError })
+	if len(tr.Tasks) != 3 || tr.Tasks[1].State != fsm.TaskDone || !strings.Contains(tr.Tasks[1].Output, "skipped") || tr.Tasks[2].State != fsm.TaskDone {
+		t.Fatalf("tasks of the refused open %+v", tr.Tasks)
+	}
+	if b, _ := os.ReadFile(filepath.Join(home, "bob", "in", "report.exe")); string(b) != "older exe" || exists(filepath.Join(home, "quarantine", "report.exe")) {
+		t.Errorf("the older bob/in/report.exe became %q (quarantined: %v)", b, exists(filepath.Join(home, "quarantine", "report.exe")))
+	}
+	if c := calls(); len(c) != 2 || c[1]["transferId"] != float64(id) {
+		t.Errorf("webhook calls %v", c)
 	}
 }

@@ -53,9 +53,22 @@ func (e *Engine) preTasks(id uint64, ru fsm.Rule, size int64) error {
 		return nil
 	}
 	f := classify(err)
-	if uerr := e.update(fsm.TransferChange{ID: t.ID, From: []string{fsm.StatusRunning}, Status: fsm.StatusError, Step: fsm.StepPreTasks,
-		ErrorCode: f.code, ErrorDetails: err.Error()}); uerr != nil {
+	ch := fsm.TransferChange{ID: t.ID, From: []string{fsm.StatusRunning}, Status: fsm.StatusError, Step: fsm.StepPreTasks,
+		ErrorCode: f.code, ErrorDetails: err.Error()}
+	if size >= 0 {
+		ch.Filesize = &size
+	}
+	errorTasks := len(ru.ErrorTasks) > 0
+	if errorTasks {
+		// Refused for good: the error-tasks run first, RUNNING in
+		// ERROR TASKS, as a client transfer's (a failover hands them
+		// over too); the engine's next tick starts them.
+		ch.Status, ch.Step, ch.NodeID = fsm.StatusRunning, fsm.StepError, e.cfg.Node.ID()
+	}
+	if uerr := e.update(ch); uerr != nil {
 		e.log.Warn("refused server transfer not recorded", "id", t.ID, "err", uerr)
+	} else if errorTasks {
+		e.hand(t.ID)
 	}
 	e.log.Warn("server transfer refused by a pre-task", "id", t.ID, "rule", t.Rule, "path", t.LocalPath, "err", err)
 	return fmt.Errorf("refused by rule %s: %w", t.Rule, err)
@@ -201,17 +214,18 @@ func (r *record) End(size int64, cut error) error {
 		return err
 	}
 	if chain && !r.upload {
-		r.hand()
+		e.hand(r.id)
 	}
 	return nil
 }
 
-// hand gives the transfer to the engine's chain runner (its next tick).
-func (r *record) hand() {
-	r.e.recMu.Lock()
-	r.e.handed[r.id] = true
-	r.e.recMu.Unlock()
-	r.e.wake()
+// hand gives server transfer id, RUNNING in its post- or error-tasks, to
+// the engine's chain runner, woken for it at once.
+func (e *Engine) hand(id uint64) {
+	e.recMu.Lock()
+	e.handed[id] = true
+	e.recMu.Unlock()
+	e.wake()
 }
 
 // Placed hears that a complete upload is in place (or that the rename
@@ -223,7 +237,7 @@ func (r *record) Placed(err error) {
 	if err != nil {
 		r.e.log.Warn("upload not put in place by its session; its chain will", "id", r.id, "err", err)
 	}
-	r.hand()
+	r.e.hand(r.id)
 }
 
 // recordProgress commits the progress of open server-mode transfers.

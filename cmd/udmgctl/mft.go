@@ -160,12 +160,19 @@ func (c *cli) partnersAdd(fs *pflag.FlagSet) func([]string) error {
 // keysAdd stores an armored OpenPGP key for the tasks under a name.
 func (c *cli) keysAdd(fs *pflag.FlagSet) func([]string) error {
 	file := fs.String("file", "", "the armored key (a partner's public key, or a private key)")
+	passFile := fs.String("passphrase-file", "", "file holding the passphrase of a protected private key (first line); the import opens the key with it and keeps it nowhere")
 	return func(pos []string) error {
 		b, err := os.ReadFile(*file)
 		if err != nil {
 			return fmt.Errorf("keys add: --file: %w", err)
 		}
-		return c.create("/api/keys", map[string]any{"name": pos[0], "key": string(b)}, "key "+pos[0])
+		body := map[string]any{"name": pos[0], "key": string(b)}
+		if *passFile != "" {
+			if body["passphrase"], err = firstLine("keys add: --passphrase-file", *passFile); err != nil {
+				return err
+			}
+		}
+		return c.create("/api/keys", body, "key "+pos[0])
 	}
 }
 

@@ -89,3 +89,56 @@ func TestRulesWithTasks(t *testing.T) {
 		t.Errorf("the COPY post-task left no copy: %v", err)
 	}
 }
+
+// TestKeysAddProtected: keys add takes a private key gpg protected with a
+// passphrase only with --passphrase-file; the passphrase shows nowhere in
+// udmgctl's output, and keys list shows the key private. secrets add,
+// update, list and delete handle a secret of the tasks from a file.
+func TestKeysAddProtected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real node processes")
+	}
+	const pass = "desk passphrase 4"
+	g := ts.NewGPG(t)
+	uid := "Desk <pgp@desk.example>"
+	g.Run(nil, "--passphrase", pass, "--quick-gen-key", uid, "future-default", "default", "never")
+	dir := t.TempDir()
+	keyFile, passFile := filepath.Join(dir, "desk.asc"), filepath.Join(dir, "pass")
+	if err := os.WriteFile(keyFile, g.Run(nil, "--passphrase", pass, "--armor", "--export-secret-keys", uid), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.NewCluster(t, 1)
+	addr := c.WaitOneActive(40*time.Second, "").AdminURL()
+	code, _, errOut := udmgctl(addr, "keys", "add", "desk", "--file", keyFile)
+	if code == 0 || !strings.Contains(errOut, "protected by a passphrase") {
+		t.Fatalf("a protected key without its passphrase: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := udmgctl(addr, "keys", "add", "desk", "--file", keyFile, "--passphrase-file", passFile)
+	if code != 0 || strings.Contains(out+errOut, pass) {
+		t.Fatalf("keys add with --passphrase-file: exit %d, %q %q", code, out, errOut)
+	}
+	if out := mustRun(t, addr, "keys", "list"); !strings.Contains(out, "desk") || !strings.Contains(out, "true") || strings.Contains(out, pass) {
+		t.Errorf("keys list:\n%s", out)
+	}
+
+	// A secret of the tasks, from a file, never shown.
+	valueFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(valueFile, []byte("Bearer desk-token-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := udmgctl(addr, "secrets", "add", "desk-hook"); code == 0 || !strings.Contains(errOut, "--value-file is required") {
+		t.Fatalf("secrets add without a value: exit %d, %q", code, errOut)
+	}
+	mustRun(t, addr, "secrets", "add", "desk-hook", "--value-file", valueFile)
+	mustRun(t, addr, "secrets", "update", "desk-hook", "--value-file", valueFile)
+	if out := mustRun(t, addr, "secrets", "list"); !strings.Contains(out, "desk-hook") || strings.Contains(out, "desk-token") {
+		t.Errorf("secrets list:\n%s", out)
+	}
+	mustRun(t, addr, "secrets", "delete", "desk-hook")
+	if out := mustRun(t, addr, "secrets", "list"); strings.Contains(out, "desk-hook") {
+		t.Errorf("secrets list after delete:\n%s", out)
+	}
+}

@@ -183,6 +183,12 @@ type Rule struct {
 }
 
 // PGPKey is a stored OpenPGP key as the API shows it: never the key.
+// Secret is a named secret of the tasks (#SECRET:name#): its name only.
+type Secret struct {
+	Name string `json:"name"`
+}
+
+// PGPKey is an OpenPGP key of the tasks, without the key itself.
 type PGPKey struct {
 	Name        string `json:"name"`
 	Private     bool   `json:"private"`
