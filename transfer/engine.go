@@ -194,15 +194,11 @@ type result struct {
 // errStopping is the cause of workers stopped with the engine.
 var errStopping = errors.New("engine stopping")
 
-// Start runs an engine for the node's current lease epoch until Stop.
-func Start(cfg Config) (*Engine, error) {
-	cfg.defaults()
-	epoch, remaining := cfg.Node.LeaseRemaining()
-	if epoch == 0 || remaining <= 0 {
-		return nil, errors.New("transfer engine: this node holds no lease")
-	}
+// newEngine is an engine of epoch, not started: Start runs it, the
+// tests' ticks drive it by hand.
+func newEngine(cfg Config, epoch uint64) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{
+	return &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "transfers", "epoch", epoch),
 		epoch:    epoch,
@@ -216,15 +212,25 @@ func Start(cfg Config) (*Engine, error) {
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}
+}
+
+// Start runs an engine for the node's current lease epoch until Stop.
+func Start(cfg Config) (*Engine, error) {
+	cfg.defaults()
+	epoch, remaining := cfg.Node.LeaseRemaining()
+	if epoch == 0 || remaining <= 0 {
+		return nil, errors.New("transfer engine: this node holds no lease")
+	}
+	e := newEngine(cfg, epoch)
 	// Before any listener opens: what a predecessor left RUNNING is
 	// INTERRUPTED, and its cut uploads are cut back to their checkpoint.
-	if err := e.takeover(ctx); err != nil {
-		cancel()
+	if err := e.takeover(e.ctx); err != nil {
+		e.cancel()
 		return nil, err
 	}
 	go func() {
 		defer close(e.done)
-		e.run(ctx)
+		e.run(e.ctx)
 	}()
 	return e, nil
 }

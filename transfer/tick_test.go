@@ -30,8 +30,10 @@ func tickEngine(tb testing.TB, n int, transfer func(id uint64) fsm.Transfer) *En
 	}
 	cfg := Config{Node: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Concurrency: 2}
 	cfg.defaults()
-	return &Engine{cfg: cfg, log: cfg.Logger, epoch: 1, results: make(chan result, cfg.Concurrency), workers: map[uint64]*worker{},
-		records: map[uint64]*record{}, handed: map[uint64]bool{}, lastProgress: time.Now().Add(time.Hour)}
+	e := newEngine(cfg, 1)
+	e.lastProgress = time.Now().Add(time.Hour)
+	tb.Cleanup(e.cancel)
+	return e
 }
 
 // TestTickStartsOldestDue: a tick starts the oldest due client transfers
