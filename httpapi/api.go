@@ -163,12 +163,7 @@ func New(o Options) *API {
 	a.handle("POST", "/api/tokens", anyone, a.createToken)
 	a.handle("DELETE", "/api/tokens/current", anyone, a.revokeToken)
 
-	a.handle("GET", "/api/users", rule{domain: DomainUsers, need: permRead}, a.listUsers)
-	a.handle("POST", "/api/users", rule{domain: DomainUsers, need: permWrite}, a.createUser)
-	a.handle("GET", "/api/users/{username}", rule{domain: DomainUsers, need: permRead, self: true}, a.getUser)
-	a.handle("PUT", "/api/users/{username}", rule{domain: DomainUsers, need: permWrite, self: true}, a.replaceUser)
-	a.handle("PATCH", "/api/users/{username}", rule{domain: DomainUsers, need: permWrite, self: true}, a.updateUser)
-	a.handle("DELETE", "/api/users/{username}", rule{domain: DomainUsers, need: permDelete}, a.deleteUser)
+	routes(a, DomainUsers, &users)
 
 	a.handle("GET", "/api/license", anyone, a.getLicense)
 	a.handle("PUT", "/api/license", rule{domain: DomainAdministration, need: permWrite}, a.putLicense)

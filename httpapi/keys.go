@@ -18,73 +18,49 @@ func keyView(k fsm.PGPKey) wire.PGPKey {
 	return wire.PGPKey{Name: k.Name, Private: k.Private, Fingerprint: k.Fingerprint}
 }
 
-func (a *API) listKeys(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "keys", copyOf(a.node, ofKeys), nil, keyView)
+// keys are /api/keys/{key}; a key is replaced by deleting it and adding
+// another, so there is no PUT or PATCH.
+var keys = resource[fsm.PGPKey, keyInput, wire.PGPKey]{
+	noun: "key", field: "keys", collection: "/api/keys", item: "/api/keys/{key}",
+	pick: ofKeys, view: keyView, pathOf: func(k fsm.PGPKey) []string { return []string{k.Name} },
+	create:     (*API).newKey,
+	put:        func(m fsm.PutMode, k fsm.PGPKey) fsm.Command { return fsm.Command{Op: fsm.OpKeyPut, Put: m, Key: &k} },
+	drop:       fsm.OpKeyDelete,
+	mustExist:  true,
+	createdLog: func(k fsm.PGPKey) []any { return []any{"private", k.Private, "fingerprint", k.Fingerprint} },
 }
 
-func (a *API) pgpKey(w http.ResponseWriter, r *http.Request) (fsm.PGPKey, bool) {
-	name := r.PathValue("key")
-	k, ok := lookup(a.node, ofKeys, name)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no key %q", name))
-	}
-	return k, ok
+// keyInput is the body of POST /api/keys.
+type keyInput struct {
+	Name *string `json:"name"`
+	Key  *string `json:"key"`
+	// Passphrase opens a protected private key at its import; it is kept
+	// nowhere (the key is stored sealed without that protection).
+	Passphrase string `json:"passphrase"`
 }
 
-func (a *API) getKey(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if k, ok := a.pgpKey(w, r); ok {
-		writeJSON(w, http.StatusOK, keyView(k))
-	}
-}
-
-// createKey stores an armored OpenPGP key (a partner's public key, or our
+// newKey is an armored OpenPGP key (a partner's public key, or our
 // private key) under a name, sealed. A private key protected by a
-// passphrase comes with it ("passphrase"): the import opens the key with
-// it (tasks.Import) and keeps the passphrase nowhere.
-func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in struct {
-		Name       *string `json:"name"`
-		Key        *string `json:"key"`
-		Passphrase string  `json:"passphrase"`
-	}
-	if !decodeJSON(w, r, &in) {
-		return
-	}
+// passphrase comes with it: the import opens the key with it
+// (tasks.Import).
+func (a *API) newKey(w http.ResponseWriter, _ *http.Request, in keyInput) (fsm.PGPKey, bool) {
 	if in.Name == nil || in.Key == nil {
 		writeError(w, http.StatusBadRequest, `a key needs "name" and "key" (armored OpenPGP)`)
-		return
+		return fsm.PGPKey{}, false
 	}
 	if err := validName("name", *in.Name); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return fsm.PGPKey{}, false
 	}
 	imp, err := tasks.Import(*in.Key, in.Passphrase)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("key %s: %v", *in.Name, err))
-		return
+		return fsm.PGPKey{}, false
 	}
 	k := fsm.PGPKey{Name: *in.Name, Private: imp.Private, Fingerprint: imp.Fingerprint}
 	sealed, ok := a.seal(w, "key", imp.Armored)
-	if !ok {
-		return
-	}
 	k.Armored = sealed
-	if !a.apply(w, "create key", fsm.Command{Op: fsm.OpKeyPut, Put: fsm.PutCreate, Key: &k}) {
-		return
-	}
-	a.log.Info("OpenPGP key stored", "key", k.Name, "private", k.Private, "fingerprint", k.Fingerprint,
-		"passphrase", in.Passphrase != "", "by", p.user)
-	w.Header().Set("Location", "/api/keys/"+url.PathEscape(k.Name))
-	writeJSON(w, http.StatusCreated, keyView(k))
-}
-
-func (a *API) deleteKey(w http.ResponseWriter, r *http.Request, p *principal) {
-	k, ok := a.pgpKey(w, r)
-	if !ok || !a.apply(w, "delete key", fsm.Command{Op: fsm.OpKeyDelete, Name: k.Name}) {
-		return
-	}
-	a.log.Info("OpenPGP key deleted", "key", k.Name, "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
+	return k, ok
 }
 
 // The tasks' named secrets (#SECRET:name# in WEBHOOK headers and EXEC
@@ -93,8 +69,12 @@ func (a *API) deleteKey(w http.ResponseWriter, r *http.Request, p *principal) {
 
 func secretView(s fsm.Secret) wire.Secret { return wire.Secret{Name: s.Name} }
 
-func (a *API) listSecrets(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "secrets", copyOf(a.node, ofSecrets), nil, secretView)
+// secrets lists the task secrets as the other kinds are listed (names
+// only); their writes are the handlers below: a new value is sealed, a
+// secret in use is not deleted.
+var secrets = resource[fsm.Secret, struct{}, wire.Secret]{
+	noun: "secret", field: "secrets", collection: "/api/task-secrets", item: "/api/task-secrets/{secret}",
+	pick: ofSecrets, view: secretView, pathOf: func(s fsm.Secret) []string { return []string{s.Name} },
 }
 
 // createSecret (POST /api/task-secrets) stores a value under a new name, sealed;

@@ -3,12 +3,10 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/udmg/gateway/confine"
@@ -46,53 +44,18 @@ func (a *API) routesMFT() {
 	}
 	read := func(d string) rule { return rule{domain: d, need: permRead} }
 	write := func(d string) rule { return rule{domain: d, need: permWrite} }
-	del := func(d string) rule { return rule{domain: d, need: permDelete} }
 
-	a.handle("GET", "/api/servers", read(DomainServers), a.listServers)
-	a.handle("POST", "/api/servers", write(DomainServers), a.createServer)
-	a.handle("GET", "/api/servers/{server}", read(DomainServers), a.getServer)
-	a.handle("PUT", "/api/servers/{server}", write(DomainServers), a.updateServer)
-	a.handle("PATCH", "/api/servers/{server}", write(DomainServers), a.updateServer)
-	a.handle("DELETE", "/api/servers/{server}", del(DomainServers), a.deleteServer)
-	for _, action := range []string{"enable", "disable", "start", "stop"} {
-		a.handle("PUT", "/api/servers/{server}/"+action, write(DomainServers), a.serverSwitch(action == "enable" || action == "start"))
-	}
-	a.handle("GET", "/api/servers/{server}/accounts", read(DomainServers), a.listAccounts)
-	a.handle("POST", "/api/servers/{server}/accounts", write(DomainServers), a.createAccount)
-	a.handle("GET", "/api/servers/{server}/accounts/{login}", read(DomainServers), a.getAccount)
-	a.handle("PUT", "/api/servers/{server}/accounts/{login}", write(DomainServers), a.updateAccount)
-	a.handle("PATCH", "/api/servers/{server}/accounts/{login}", write(DomainServers), a.updateAccount)
-	a.handle("DELETE", "/api/servers/{server}/accounts/{login}", del(DomainServers), a.deleteAccount)
+	routes(a, DomainServers, &servers)
+	routes(a, DomainServers, &accounts)
+	routes(a, DomainPartners, &partners)
+	routes(a, DomainPartners, &remoteAccounts)
+	routes(a, DomainRules, &rules)
+	routes(a, DomainPartners, &keys)
 
-	a.handle("GET", "/api/partners", read(DomainPartners), a.listPartners)
-	a.handle("POST", "/api/partners", write(DomainPartners), a.createPartner)
-	a.handle("GET", "/api/partners/{partner}", read(DomainPartners), a.getPartner)
-	a.handle("PUT", "/api/partners/{partner}", write(DomainPartners), a.updatePartner)
-	a.handle("PATCH", "/api/partners/{partner}", write(DomainPartners), a.updatePartner)
-	a.handle("DELETE", "/api/partners/{partner}", del(DomainPartners), a.deletePartner)
-	a.handle("GET", "/api/partners/{partner}/accounts", read(DomainPartners), a.listRemoteAccounts)
-	a.handle("POST", "/api/partners/{partner}/accounts", write(DomainPartners), a.createRemoteAccount)
-	a.handle("GET", "/api/partners/{partner}/accounts/{login}", read(DomainPartners), a.getRemoteAccount)
-	a.handle("PUT", "/api/partners/{partner}/accounts/{login}", write(DomainPartners), a.updateRemoteAccount)
-	a.handle("PATCH", "/api/partners/{partner}/accounts/{login}", write(DomainPartners), a.updateRemoteAccount)
-	a.handle("DELETE", "/api/partners/{partner}/accounts/{login}", del(DomainPartners), a.deleteRemoteAccount)
-
-	a.handle("GET", "/api/rules", read(DomainRules), a.listRules)
-	a.handle("POST", "/api/rules", write(DomainRules), a.createRule)
-	a.handle("GET", "/api/rules/{rule}/{direction}", read(DomainRules), a.getRule)
-	a.handle("PUT", "/api/rules/{rule}/{direction}", write(DomainRules), a.updateRule)
-	a.handle("PATCH", "/api/rules/{rule}/{direction}", write(DomainRules), a.updateRule)
-	a.handle("DELETE", "/api/rules/{rule}/{direction}", del(DomainRules), a.deleteRule)
-
-	a.handle("GET", "/api/keys", read(DomainPartners), a.listKeys)
-	a.handle("POST", "/api/keys", write(DomainPartners), a.createKey)
-	a.handle("GET", "/api/keys/{key}", read(DomainPartners), a.getKey)
-	a.handle("DELETE", "/api/keys/{key}", del(DomainPartners), a.deleteKey)
-
-	a.handle("GET", "/api/task-secrets", read(DomainPartners), a.listSecrets)
-	a.handle("POST", "/api/task-secrets", write(DomainPartners), a.createSecret)
-	a.handle("PUT", "/api/task-secrets/{secret}", write(DomainPartners), a.createSecret)
-	a.handle("DELETE", "/api/task-secrets/{secret}", del(DomainPartners), a.deleteSecret)
+	a.handle("GET", secrets.collection, read(DomainPartners), secrets.list(a))
+	a.handle("POST", secrets.collection, write(DomainPartners), a.createSecret)
+	a.handle("PUT", secrets.item, write(DomainPartners), a.createSecret)
+	a.handle("DELETE", secrets.item, rule{domain: DomainPartners, need: permDelete}, a.deleteSecret)
 
 	a.handle("GET", "/api/transfers", read(DomainTransfers), a.listTransfers)
 	a.handle("POST", "/api/transfers", write(DomainTransfers), a.createTransfer)
@@ -101,7 +64,7 @@ func (a *API) routesMFT() {
 		a.handle("PUT", "/api/transfers/{id}/"+action, write(DomainTransfers), a.transferAction(action))
 	}
 	a.handle("GET", "/api/history", read(DomainTransfers), a.listHistory)
-	a.routesSchedules() // schedules.go
+	routes(a, DomainTransfers, &schedules)
 }
 
 var objectNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
@@ -174,37 +137,6 @@ func page[T any](w http.ResponseWriter, r *http.Request, items []T) ([]T, bool) 
 		out = []T{}
 	}
 	return out, true
-}
-
-// sortedNames lists m's keys in order, reversed for sort=name-.
-func sortedNames[V any](w http.ResponseWriter, r *http.Request, m map[string]V) ([]string, bool) {
-	names := slices.Sorted(maps.Keys(m))
-	switch s := r.URL.Query().Get("sort"); s {
-	case "", "name+":
-	case "name-":
-		slices.Reverse(names)
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("sort: %q is not name+ or name-", s))
-		return nil, false
-	}
-	return names, true
-}
-
-// listOf answers a list of views of m's objects selected by keep.
-func listOf[V, O any](w http.ResponseWriter, r *http.Request, field string, m map[string]V, keep func(V) bool, view func(V) O) {
-	names, ok := sortedNames(w, r, m)
-	if !ok {
-		return
-	}
-	var out []O
-	for _, n := range names {
-		if keep == nil || keep(m[n]) {
-			out = append(out, view(m[n]))
-		}
-	}
-	if out, ok := page(w, r, out); ok {
-		writeJSON(w, http.StatusOK, map[string]any{field: out})
-	}
 }
 
 func (a *API) seal(w http.ResponseWriter, field, plain string) (string, bool) {

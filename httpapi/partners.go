@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	"golang.org/x/crypto/ssh"
@@ -27,61 +26,26 @@ func partnerView(p fsm.Partner) wire.Partner {
 	return wire.Partner{Name: p.Name, Protocol: p.Protocol, Address: p.Address, HostKey: p.HostKey, TLS: p.TLS, TLSCert: p.TLSCert}
 }
 
-func (a *API) listPartners(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "partners", copyOf(a.node, ofPartners), nil, partnerView)
-}
-
-func (a *API) partner(w http.ResponseWriter, r *http.Request) (fsm.Partner, bool) {
-	name := r.PathValue("partner")
-	p, ok := lookup(a.node, ofPartners, name)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no partner %q", name))
-	}
-	return p, ok
-}
-
-func (a *API) getPartner(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if p, ok := a.partner(w, r); ok {
-		writeJSON(w, http.StatusOK, partnerView(p))
-	}
-}
-
-func (a *API) createPartner(w http.ResponseWriter, r *http.Request, pr *principal) {
-	var in partnerInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	if in.Name == nil || in.Protocol == nil || in.Address == nil {
-		writeError(w, http.StatusBadRequest, `a new partner needs "name", "protocol" and "address"`)
-		return
-	}
-	var p fsm.Partner
-	if !fillPartner(w, &p, in) || !a.apply(w, "create partner", fsm.Command{Op: fsm.OpPartnerPut, Put: fsm.PutCreate, Partner: &p}) {
-		return
-	}
-	a.log.Info("partner created", "partner", p.Name, "protocol", p.Protocol, "address", p.Address, "by", pr.user)
-	w.Header().Set("Location", "/api/partners/"+url.PathEscape(p.Name))
-	writeJSON(w, http.StatusCreated, partnerView(p))
-}
-
-func (a *API) updatePartner(w http.ResponseWriter, r *http.Request, pr *principal) {
-	var in partnerInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	p, ok := a.partner(w, r)
-	if !ok {
-		return
-	}
-	if in.Name != nil && *in.Name != p.Name {
-		writeError(w, http.StatusBadRequest, "name: a partner cannot be renamed")
-		return
-	}
-	if !fillPartner(w, &p, in) || !a.apply(w, "update partner", fsm.Command{Op: fsm.OpPartnerPut, Put: fsm.PutUpdate, Partner: &p}) {
-		return
-	}
-	a.log.Info("partner changed", "partner", p.Name, "by", pr.user)
-	writeJSON(w, http.StatusOK, partnerView(p))
+// partners are /api/partners/{partner}: the remote SFTP and FTP servers
+// client-mode transfers go to.
+var partners = resource[fsm.Partner, partnerInput, wire.Partner]{
+	noun: "partner", field: "partners", collection: "/api/partners", item: "/api/partners/{partner}",
+	pick: ofPartners, view: partnerView, pathOf: func(p fsm.Partner) []string { return []string{p.Name} },
+	complete: func(in partnerInput) bool { return in.Name != nil && in.Protocol != nil && in.Address != nil },
+	needs:    `a new partner needs "name", "protocol" and "address"`,
+	create: func(_ *API, w http.ResponseWriter, _ *http.Request, in partnerInput) (fsm.Partner, bool) {
+		var p fsm.Partner
+		ok := fillPartner(w, &p, in)
+		return p, ok
+	},
+	update: func(_ *API, w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
+		return fixed(w, "name: a partner cannot be renamed", same(in.Name, p.Name)) && fillPartner(w, p, in)
+	},
+	put: func(m fsm.PutMode, p fsm.Partner) fsm.Command {
+		return fsm.Command{Op: fsm.OpPartnerPut, Put: m, Partner: &p}
+	},
+	drop:       fsm.OpPartnerDelete,
+	createdLog: func(p fsm.Partner) []any { return []any{"protocol", p.Protocol, "address", p.Address} },
 }
 
 func fillPartner(w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
@@ -127,15 +91,6 @@ func fillPartner(w http.ResponseWriter, p *fsm.Partner, in partnerInput) bool {
 	return true
 }
 
-func (a *API) deletePartner(w http.ResponseWriter, r *http.Request, pr *principal) {
-	name := r.PathValue("partner")
-	if !a.apply(w, "delete partner", fsm.Command{Op: fsm.OpPartnerDelete, Name: name}) {
-		return
-	}
-	a.log.Info("partner deleted", "partner", name, "by", pr.user)
-	w.WriteHeader(http.StatusNoContent)
-}
-
 type remoteAccountInput struct {
 	Login      *string `json:"login"`
 	Password   *string `json:"password"`
@@ -146,70 +101,29 @@ func remoteAccountView(a fsm.RemoteAccount) wire.RemoteAccount {
 	return wire.RemoteAccount{Login: a.Login, Partner: a.Partner, HasPassword: a.Password != "", HasPrivateKey: a.PrivateKey != ""}
 }
 
-func (a *API) listRemoteAccounts(w http.ResponseWriter, r *http.Request, _ *principal) {
-	p, ok := a.partner(w, r)
-	if !ok {
-		return
-	}
-	mine := func(acc fsm.RemoteAccount) bool { return acc.Partner == p.Name }
-	listOf(w, r, "accounts", filtered(a.node, ofRemoteAccounts, mine), nil, remoteAccountView)
-}
-
-func (a *API) remoteAccount(w http.ResponseWriter, r *http.Request) (fsm.RemoteAccount, bool) {
-	partner, login := r.PathValue("partner"), r.PathValue("login")
-	acc, ok := lookup(a.node, ofRemoteAccounts, fsm.AccountKey(partner, login))
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q at partner %q", login, partner))
-	}
-	return acc, ok
-}
-
-func (a *API) getRemoteAccount(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if acc, ok := a.remoteAccount(w, r); ok {
-		writeJSON(w, http.StatusOK, remoteAccountView(acc))
-	}
-}
-
-func (a *API) createRemoteAccount(w http.ResponseWriter, r *http.Request, pr *principal) {
-	var in remoteAccountInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	p, ok := a.partner(w, r)
-	if !ok {
-		return
-	}
-	if in.Login == nil || (in.Password == nil && in.PrivateKey == nil) {
-		writeError(w, http.StatusBadRequest, `a new remote account needs "login" and a "password" or "privateKey"`)
-		return
-	}
-	acc := fsm.RemoteAccount{Partner: p.Name, Login: *in.Login}
-	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "create remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, Put: fsm.PutCreate, RemoteAccount: &acc}) {
-		return
-	}
-	a.log.Info("remote account created", "partner", p.Name, "login", acc.Login, "by", pr.user)
-	w.Header().Set("Location", "/api/partners/"+url.PathEscape(p.Name)+"/accounts/"+url.PathEscape(acc.Login))
-	writeJSON(w, http.StatusCreated, remoteAccountView(acc))
-}
-
-func (a *API) updateRemoteAccount(w http.ResponseWriter, r *http.Request, pr *principal) {
-	var in remoteAccountInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	acc, ok := a.remoteAccount(w, r)
-	if !ok {
-		return
-	}
-	if in.Login != nil && *in.Login != acc.Login {
-		writeError(w, http.StatusBadRequest, "login: an account cannot be renamed")
-		return
-	}
-	if !a.fillRemoteAccount(w, &acc, in) || !a.apply(w, "update remote account", fsm.Command{Op: fsm.OpRemoteAccountPut, Put: fsm.PutUpdate, RemoteAccount: &acc}) {
-		return
-	}
-	a.log.Info("remote account changed", "partner", acc.Partner, "login", acc.Login, "by", pr.user)
-	writeJSON(w, http.StatusOK, remoteAccountView(acc))
+// remoteAccounts are /api/partners/{partner}/accounts/{login}: the
+// logins transfers use at a partner, their password and key sealed.
+var remoteAccounts = resource[fsm.RemoteAccount, remoteAccountInput, wire.RemoteAccount]{
+	noun: "remote account", field: "accounts", collection: "/api/partners/{partner}/accounts", item: "/api/partners/{partner}/accounts/{login}",
+	pick: ofRemoteAccounts, view: remoteAccountView, pathOf: func(acc fsm.RemoteAccount) []string { return []string{acc.Partner, acc.Login} },
+	missing: func(v []string) error { return fmt.Errorf("no account %q at partner %q", v[1], v[0]) },
+	parent:  &partners,
+	complete: func(in remoteAccountInput) bool {
+		return in.Login != nil && (in.Password != nil || in.PrivateKey != nil)
+	},
+	needs: `a new remote account needs "login" and a "password" or "privateKey"`,
+	create: func(a *API, w http.ResponseWriter, r *http.Request, in remoteAccountInput) (fsm.RemoteAccount, bool) {
+		acc := fsm.RemoteAccount{Partner: r.PathValue("partner"), Login: *in.Login}
+		ok := a.fillRemoteAccount(w, &acc, in)
+		return acc, ok
+	},
+	update: func(a *API, w http.ResponseWriter, acc *fsm.RemoteAccount, in remoteAccountInput) bool {
+		return fixed(w, "login: an account cannot be renamed", same(in.Login, acc.Login)) && a.fillRemoteAccount(w, acc, in)
+	},
+	put: func(m fsm.PutMode, acc fsm.RemoteAccount) fsm.Command {
+		return fsm.Command{Op: fsm.OpRemoteAccountPut, Put: m, RemoteAccount: &acc}
+	},
+	drop: fsm.OpRemoteAccountDelete,
 }
 
 // fillRemoteAccount seals the password and private key given.
@@ -243,13 +157,4 @@ func (a *API) fillRemoteAccount(w http.ResponseWriter, acc *fsm.RemoteAccount, i
 		return false
 	}
 	return true
-}
-
-func (a *API) deleteRemoteAccount(w http.ResponseWriter, r *http.Request, pr *principal) {
-	partner, login := r.PathValue("partner"), r.PathValue("login")
-	if !a.apply(w, "delete remote account", fsm.Command{Op: fsm.OpRemoteAccountDelete, Name: partner, Sub: login}) {
-		return
-	}
-	a.log.Info("remote account deleted", "partner", partner, "login", login, "by", pr.user)
-	w.WriteHeader(http.StatusNoContent)
 }

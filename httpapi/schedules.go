@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"path"
 	"path/filepath"
 	"slices"
@@ -16,22 +15,6 @@ import (
 	"github.com/udmg/gateway/httpapi/wire"
 	"github.com/udmg/gateway/transfer"
 )
-
-// Schedules (/api/schedules/{schedule}) start client-mode transfers on the
-// ACTIVE node (fsm.Schedule, transfer's scheduler); they are in the
-// transfers permission domain.
-
-func (a *API) routesSchedules() {
-	a.handle("GET", "/api/schedules", rule{domain: DomainTransfers, need: permRead}, a.listSchedules)
-	a.handle("POST", "/api/schedules", rule{domain: DomainTransfers, need: permWrite}, a.createSchedule)
-	a.handle("GET", "/api/schedules/{schedule}", rule{domain: DomainTransfers, need: permRead}, shown(a.schedule, scheduleView))
-	a.handle("PUT", "/api/schedules/{schedule}", rule{domain: DomainTransfers, need: permWrite}, a.updateSchedule)
-	a.handle("PATCH", "/api/schedules/{schedule}", rule{domain: DomainTransfers, need: permWrite}, a.updateSchedule)
-	a.handle("DELETE", "/api/schedules/{schedule}", rule{domain: DomainTransfers, need: permDelete}, a.deleteSchedule)
-	for _, action := range []string{"enable", "disable"} {
-		a.handle("PUT", "/api/schedules/{schedule}/"+action, rule{domain: DomainTransfers, need: permWrite}, a.scheduleSwitch(action == "enable"))
-	}
-}
 
 type scheduleInput struct {
 	Name      *string `json:"name"`
@@ -88,66 +71,31 @@ func putSchedule(mode fsm.PutMode, sc fsm.Schedule) fsm.Command {
 	return fsm.Command{Op: fsm.OpSchedulePut, Put: mode, Schedule: &sc}
 }
 
-func (a *API) listSchedules(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "schedules", copyOf(a.node, ofSchedules), nil, scheduleView)
-}
-
-func (a *API) schedule(w http.ResponseWriter, r *http.Request) (fsm.Schedule, bool) {
-	name := r.PathValue("schedule")
-	sc, ok := lookup(a.node, ofSchedules, name)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no schedule %q", name))
-	}
-	return sc, ok
-}
-
-// shown answers GET of one object: find it (find answers 404), show it.
-func shown[V, O any](find func(http.ResponseWriter, *http.Request) (V, bool), view func(V) O) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, _ *principal) {
-		if v, ok := find(w, r); ok {
-			writeJSON(w, http.StatusOK, view(v))
-		}
-	}
-}
-
-func (a *API) createSchedule(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in scheduleInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	if in.Name == nil || in.Kind == nil || in.Rule == nil || in.Partner == nil || in.Account == nil {
-		writeError(w, http.StatusBadRequest, `a new schedule needs "name", "kind", "rule", "partner" and "account"`)
-		return
-	}
-	sc := fsm.Schedule{Enabled: true}
-	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "create schedule", putSchedule(fsm.PutCreate, sc)) {
-		return
-	}
-	a.log.Info("schedule created", "schedule", sc.Name, "kind", sc.Kind, "rule", sc.Rule, "partner", sc.Partner, "by", p.user)
-	sc, _ = lookup(a.node, ofSchedules, sc.Name)
-	w.Header().Set("Location", "/api/schedules/"+url.PathEscape(sc.Name))
-	writeJSON(w, http.StatusCreated, scheduleView(sc))
-}
-
-func (a *API) updateSchedule(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in scheduleInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	sc, ok := a.schedule(w, r)
-	if !ok {
-		return
-	}
-	if in.Name != nil && *in.Name != sc.Name || in.Kind != nil && *in.Kind != sc.Kind {
-		writeError(w, http.StatusBadRequest, "name, kind: a schedule cannot be renamed or change its kind")
-		return
-	}
-	if !a.fillSchedule(w, &sc, in) || !a.apply(w, "update schedule", putSchedule(fsm.PutUpdate, sc)) {
-		return
-	}
-	a.log.Info("schedule changed", "schedule", sc.Name, "by", p.user)
-	sc, _ = lookup(a.node, ofSchedules, sc.Name)
-	writeJSON(w, http.StatusOK, scheduleView(sc))
+// schedules are /api/schedules/{schedule}: they start client-mode
+// transfers on the ACTIVE node (fsm.Schedule, transfer's scheduler), which
+// acts on PUT …/enable|disable within its scheduler's tick.
+var schedules = resource[fsm.Schedule, scheduleInput, wire.Schedule]{
+	noun: "schedule", field: "schedules", collection: "/api/schedules", item: "/api/schedules/{schedule}",
+	pick: ofSchedules, view: scheduleView, pathOf: func(sc fsm.Schedule) []string { return []string{sc.Name} },
+	complete: func(in scheduleInput) bool {
+		return in.Name != nil && in.Kind != nil && in.Rule != nil && in.Partner != nil && in.Account != nil
+	},
+	needs: `a new schedule needs "name", "kind", "rule", "partner" and "account"`,
+	create: func(a *API, w http.ResponseWriter, _ *http.Request, in scheduleInput) (fsm.Schedule, bool) {
+		sc := fsm.Schedule{Enabled: true}
+		ok := a.fillSchedule(w, &sc, in)
+		return sc, ok
+	},
+	update: func(a *API, w http.ResponseWriter, sc *fsm.Schedule, in scheduleInput) bool {
+		return fixed(w, "name, kind: a schedule cannot be renamed or change its kind", same(in.Name, sc.Name), same(in.Kind, sc.Kind)) &&
+			a.fillSchedule(w, sc, in)
+	},
+	put:        putSchedule,
+	drop:       fsm.OpScheduleDelete,
+	createdLog: func(sc fsm.Schedule) []any { return []any{"kind", sc.Kind, "rule", sc.Rule, "partner", sc.Partner} },
+	reread:     true,
+	switches:   []string{"enable", "disable"},
+	enabled:    func(sc *fsm.Schedule) *bool { return &sc.Enabled },
 }
 
 // fillSchedule sets in's fields on sc and checks the whole, answering 400
@@ -266,31 +214,4 @@ func (a *API) fillSchedule(w http.ResponseWriter, sc *fsm.Schedule, in scheduleI
 		}
 	}
 	return true
-}
-
-func (a *API) deleteSchedule(w http.ResponseWriter, r *http.Request, p *principal) {
-	name := r.PathValue("schedule")
-	if !a.apply(w, "delete schedule", fsm.Command{Op: fsm.OpScheduleDelete, Name: name}) {
-		return
-	}
-	a.log.Info("schedule deleted", "schedule", name, "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// scheduleSwitch answers PUT …/enable and …/disable: the ACTIVE node acts
-// on it within its scheduler's tick.
-func (a *API) scheduleSwitch(on bool) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p *principal) {
-		sc, ok := a.schedule(w, r)
-		if !ok {
-			return
-		}
-		sc.Enabled = on
-		if !a.apply(w, "switch schedule", putSchedule(fsm.PutUpdate, sc)) {
-			return
-		}
-		a.log.Info("schedule switched", "schedule", sc.Name, "enabled", on, "by", p.user)
-		sc, _ = lookup(a.node, ofSchedules, sc.Name)
-		writeJSON(w, http.StatusAccepted, scheduleView(sc))
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
-	"net/url"
 	"path"
 	"time"
 
@@ -44,64 +43,28 @@ func serverView(s fsm.Server) wire.Server {
 		PublicHost: s.PublicHost, TLS: s.TLS, TLSCert: s.TLSCert, TLSRequired: s.TLSRequired, Enabled: s.Enabled}
 }
 
-func (a *API) listServers(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "servers", copyOf(a.node, ofServers), nil, serverView)
-}
-
-func (a *API) getServer(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if s, ok := a.server(w, r); ok {
-		writeJSON(w, http.StatusOK, serverView(s))
-	}
-}
-
-func (a *API) server(w http.ResponseWriter, r *http.Request) (fsm.Server, bool) {
-	name := r.PathValue("server")
-	s, ok := lookup(a.node, ofServers, name)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no server %q", name))
-	}
-	return s, ok
-}
-
-func (a *API) createServer(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in serverInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	if in.Name == nil || in.Protocol == nil || in.Port == nil {
-		writeError(w, http.StatusBadRequest, `a new server needs "name", "protocol" and "port"`)
-		return
-	}
-	s := fsm.Server{Enabled: true}
-	if !a.fillServer(w, &s, in) {
-		return
-	}
-	if !a.apply(w, "create server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutCreate, Server: &s}) {
-		return
-	}
-	a.log.Info("server created", "server", s.Name, "protocol", s.Protocol, "port", s.Port, "by", p.user)
-	w.Header().Set("Location", "/api/servers/"+url.PathEscape(s.Name))
-	writeJSON(w, http.StatusCreated, serverView(s))
-}
-
-func (a *API) updateServer(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in serverInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	s, ok := a.server(w, r)
-	if !ok {
-		return
-	}
-	if in.Name != nil && *in.Name != s.Name {
-		writeError(w, http.StatusBadRequest, "name: a server cannot be renamed; create another and delete this one")
-		return
-	}
-	if !a.fillServer(w, &s, in) || !a.apply(w, "update server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutUpdate, Server: &s}) {
-		return
-	}
-	a.log.Info("server changed", "server", s.Name, "by", p.user)
-	writeJSON(w, http.StatusOK, serverView(s))
+// servers are /api/servers/{server}: the SFTP and FTP listeners, which
+// the ACTIVE node opens (PUT …/enable|start) and closes (…/disable|stop).
+var servers = resource[fsm.Server, serverInput, wire.Server]{
+	noun: "server", field: "servers", collection: "/api/servers", item: "/api/servers/{server}",
+	pick: ofServers, view: serverView, pathOf: func(s fsm.Server) []string { return []string{s.Name} },
+	complete: func(in serverInput) bool { return in.Name != nil && in.Protocol != nil && in.Port != nil },
+	needs:    `a new server needs "name", "protocol" and "port"`,
+	create: func(a *API, w http.ResponseWriter, _ *http.Request, in serverInput) (fsm.Server, bool) {
+		s := fsm.Server{Enabled: true}
+		ok := a.fillServer(w, &s, in)
+		return s, ok
+	},
+	update: func(a *API, w http.ResponseWriter, s *fsm.Server, in serverInput) bool {
+		return fixed(w, "name: a server cannot be renamed; create another and delete this one", same(in.Name, s.Name)) && a.fillServer(w, s, in)
+	},
+	put: func(m fsm.PutMode, s fsm.Server) fsm.Command {
+		return fsm.Command{Op: fsm.OpServerPut, Put: m, Server: &s}
+	},
+	drop:       fsm.OpServerDelete,
+	createdLog: func(s fsm.Server) []any { return []any{"protocol", s.Protocol, "port", s.Port} },
+	switches:   []string{"enable", "disable", "start", "stop"},
+	enabled:    func(s *fsm.Server) *bool { return &s.Enabled },
 }
 
 // fillServer applies the fields given to s and checks the result.
@@ -201,32 +164,6 @@ func selfSigned(name string) (certPEM, keyPEM string, err error) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})), nil
 }
 
-func (a *API) deleteServer(w http.ResponseWriter, r *http.Request, p *principal) {
-	name := r.PathValue("server")
-	if !a.apply(w, "delete server", fsm.Command{Op: fsm.OpServerDelete, Name: name}) {
-		return
-	}
-	a.log.Info("server deleted", "server", name, "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// serverSwitch answers PUT …/enable|start (on) and …/disable|stop (off):
-// the ACTIVE node opens or closes the server within its poll period.
-func (a *API) serverSwitch(on bool) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p *principal) {
-		s, ok := a.server(w, r)
-		if !ok {
-			return
-		}
-		s.Enabled = on
-		if !a.apply(w, "switch server", fsm.Command{Op: fsm.OpServerPut, Put: fsm.PutUpdate, Server: &s}) {
-			return
-		}
-		a.log.Info("server switched", "server", s.Name, "enabled", on, "by", p.user)
-		writeJSON(w, http.StatusAccepted, serverView(s))
-	}
-}
-
 type accountInput struct {
 	Login      *string   `json:"login"`
 	Password   *string   `json:"password"`
@@ -241,77 +178,36 @@ func accountView(a fsm.LocalAccount) wire.Account {
 	return wire.Account{Login: a.Login, Server: a.Server, HasPassword: len(a.PasswordHash) > 0, PublicKeys: keys}
 }
 
-func (a *API) listAccounts(w http.ResponseWriter, r *http.Request, _ *principal) {
-	srv, ok := a.server(w, r)
-	if !ok {
-		return
-	}
-	mine := func(acc fsm.LocalAccount) bool { return acc.Server == srv.Name }
-	listOf(w, r, "accounts", filtered(a.node, ofAccounts, mine), nil, accountView)
-}
-
-func (a *API) account(w http.ResponseWriter, r *http.Request) (fsm.LocalAccount, bool) {
-	server, login := r.PathValue("server"), r.PathValue("login")
-	acc, ok := lookup(a.node, ofAccounts, fsm.AccountKey(server, login))
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q on server %q", login, server))
-	}
-	return acc, ok
-}
-
-func (a *API) getAccount(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if acc, ok := a.account(w, r); ok {
-		writeJSON(w, http.StatusOK, accountView(acc))
-	}
-}
-
-func (a *API) createAccount(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in accountInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	srv, ok := a.server(w, r)
-	if !ok {
-		return
-	}
-	if in.Login == nil || (in.Password == nil && in.PublicKeys == nil) {
-		writeError(w, http.StatusBadRequest, `a new account needs "login" and a "password" or "publicKeys"`)
-		return
-	}
-	if err := validName("login", *in.Login); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	acc := fsm.LocalAccount{Server: srv.Name, Login: *in.Login}
-	if !a.allowedPath(w, "account "+acc.Login+" of server "+srv.Name+": home", path.Join(srv.Root, acc.Login), true) {
-		return
-	}
-	if !fillAccount(w, &acc, in) || !a.apply(w, "create account", fsm.Command{Op: fsm.OpAccountPut, Put: fsm.PutCreate, Account: &acc}) {
-		return
-	}
-	a.log.Info("account created", "server", srv.Name, "login", acc.Login, "by", p.user)
-	w.Header().Set("Location", "/api/servers/"+url.PathEscape(srv.Name)+"/accounts/"+url.PathEscape(acc.Login))
-	writeJSON(w, http.StatusCreated, accountView(acc))
-}
-
-func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in accountInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	acc, ok := a.account(w, r)
-	if !ok {
-		return
-	}
-	if in.Login != nil && *in.Login != acc.Login {
-		writeError(w, http.StatusBadRequest, "login: an account cannot be renamed")
-		return
-	}
-	if !fillAccount(w, &acc, in) || !a.apply(w, "update account", fsm.Command{Op: fsm.OpAccountPut, Put: fsm.PutUpdate, Account: &acc}) {
-		return
-	}
-	a.log.Info("account changed", "server", acc.Server, "login", acc.Login, "password_changed", in.Password != nil, "by", p.user)
-	writeJSON(w, http.StatusOK, accountView(acc))
+// accounts are /api/servers/{server}/accounts/{login}: who logs in to a
+// server, by password or public key.
+var accounts = resource[fsm.LocalAccount, accountInput, wire.Account]{
+	noun: "account", field: "accounts", collection: "/api/servers/{server}/accounts", item: "/api/servers/{server}/accounts/{login}",
+	pick: ofAccounts, view: accountView, pathOf: func(acc fsm.LocalAccount) []string { return []string{acc.Server, acc.Login} },
+	missing:  func(v []string) error { return fmt.Errorf("no account %q on server %q", v[1], v[0]) },
+	parent:   &servers,
+	complete: func(in accountInput) bool { return in.Login != nil && (in.Password != nil || in.PublicKeys != nil) },
+	needs:    `a new account needs "login" and a "password" or "publicKeys"`,
+	create: func(a *API, w http.ResponseWriter, r *http.Request, in accountInput) (fsm.LocalAccount, bool) {
+		srv, ok := servers.find(a, w, r)
+		if !ok {
+			return fsm.LocalAccount{}, false
+		}
+		if err := validName("login", *in.Login); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return fsm.LocalAccount{}, false
+		}
+		acc := fsm.LocalAccount{Server: srv.Name, Login: *in.Login}
+		ok = a.allowedPath(w, "account "+acc.Login+" of server "+srv.Name+": home", path.Join(srv.Root, acc.Login), true) && fillAccount(w, &acc, in)
+		return acc, ok
+	},
+	update: func(_ *API, w http.ResponseWriter, acc *fsm.LocalAccount, in accountInput) bool {
+		return fixed(w, "login: an account cannot be renamed", same(in.Login, acc.Login)) && fillAccount(w, acc, in)
+	},
+	put: func(m fsm.PutMode, acc fsm.LocalAccount) fsm.Command {
+		return fsm.Command{Op: fsm.OpAccountPut, Put: m, Account: &acc}
+	},
+	drop:       fsm.OpAccountDelete,
+	changedLog: func(in accountInput) []any { return []any{"password_changed", in.Password != nil} },
 }
 
 // fillAccount hashes a new password and checks the public keys.
@@ -348,13 +244,4 @@ func fillAccount(w http.ResponseWriter, acc *fsm.LocalAccount, in accountInput) 
 		return false
 	}
 	return true
-}
-
-func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request, p *principal) {
-	server, login := r.PathValue("server"), r.PathValue("login")
-	if !a.apply(w, "delete account", fsm.Command{Op: fsm.OpAccountDelete, Name: server, Sub: login}) {
-		return
-	}
-	a.log.Info("account deleted", "server", server, "login", login, "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
 }

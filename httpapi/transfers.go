@@ -90,10 +90,6 @@ func taskRunViews(runs []fsm.TaskRun) []wire.TaskRun {
 	return out
 }
 
-func (a *API) listRules(w http.ResponseWriter, r *http.Request, _ *principal) {
-	listOf(w, r, "rules", copyOf(a.node, ofRules), nil, ruleView)
-}
-
 func parseDirection(d string) (bool, error) {
 	switch d {
 	case "send":
@@ -104,67 +100,36 @@ func parseDirection(d string) (bool, error) {
 	return false, fmt.Errorf("direction: %q is not send or receive", d)
 }
 
-func (a *API) rule(w http.ResponseWriter, r *http.Request) (fsm.Rule, bool) {
-	name, dir := r.PathValue("rule"), r.PathValue("direction")
-	send, err := parseDirection(dir)
-	if err != nil {
-		writeError(w, http.StatusNotFound, err.Error())
-		return fsm.Rule{}, false
-	}
-	ru, ok := lookup(a.node, ofRules, fsm.RuleKey(name, send))
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no %s rule %q", dir, name))
-	}
-	return ru, ok
+// rules are /api/rules/{rule}/{direction}: what a transfer does with a
+// file, a name used both ways at most once each.
+var rules = resource[fsm.Rule, ruleInput, wire.Rule]{
+	noun: "rule", field: "rules", collection: "/api/rules", item: "/api/rules/{rule}/{direction}",
+	pick: ofRules, view: ruleView, pathOf: func(ru fsm.Rule) []string { return []string{ru.Name, ru.Direction()} },
+	missing: func(v []string) error {
+		if _, err := parseDirection(v[1]); err != nil {
+			return err
+		}
+		return fmt.Errorf("no %s rule %q", v[1], v[0])
+	},
+	complete: func(in ruleInput) bool { return in.Name != nil && in.Direction != nil && in.Path != nil },
+	needs:    `a new rule needs "name", "direction" and "path"`,
+	create: func(a *API, w http.ResponseWriter, _ *http.Request, in ruleInput) (fsm.Rule, bool) {
+		var ru fsm.Rule
+		ok := a.fillRule(w, &ru, in)
+		return ru, ok
+	},
+	update: func(a *API, w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
+		return fixed(w, "name, direction: a rule cannot be renamed or turned around", same(in.Name, ru.Name), same(in.Direction, ru.Direction())) &&
+			a.fillRule(w, ru, in)
+	},
+	put:        func(m fsm.PutMode, ru fsm.Rule) fsm.Command { return fsm.Command{Op: fsm.OpRulePut, Put: m, Rule: &ru} },
+	drop:       fsm.OpRuleDelete,
+	mustExist:  true,
+	createdLog: func(ru fsm.Rule) []any { return []any{"path", ru.Path} },
 }
 
-func (a *API) getRule(w http.ResponseWriter, r *http.Request, _ *principal) {
-	if ru, ok := a.rule(w, r); ok {
-		writeJSON(w, http.StatusOK, ruleView(ru))
-	}
-}
-
-func (a *API) createRule(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in ruleInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	if in.Name == nil || in.Direction == nil || in.Path == nil {
-		writeError(w, http.StatusBadRequest, `a new rule needs "name", "direction" and "path"`)
-		return
-	}
-	var ru fsm.Rule
-	if !a.fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) {
-		return
-	}
-	if !a.apply(w, "create rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutCreate, Rule: &ru}) {
-		return
-	}
-	a.log.Info("rule created", "rule", ru.Name, "direction", ru.Direction(), "path", ru.Path, "by", p.user)
-	w.Header().Set("Location", "/api/rules/"+url.PathEscape(ru.Name)+"/"+ru.Direction())
-	writeJSON(w, http.StatusCreated, ruleView(ru))
-}
-
-func (a *API) updateRule(w http.ResponseWriter, r *http.Request, p *principal) {
-	var in ruleInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	ru, ok := a.rule(w, r)
-	if !ok {
-		return
-	}
-	if in.Name != nil && *in.Name != ru.Name || in.Direction != nil && *in.Direction != ru.Direction() {
-		writeError(w, http.StatusBadRequest, "name, direction: a rule cannot be renamed or turned around")
-		return
-	}
-	if !a.fillRule(w, &ru, in) || !a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false) || !a.apply(w, "update rule", fsm.Command{Op: fsm.OpRulePut, Put: fsm.PutUpdate, Rule: &ru}) {
-		return
-	}
-	a.log.Info("rule changed", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
-	writeJSON(w, http.StatusOK, ruleView(ru))
-}
-
+// fillRule sets in's fields on ru and checks the whole, its local
+// directory against the protected paths too.
 func (a *API) fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 	set(&ru.Name, in.Name)
 	set(&ru.LocalDir, in.LocalDir)
@@ -191,16 +156,7 @@ func (a *API) fillRule(w http.ResponseWriter, ru *fsm.Rule, in ruleInput) bool {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return false
 	}
-	return true
-}
-
-func (a *API) deleteRule(w http.ResponseWriter, r *http.Request, p *principal) {
-	ru, ok := a.rule(w, r)
-	if !ok || !a.apply(w, "delete rule", fsm.Command{Op: fsm.OpRuleDelete, Name: ru.Name, Sub: ru.Direction()}) {
-		return
-	}
-	a.log.Info("rule deleted", "rule", ru.Name, "direction", ru.Direction(), "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
+	return a.allowedPath(w, "rule "+ru.Name+": localDir", ru.LocalDir, false)
 }
 
 func timeText(t time.Time) string {

@@ -117,33 +117,37 @@ func changeMode(cur, spec string) (string, error) {
 	return string(set), nil
 }
 
-func (a *API) listUsers(w http.ResponseWriter, r *http.Request, _ *principal) {
-	q := r.URL.Query()
-	limit, err := queryInt(q, "limit", 20, 1, 1000)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	offset, err := queryInt(q, "offset", 0, 0, 1<<31-1)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	users := copyOf(a.node, ofUsers)
-	names := slices.Sorted(maps.Keys(users))
-	switch q.Get("sort") {
-	case "", "username+":
-	case "username-":
-		slices.Reverse(names)
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("sort: %q is not username+ or username-", q.Get("sort")))
-		return
-	}
-	out := wire.UserList{Users: []wire.User{}}
-	for _, name := range names[min(offset, len(names)):min(offset+limit, len(names))] {
-		out.Users = append(out.Users, userView(users[name]))
-	}
-	writeJSON(w, http.StatusOK, out)
+// users are /api/users/{username}: who may use this API, with what
+// permissions. A change (changeUser) may rename, and neither it nor a
+// delete may leave no one able to manage users (keepsUserAdmin).
+var users = resource[fsm.User, userInput, wire.User]{
+	noun: "user", field: "users", sortBy: "username", collection: "/api/users", item: "/api/users/{username}",
+	pick: ofUsers, view: userView, pathOf: func(u fsm.User) []string { return []string{u.Name} },
+	complete: func(in userInput) bool { return in.Username != nil && in.Password != nil },
+	needs:    `a new user needs "username" and "password"`,
+	create: func(_ *API, w http.ResponseWriter, _ *http.Request, in userInput) (fsm.User, bool) {
+		if err := validateUserName(*in.Username); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return fsm.User{}, false
+		}
+		var spec map[string]string
+		if in.Perms != nil {
+			spec = *in.Perms
+		}
+		perms, err := applyPerms(nil, spec, true)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return fsm.User{}, false
+		}
+		hash, ok := hashPassword(w, *in.Password)
+		return fsm.User{Name: *in.Username, Hash: hash, Perms: perms}, ok
+	},
+	change:     (*API).changeUser,
+	put:        func(m fsm.PutMode, u fsm.User) fsm.Command { return fsm.Command{Op: fsm.OpUserPut, Put: m, User: &u} },
+	drop:       fsm.OpUserDelete,
+	vetDelete:  (*API).vetUserDelete,
+	createdLog: func(u fsm.User) []any { return []any{"perms", permsText(u.Perms)} },
+	self:       true,
 }
 
 func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
@@ -156,51 +160,6 @@ func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("%s: %q is not a number from %d to %d", name, s, lo, hi)
 	}
 	return n, nil
-}
-
-func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ *principal) {
-	name := r.PathValue("username")
-	u, ok := lookup(a.node, ofUsers, name)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no user %q", name))
-		return
-	}
-	writeJSON(w, http.StatusOK, userView(u))
-}
-
-func (a *API) createUser(w http.ResponseWriter, r *http.Request, _ *principal) {
-	var in userInput
-	if !decodeJSON(w, r, &in) {
-		return
-	}
-	if in.Username == nil || in.Password == nil {
-		writeError(w, http.StatusBadRequest, `a new user needs "username" and "password"`)
-		return
-	}
-	if err := validateUserName(*in.Username); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	var spec map[string]string
-	if in.Perms != nil {
-		spec = *in.Perms
-	}
-	perms, err := applyPerms(nil, spec, true)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	hash, ok := hashPassword(w, *in.Password)
-	if !ok {
-		return
-	}
-	u := fsm.User{Name: *in.Username, Hash: hash, Perms: perms}
-	if !a.apply(w, "create user", fsm.Command{Op: fsm.OpUserPut, Put: fsm.PutCreate, User: &u}) {
-		return
-	}
-	a.log.Info("user created", "user", u.Name, "perms", permsText(perms))
-	w.Header().Set("Location", "/api/users/"+url.PathEscape(u.Name))
-	writeJSON(w, http.StatusCreated, userView(u))
 }
 
 func hashPassword(w http.ResponseWriter, pw string) ([]byte, bool) {
@@ -216,18 +175,10 @@ func hashPassword(w http.ResponseWriter, pw string) ([]byte, bool) {
 	return hash, true
 }
 
-// replaceUser (PUT) sets the user's permissions to exactly those given
-// (domains left out hold nothing); the password changes only when given.
-func (a *API) replaceUser(w http.ResponseWriter, r *http.Request, p *principal) {
-	a.changeUser(w, r, p, true)
-}
-
-// updateUser (PATCH) changes only the fields given, and only the domains
-// given within perms.
-func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p *principal) {
-	a.changeUser(w, r, p, false)
-}
-
+// changeUser answers PUT (replace: the permissions become exactly those
+// given, domains left out holding nothing) and PATCH (only the fields
+// given change, and only the domains given within perms); the password
+// changes only when given.
 func (a *API) changeUser(w http.ResponseWriter, r *http.Request, p *principal, replace bool) {
 	name := r.PathValue("username")
 	var in userInput
@@ -315,25 +266,24 @@ func (a *API) changeUser(w http.ResponseWriter, r *http.Request, p *principal, r
 	writeJSON(w, http.StatusOK, userView(u))
 }
 
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) {
+// vetUserDelete refuses to delete the last user who can manage users; it
+// holds userMu until the delete is answered.
+func (a *API) vetUserDelete(w http.ResponseWriter, r *http.Request) (func(), bool) {
 	name := r.PathValue("username")
 	a.userMu.Lock()
-	defer a.userMu.Unlock()
 	users := copyOf(a.node, ofUsers)
 	if _, ok := users[name]; !ok {
+		a.userMu.Unlock()
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no user %q", name))
-		return
+		return nil, false
 	}
 	delete(users, name)
 	if err := keepsUserAdmin(users); err != nil {
+		a.userMu.Unlock()
 		writeError(w, http.StatusConflict, fmt.Sprintf("refused to delete %q: %v", name, err))
-		return
+		return nil, false
 	}
-	if !a.apply(w, "delete user", fsm.Command{Op: fsm.OpUserDelete, Name: name}) {
-		return
-	}
-	a.log.Info("user deleted", "user", name, "by", p.user)
-	w.WriteHeader(http.StatusNoContent)
+	return a.userMu.Unlock, true
 }
 
 // keepsUserAdmin checks that someone in users could still manage users, so
