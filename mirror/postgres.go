@@ -288,19 +288,27 @@ ON CONFLICT (id) DO UPDATE SET
 const historyColumns = `id, remote_id, is_server, is_send, protocol, rule, account, agent,
 	local_path, remote_path, filesize, status, step, progress, error_code, error_details, start, stop, node_id, tasks`
 
-func (s *pgStore) AddHistory(ctx context.Context, h HistoryEntry) error {
-	if err := validateHistory(h); err != nil {
+func (s *pgStore) AddHistory(ctx context.Context, hs ...HistoryEntry) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	if err := validateHistory(hs); err != nil {
 		return err
 	}
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("mirror: add history %s: %w", h.ID, err)
+		return fmt.Errorf("mirror: add history %s: %w", historyIDs(hs), err)
 	}
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, upsertHistorySQL, h.ID, h.RemoteID, h.IsServer, h.IsSend, h.Protocol, h.Rule,
-		h.Account, h.Agent, h.LocalPath, h.RemotePath, h.Filesize, h.Status, h.Step, h.Progress,
-		h.ErrorCode, h.ErrorDetails, norm(h.Start), pgNullTime(h.Stop), h.NodeID, h.Tasks); err != nil {
-		return fmt.Errorf("mirror: add history %s: %w", h.ID, s.check(err))
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		for _, h := range hs {
+			b.Queue(upsertHistorySQL, historyArgs(h, norm(h.Start), pgNullTime(h.Stop))...)
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("mirror: add history %s: %w", historyIDs(hs), s.check(err))
 	}
 	return nil
 }

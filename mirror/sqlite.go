@@ -181,14 +181,33 @@ FROM udmg_nodes ORDER BY node_id`)
 	return out, nil
 }
 
-func (s *sqliteStore) AddHistory(ctx context.Context, h HistoryEntry) error {
-	if err := validateHistory(h); err != nil {
+func (s *sqliteStore) AddHistory(ctx context.Context, hs ...HistoryEntry) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	if err := validateHistory(hs); err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, upsertHistorySQL, h.ID, h.RemoteID, h.IsServer, h.IsSend, h.Protocol, h.Rule,
-		h.Account, h.Agent, h.LocalPath, h.RemotePath, h.Filesize, h.Status, h.Step, h.Progress,
-		h.ErrorCode, h.ErrorDetails, sqliteTime(h.Start), sqliteNullTime(h.Stop), h.NodeID, h.Tasks); err != nil {
-		return fmt.Errorf("mirror: add history %s: %w", h.ID, err)
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		st, err := tx.PrepareContext(ctx, upsertHistorySQL)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, h := range hs {
+			if _, err := st.ExecContext(ctx, historyArgs(h, sqliteTime(h.Start), sqliteNullTime(h.Stop))...); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		return fmt.Errorf("mirror: add history %s: %w", historyIDs(hs), err)
 	}
 	return nil
 }

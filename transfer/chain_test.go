@@ -66,10 +66,12 @@ type histories struct {
 	rows map[string]mirror.HistoryEntry
 }
 
-func (h *histories) AddHistory(_ context.Context, e mirror.HistoryEntry) error {
+func (h *histories) AddHistory(_ context.Context, es ...mirror.HistoryEntry) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.rows[e.ID] = e
+	for _, e := range es {
+		h.rows[e.ID] = e
+	}
 	return nil
 }
 

@@ -50,7 +50,7 @@ type Node interface {
 
 // History is where finished transfers go (mirror.Store).
 type History interface {
-	AddHistory(ctx context.Context, h mirror.HistoryEntry) error
+	AddHistory(ctx context.Context, hs ...mirror.HistoryEntry) error
 }
 
 // Defaults of Config.
@@ -704,23 +704,24 @@ func (e *Engine) archive(ctx context.Context, finished []fsm.Transfer) {
 	if time.Now().Before(e.archiveBackoff) {
 		return
 	}
-	var ids []uint64
-	for _, t := range finished {
-		id := t.ID
-		if e.cfg.History != nil {
-			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := e.cfg.History.AddHistory(hctx, HistoryEntry(t))
-			cancel()
-			if err != nil {
-				e.log.Warn("history not written; retrying later", "id", id, "err", err)
-				e.archiveBackoff = time.Now().Add(5 * time.Second)
-				break
-			}
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) == 0 {
+	if len(finished) == 0 {
 		return
+	}
+	ids := make([]uint64, len(finished))
+	rows := make([]mirror.HistoryEntry, len(finished))
+	for i, t := range finished {
+		ids[i], rows[i] = t.ID, HistoryEntry(t)
+	}
+	if e.cfg.History != nil {
+		// One transaction for the batch: archived together or not at all.
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := e.cfg.History.AddHistory(hctx, rows...)
+		cancel()
+		if err != nil {
+			e.log.Warn("history not written; retrying later", "ids", len(ids), "first", ids[0], "err", err)
+			e.archiveBackoff = time.Now().Add(5 * time.Second)
+			return
+		}
 	}
 	if err := e.apply(fsm.Command{Op: fsm.OpTransferArchive, Change: &fsm.TransferChange{IDs: ids}}); err != nil {
 		e.log.Warn("archive transfers", "err", err)

@@ -127,15 +127,22 @@ func archivedTransfers(node *cluster.Node) map[uint64]fsm.Transfer {
 func (m *nodeMirror) copyHistory(archived map[uint64]fsm.Transfer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	copied := make(map[uint64]bool, len(m.copied))
+	copied := make(map[uint64]bool, len(archived))
+	var rows []mirror.HistoryEntry
 	for id, t := range archived {
-		if !m.copied[id] {
-			if err := m.store.AddHistory(ctx, transfer.HistoryEntry(t)); err != nil {
-				m.log.Warn("history not copied; retrying later", "id", id, "err", err)
-				continue
-			}
+		if m.copied[id] {
+			copied[id] = true
+		} else {
+			rows = append(rows, transfer.HistoryEntry(t))
 		}
-		copied[id] = true
+	}
+	// One transaction for what is new: copied together or retried later.
+	if err := m.store.AddHistory(ctx, rows...); err != nil {
+		m.log.Warn("history not copied; retrying later", "rows", len(rows), "err", err)
+	} else {
+		for id := range archived {
+			copied[id] = true
+		}
 	}
 	m.copied = copied
 }
