@@ -319,10 +319,21 @@ func TestTransferHistory(t *testing.T) {
 		e2 := entry("t2", "ERROR", base.Add(time.Hour))
 		e2.ErrorCode, e2.ErrorDetails, e2.Stop = "TeConnection", "connection reset", time.Time{}
 		e3 := entry("t3", "DONE", base.Add(2*time.Hour))
-		for _, e := range []HistoryEntry{e1, e2, e3, e1} { // t1 twice: a replay after failover
+		for _, e := range []HistoryEntry{e1, e2} {
 			if err := s.AddHistory(ctx, e); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// A batch, in one transaction: t1 again (a replay after failover).
+		if err := s.AddHistory(ctx, e3, e1); err != nil {
+			t.Fatal(err)
+		}
+		// A batch with an invalid entry writes none of it.
+		if err := s.AddHistory(ctx, entry("t4", "DONE", base.Add(3*time.Hour)), HistoryEntry{}); err == nil {
+			t.Error("a batch with an entry without ID was written")
+		}
+		if err := s.AddHistory(ctx); err != nil {
+			t.Errorf("an empty batch: %v", err)
 		}
 		want := func(es ...HistoryEntry) []HistoryEntry {
 			for i := range es {
