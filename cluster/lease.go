@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -450,7 +452,12 @@ func (n *Node) stopServices(reason string) bool {
 		n.log.Error("fencing did not finish; exiting without releasing the lease", "why", why, "bound", fenceBound, "reason", reason)
 		n.fenceExit(3)
 	}
-	watchdog := time.AfterFunc(fenceBound, func() { die("timed out") })
+	watchdog := time.AfterFunc(fenceBound, func() {
+		// Where the fence is stuck, for the operator's report: every
+		// goroutine's stack on stderr, before the exit.
+		pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		die("timed out")
+	})
 	err := n.cfg.Services.Stop()
 	if !watchdog.Stop() {
 		// The watchdog fired: the process is exiting.

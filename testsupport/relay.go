@@ -1,7 +1,6 @@
 package testsupport
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -12,10 +11,11 @@ import (
 // nothing listened, or a way to see how many connections a client opened
 // and to cut them.
 type Relay struct {
-	Addr string // where it listens
-	mu   sync.Mutex
-	n    int
-	open []net.Conn
+	Addr    string // where it listens
+	mu      sync.Mutex
+	n       int
+	open    []net.Conn
+	stalled chan struct{} // closed when a Stall ends; nil: forwarding
 }
 
 // StartRelay listens on addr ("127.0.0.1:0": any free port) and forwards
@@ -46,16 +46,62 @@ func StartRelay(t testing.TB, addr, target string) *Relay {
 			r.open = append(r.open, in, out)
 			r.mu.Unlock()
 			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
+			go func() { defer wg.Done(); r.pipe(out, in) }()
+			go func() { defer wg.Done(); r.pipe(in, out) }()
 		}
 	}()
 	t.Cleanup(func() {
 		l.Close()
+		r.Resume()
 		r.Cut()
 		wg.Wait()
 	})
 	return r
+}
+
+// pipe copies src to dst until either ends, holding what it read while
+// the relay is stalled.
+func (r *Relay) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			r.mu.Lock()
+			gate := r.stalled
+			r.mu.Unlock()
+			if gate != nil {
+				<-gate
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Stall stops forwarding without closing anything, as a network that
+// drops every packet: both ends wait on each other until Resume (or the
+// test's end).
+func (r *Relay) Stall() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stalled == nil {
+		r.stalled = make(chan struct{})
+	}
+}
+
+// Resume ends a Stall: what was held is forwarded.
+func (r *Relay) Resume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stalled != nil {
+		close(r.stalled)
+		r.stalled = nil
+	}
 }
 
 // Accepted is how many connections were forwarded so far.

@@ -79,17 +79,35 @@ func dialSFTP(ctx context.Context, local net.Addr, p fsm.Partner, login, passwor
 	return s, nil
 }
 
+// close closes the connection first: sftp.Client.Close waits for its
+// reader, which a partner that no longer answers (a network cut, or this
+// node's service address just dropped by a fence) would hold forever.
 func (s *sftpSession) close() error {
+	s.conns.closeAll()
 	if s.client != nil {
 		s.client.Close()
 	}
-	s.conns.closeAll()
 	return nil
 }
 
+// aliveWithin bounds the round trip that shows an idle session still open:
+// a worker in it cannot be cancelled, and a fence waits for every worker.
+const aliveWithin = 3 * time.Second
+
 func (s *sftpSession) alive() error {
-	_, err := s.client.Getwd()
-	return err
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.client.Getwd()
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		return err
+	case <-time.After(aliveWithin):
+		s.conns.closeAll() // ends the Getwd above
+		<-answered
+		return fmt.Errorf("partner session: no answer within %s", aliveWithin)
+	}
 }
 
 func (s *sftpSession) size(remote string) (int64, error) {

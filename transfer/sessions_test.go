@@ -101,4 +101,16 @@ func TestPartnerSessionsReused(t *testing.T) {
 	if got := proxy.Accepted(); got != 3 {
 		t.Fatalf("with another host key configured: %d connections, want 3 (a new dial)", got)
 	}
+
+	// A partner that stops answering (a network that drops everything, or
+	// this node's service address just dropped by its fence) holds no
+	// stop: the idle session from send(3) is closed without its answer.
+	proxy.Stall()
+	stopped := make(chan struct{})
+	go func() { e.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the engine did not stop within 20s with an idle session to a silent partner (a fence would time out)")
+	}
 }

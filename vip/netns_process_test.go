@@ -374,7 +374,7 @@ func startGateways(t *testing.T, l *lan, extra ...string) []*gw {
 		}
 		if t.Failed() {
 			for _, g := range gws {
-				t.Logf("---- %s log (last 30 lines) ----\n%s", g.name, g.tail(30))
+				t.Logf("---- %s log (last 200 lines) ----\n%s", g.name, g.tail(200))
 			}
 		}
 	})
