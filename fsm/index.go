@@ -213,6 +213,15 @@ func (s *State) Unarchived() iter.Seq[Transfer] {
 	}
 }
 
+// Archived yields the finished transfers already in the history table
+// that the state still keeps (a window of RecentWindow), by ID.
+func (s *State) Archived() iter.Seq[Transfer] {
+	x := s.index()
+	return func(yield func(Transfer) bool) {
+		x.archived.Ascend(func(id uint64) bool { return yield(s.Transfers[id]) })
+	}
+}
+
 // InTasks yields the transfers RUNNING in their post- or error-tasks
 // (Transfer.InTasks), in no order.
 func (s *State) InTasks() iter.Seq[Transfer] {

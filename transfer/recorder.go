@@ -62,7 +62,7 @@ func (e *Engine) preTasks(id uint64, ru fsm.Rule, size int64) error {
 	if errorTasks {
 		// Refused for good: the error-tasks run first, RUNNING in
 		// ERROR TASKS, as a client transfer's (a failover hands them
-		// over too); the engine's next tick starts them.
+		// over too); handed to the engine, which starts them at once.
 		ch.Status, ch.Step, ch.NodeID = fsm.StatusRunning, fsm.StepError, e.cfg.Node.ID()
 	}
 	if uerr := e.update(ch); uerr != nil {

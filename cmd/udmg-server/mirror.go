@@ -105,25 +105,24 @@ func (m *nodeMirror) submit(node *cluster.Node) {
 	})
 }
 
-// copyHistory writes into the embedded history table the transfers that
-// the ACTIVE node archived into its own: every node's table then holds the
-// whole history, whichever node was ACTIVE. The replicated state keeps the
-// last fsm.RecentWindow archived transfers, read here every HeartbeatCheck
-// (by the refresh loop only).
 // archivedTransfers are the state's archived transfers (a bounded window,
-// fsm.RecentWindow), read in place rather than with a copy of the state.
+// fsm.RecentWindow), read in place from its index rather than from a scan
+// or a copy of the state.
 func archivedTransfers(node *cluster.Node) map[uint64]fsm.Transfer {
 	out := map[uint64]fsm.Transfer{}
 	node.Read(func(s *fsm.State) {
-		for id, t := range s.Transfers {
-			if t.Archived {
-				out[id] = t
-			}
+		for t := range s.Archived() {
+			out[t.ID] = t
 		}
 	})
 	return out
 }
 
+// copyHistory writes into the embedded history table the transfers that
+// the ACTIVE node archived into its own: every node's table then holds the
+// whole history, whichever node was ACTIVE. The replicated state keeps the
+// last fsm.RecentWindow archived transfers, read here every HeartbeatCheck
+// (by the refresh loop only).
 func (m *nodeMirror) copyHistory(archived map[uint64]fsm.Transfer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
