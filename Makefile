@@ -156,6 +156,9 @@ clean:
 # sftp-server, FTP versus cp, 100 concurrent SFTP uploads, checkpoint cost;
 # ROUNDS interleaved rounds, one table of medians and ratios. Minutes; not
 # part of make test. BENCH_ARGS: e.g. -only=sftp -size=268435456 -perf=DIR.
+# The mixed soak (small files, logins, API polling and large uploads at once,
+# with the lease renewals meanwhile) runs only when named: ROUNDS=1
+# BENCH_ARGS='-only=soak -soak-for=10m'.
 .PHONY: bench
 ROUNDS ?= 5
 BENCH_ARGS ?=

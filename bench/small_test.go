@@ -60,7 +60,7 @@ func (b *bench) smallFiles() []row {
 		}
 		stopPerf, stopCount := b.perf(true, "small"), b.syscalls(r == 0)
 		gwCPU := b.serverCPU(true)
-		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir)
+		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir, *smallSessions, *smallFor)
 		gw.cpu = b.serverCPU(true) - gwCPU
 		stopPerf()
 		if counts := stopCount(); counts != nil {
@@ -74,7 +74,7 @@ func (b *bench) smallFiles() []row {
 			}
 			active := b.sftpActive(three)
 			cpu := active.Usage().CPU
-			g3 := b.smallRun(active.SFTPAddr(), login, signer, dir, d)
+			g3 := b.smallRun(active.SFTPAddr(), login, signer, dir, d, *smallSessions, *smallFor)
 			g3.cpu = active.Usage().CPU - cpu
 			threeRate = append(threeRate, g3.rate)
 			threeRow = g3.row(fmt.Sprintf("small files %dx4KiB %s, 3-node gateway, round %d", *smallSessions, *smallFor, r+1))
@@ -83,7 +83,7 @@ func (b *bench) smallFiles() []row {
 			}
 		}
 		sshCPU := sshdCPU(b, sshd)
-		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir)
+		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir, *smallSessions, *smallFor)
 		ssh.cpu = sshdCPU(b, sshd) - sshCPU
 		disk := b.smallDisk(filepath.Join(b.work, dir))
 		gwRate, sshRate, diskRate = append(gwRate, gw.rate), append(sshRate, ssh.rate), append(diskRate, disk.rate)
@@ -134,14 +134,14 @@ func sshdCPU(b *bench, sshd *ts.SSHD) time.Duration {
 	return cpu
 }
 
-// smallRun uploads small files over -small-sessions sessions to addr for
-// -small-for, into remote (a path the server resolves to local), and checks
-// that every acknowledged file is there in full.
-func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string) smallResult {
+// smallRun uploads small files over sessions sessions to addr for d, into
+// remote (a path the server resolves to local), and checks that every
+// acknowledged file is there in full.
+func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string, sessions int, d time.Duration) smallResult {
 	conf := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
 		Config: ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com"}}}
-	clients := make([]*sftp.Client, *smallSessions)
+	clients := make([]*sftp.Client, sessions)
 	for i := range clients {
 		sc, err := ssh.Dial("tcp", addr, conf)
 		if err != nil {
@@ -164,7 +164,7 @@ func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string
 	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
 	start := time.Now()
-	end := start.Add(*smallFor)
+	end := start.Add(d)
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {

@@ -42,16 +42,25 @@ func WriteRandomFile(t testing.TB, path string, size int64) string {
 // FileSHA256 is the SHA-256 (hex) of a file's content.
 func FileSHA256(t testing.TB, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	sum, err := SHA256File(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return sum
+}
+
+// SHA256File is FileSHA256 for goroutines that may not stop the test.
+func SHA256File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Transfer is a transfer as the API shows it.
