@@ -36,11 +36,10 @@ const (
 	soakPassword = "soak-password-1"
 )
 
-// leaseLossLines are the node's log lines of a lost lease: the lease loop's
-// warning ("lease lost while leading", with where the renewal's time went)
-// and the mode change it fences with (reason "lease expired" or "lease
-// lost").
-var leaseLossLines = []string{"lease lost", "lease expired"}
+// leaseLossLines are the node's log lines of a lost lease: the mode change
+// it fences with (reason "lease expired" or "lease lost"), then the lease
+// loop's warning, with where the renewal's time went.
+var leaseLossLines = []string{"lease lost while leading", "lease lost", "lease expired"}
 
 // slowLine is the node's line for renewals over 100 ms, with where the
 // slowest one's time went.
@@ -94,17 +93,24 @@ func (b *bench) soak() []row {
 			}()
 		}
 	}
-	// Stops the load when smallRun fails the test (its sessions fail
-	// first when the lease is lost); a no-op after the stop below.
+	before, lostBefore, slowBefore := renewals(b.t, b.active), len(logLines(b.active, leaseLossLines...)), b.active.CountLog(slowLine)
+	losses := func() []string { return logLines(b.active, leaseLossLines...)[lostBefore:] }
+	// Stops the load when smallRun fails the test; a no-op after the stop
+	// below. On a lost lease the sessions fail first: the node fences,
+	// then logs why.
 	defer func() {
 		stop()
 		wg.Wait()
 		if b.t.Failed() {
-			b.t.Logf("the node's last lease-loss lines:\n%s", strings.Join(tail(logLines(b.active, leaseLossLines...), 10), "\n"))
+			ts.Eventually(5*time.Second, func() bool {
+				l := losses()
+				return len(l) > 0 && strings.Contains(l[len(l)-1], leaseLossLines[0])
+			})
+			if l := losses(); len(l) > 0 {
+				b.t.Logf("the node lost its lease:\n%s", strings.Join(tail(l, 10), "\n"))
+			}
 		}
 	}()
-
-	before, lostBefore, slowBefore := renewals(b.t, b.active), len(logLines(b.active, leaseLossLines...)), b.active.CountLog(slowLine)
 	every(rightLogins, loginEvery, func() { b.rightLogin(&logins, rightFrom) })
 	every(wrongLogins, loginEvery, func() {
 		t0 := time.Now()
@@ -139,7 +145,7 @@ func (b *bench) soak() []row {
 	stop()
 	wg.Wait()
 	after := renewals(b.t, b.active)
-	lost, slow := len(logLines(b.active, leaseLossLines...))-lostBefore, b.active.CountLog(slowLine)-slowBefore
+	lost, slow := len(losses()), b.active.CountLog(slowLine)-slowBefore
 	if err := os.RemoveAll(smallDir); err != nil {
 		b.t.Fatal(err)
 	}
