@@ -291,7 +291,7 @@ func (e *Engine) wake() {
 // they left on storage (see finishStaging).
 func (e *Engine) takeover(ctx context.Context) error {
 	before := e.cfg.Node.State()
-	for orphans(before, e.epoch) {
+	for e.orphans() {
 		err := e.apply(fsm.Command{Op: fsm.OpTransferTakeover})
 		if err == nil {
 			break
@@ -314,14 +314,18 @@ func (e *Engine) takeover(ctx context.Context) error {
 
 // orphans reports whether an older epoch left a transfer RUNNING: only then
 // does the takeover need a commit before the listeners open (one Raft
-// round trip off every failover of a node that ran none).
-func orphans(st fsm.State, epoch uint64) bool {
-	for _, t := range st.Transfers {
-		if t.CutBefore(epoch) {
-			return true
+// round trip off every failover of a node that ran none). It reads the
+// RUNNING transfers only (the state's index).
+func (e *Engine) orphans() bool {
+	var cut bool
+	e.cfg.Node.Read(func(s *fsm.State) {
+		for t := range s.Running() {
+			if cut = t.CutBefore(e.epoch); cut {
+				return
+			}
 		}
-	}
-	return false
+	})
+	return cut
 }
 
 // finishStaging finishes what older epochs left in staging files (see
