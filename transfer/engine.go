@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -355,7 +356,13 @@ func (e *Engine) finishStaging(st fsm.State) error {
 		}
 		if root == nil {
 			var err error
-			if root, err = os.OpenRoot(e.cfg.GatewayHome); err != nil {
+			if root, err = os.OpenRoot(e.cfg.GatewayHome); errors.Is(err, fs.ErrNotExist) {
+				// Nothing can be staged in a home that is not there
+				// (yet: the listeners make it): failing here would lose
+				// the lease and take it again, for ever.
+				e.log.Warn("GatewayHome does not exist: no staged file to finish", "path", e.cfg.GatewayHome)
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("open GatewayHome: %w", err)
 			}
 			defer root.Close()
