@@ -34,6 +34,15 @@ type record struct {
 	moved     atomic.Int64 // listeners.Record's progress
 	committed int64        // owned by the engine loop
 	rule      fsm.Rule     // its tasks, as the rule was at open
+	// started waits for the verdict on the transfer's start, proposed
+	// without waiting at open where the node can (proposer).
+	started func() error
+}
+
+// proposer is a Node that can hand a command to Raft without waiting for
+// its commit (cluster.Node.Propose).
+type proposer interface {
+	Propose(fsm.Command) (wait func() error)
 }
 
 // preTasks runs the pre-tasks of server-mode transfer id, at its open
@@ -82,28 +91,43 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 	send := !f.Upload
 	var rule string
 	var ru fsm.Rule
+	var inState uint64
 	e.cfg.Node.Read(func(s *fsm.State) {
 		rule = matchRule(s.Rules, f.Path, send)
 		ru = s.Rules[fsm.RuleKey(rule, send)]
+		inState = s.NextTransferID
 	})
 	t := fsm.Transfer{
 		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: rule,
 		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
 		Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: time.Now(), NodeID: e.cfg.Node.ID(),
 	}
-	id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
-	if err != nil {
-		return nil, err
+	rec := &record{e: e, upload: f.Upload, rule: ru, started: func() error { return nil }}
+	if p, ok := e.cfg.Node.(proposer); ok && len(ru.PreTasks) == 0 {
+		// The client may go on while the start commits: End commits
+		// after it, and only End's commit answers the client. What an
+		// open cut before its start commits leaves is an unacknowledged
+		// staging file of a transfer the state never held, which the next
+		// ACTIVE node removes (finishStaging). The ID is free: IDs hands
+		// out none twice, and the state read holds every earlier leader's
+		// (this one's lease committed after them).
+		t.ID = e.cfg.IDs.Next(inState)
+		rec.started = p.Propose(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: e.epoch, Transfer: &t})
+	} else {
+		id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
+		if err != nil {
+			return nil, err
+		}
+		t.ID = id
+		// The pre-tasks check the name at open (the size is not known
+		// yet): a refusal fails the client's open.
+		if err := e.preTasks(id, ru, -1); err != nil {
+			return nil, err
+		}
 	}
-	t.ID = id
-	rec := &record{e: e, id: id, upload: f.Upload, rule: ru}
-	// The pre-tasks check the name at open (the size is not known yet):
-	// a refusal fails the client's open.
-	if err := e.preTasks(id, ru, -1); err != nil {
-		return nil, err
-	}
+	rec.id = t.ID
 	e.recMu.Lock()
-	e.records[id] = rec
+	e.records[rec.id] = rec
 	e.recMu.Unlock()
 	return rec, nil
 }
@@ -130,34 +154,25 @@ func (r *record) Staging() (uint64, uint64) { return r.id, r.e.epoch }
 
 // Pending lists the client's cut uploads of f.Path, newest first: those
 // INTERRUPTED (or RUNNING under an older epoch) that no newer DONE upload
-// of the same file replaced.
+// of the same file replaced. It reads only that file's uploads (the state's
+// index), in place: a stat of a missing file asks.
 func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 	local := path.Join(r.srv.Root, f.Login, f.Path)
 	var out []listeners.Pending
 	var done uint64
-	scan := func(st *fsm.State) {
-		for id, t := range st.Transfers {
-			if !t.IsServer || t.IsSend || t.LocalPath != local || t.Agent != r.srv.Name {
-				continue
-			}
+	r.e.cfg.Node.Read(func(st *fsm.State) {
+		for t := range st.Uploads(local) {
 			switch {
+			case t.Agent != r.srv.Name:
 			case t.Status == fsm.StatusDone:
-				done = max(done, id)
+				done = max(done, t.ID)
 			case t.InTasks():
 				// Complete, in its chain: nothing to resume.
 			case t.Status == fsm.StatusInterrupted, t.CutBefore(r.e.epoch):
-				out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
+				out = append(out, listeners.Pending{ID: t.ID, Checkpoint: t.Progress})
 			}
 		}
-	}
-	// A stat of a missing file asks: read the state in place where the
-	// node can (cluster.Node.Read), rather than copy it.
-	if rd, ok := r.e.cfg.Node.(interface{ Read(func(*fsm.State)) }); ok {
-		rd.Read(scan)
-	} else {
-		st := r.e.cfg.Node.State()
-		scan(&st)
-	}
+	})
 	out = slices.DeleteFunc(out, func(p listeners.Pending) bool { return p.ID < done })
 	slices.SortFunc(out, func(a, b listeners.Pending) int { return cmp.Compare(b.ID, a.ID) })
 	return out
@@ -210,6 +225,9 @@ func (r *record) End(size int64, cut error) error {
 		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
 	if err := e.update(ch); err != nil {
+		if serr := r.started(); serr != nil {
+			err = fmt.Errorf("start not recorded: %w", serr)
+		}
 		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
 		return err
 	}
