@@ -309,12 +309,17 @@ func walls(s []sample) []time.Duration {
 func (b *bench) ftpVersusCp() []row {
 	url := fmt.Sprintf("ftp://%s:%s@%s:%d/", login, password, b.active.IP, ftpPort)
 	home := filepath.Join(b.c.Home, "ftp", login)
-	gwUp, cpDst, down := filepath.Join(home, "ftp-up.bin"), filepath.Join(b.work, "cp.bin"), filepath.Join(b.work, "ftp-down.bin")
+	vs := ts.StartVsftpd(b.t)
+	gwUp, vsUp := filepath.Join(home, "ftp-up.bin"), filepath.Join(vs.Home, "ftp-up.bin")
+	cpDst, down := filepath.Join(b.work, "cp.bin"), filepath.Join(b.work, "ftp-down.bin")
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
-	if err := os.Link(b.src, filepath.Join(home, "big.bin")); err != nil {
-		b.t.Fatal(err)
+	// The download source: the same file in both servers' reach.
+	for _, dir := range []string{home, vs.Home} {
+		if err := os.Link(b.src, filepath.Join(dir, "big.bin")); err != nil {
+			b.t.Fatal(err)
+		}
 	}
 	run := func(dst string, name string, args ...string) func() time.Duration {
 		return func() time.Duration {
@@ -331,13 +336,22 @@ func (b *bench) ftpVersusCp() []row {
 	tm := b.cases(
 		run(cpDst, "cp", b.src, cpDst),
 		run(gwUp, "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
+		run(vsUp, "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
 		run(down, "curl", "-sS", "-o", down, url+"big.bin"),
+		run(down, "curl", "-sS", "-o", down, vs.URL("big.bin")),
 	)
-	return []row{
-		b.rate("cp of the file (disk limit)", tm[0], *bigSize, ""),
-		b.rate("FTP upload (curl), gateway", tm[1], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[1]), ratios(tm[0], tm[1]))),
-		b.rate("FTP download (curl), gateway", tm[2], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[2]), ratios(tm[0], tm[2]))),
+	cp := tm[0]
+	rows := []row{b.rate("cp of the file (disk limit)", cp, *bigSize, "")}
+	for i, dir := range []string{"upload", "download"} {
+		gw, vsftpd := tm[1+2*i], tm[2+2*i]
+		rows = append(rows,
+			b.rate("FTP "+dir+" (curl), gateway", gw, *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(cp, gw), ratios(cp, gw))),
+			b.rate("FTP "+dir+" (curl), vsftpd", vsftpd, *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(cp, vsftpd), ratios(cp, vsftpd))),
+			row{name: "FTP " + dir + " ratio gateway/vsftpd", value: fmt.Sprintf("%.2fx", ratio(vsftpd, gw)),
+				note: "goal >= 1.0x; per round " + ratios(vsftpd, gw)},
+		)
 	}
+	return rows
 }
 
 func (b *bench) concurrentUploads() []row {
