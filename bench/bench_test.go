@@ -27,7 +27,7 @@ var (
 	nodeEnv = flag.String("env", "UDMG_CONTROLLER_HEARTBEAT=1s,UDMG_CONTROLLER_DEADLINE=10s",
 		"comma-separated UDMG_*=value settings of the gateway nodes; the default lease is relaxed because, on a loaded "+
 			"two-core machine, a 1 GiB upload at disk speed has delayed the lease renewal (a Raft commit with fsync) past the 2 s default")
-	perfOut = flag.String("perf", "", "directory for perf record profiles of the gateway during its first SFTP upload and download")
+	perfOut = flag.String("perf", "", "directory for perf record profiles of the gateway during its first SFTP and FTP upload and download")
 )
 
 const (
@@ -321,24 +321,28 @@ func (b *bench) ftpVersusCp() []row {
 			b.t.Fatal(err)
 		}
 	}
-	run := func(dst string, name string, args ...string) func() time.Duration {
+	// run times one command; with -perf, the first run of each profile
+	// name ("": none) is a profile of the gateway.
+	run := func(dst, profile string, name string, args ...string) func() time.Duration {
 		return func() time.Duration {
+			stopPerf := b.perf(profile != "", profile)
 			d := b.timed(func() error {
 				if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 					return fmt.Errorf("%s %q: %v\n%s", name, args, err, out)
 				}
 				return nil
 			})
+			stopPerf()
 			b.same(dst)
 			return d
 		}
 	}
 	tm := b.cases(
-		run(cpDst, "cp", b.src, cpDst),
-		run(gwUp, "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
-		run(vsUp, "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
-		run(down, "curl", "-sS", "-o", down, url+"big.bin"),
-		run(down, "curl", "-sS", "-o", down, vs.URL("big.bin")),
+		run(cpDst, "", "cp", b.src, cpDst),
+		run(gwUp, "ftp-upload", "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
+		run(vsUp, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
+		run(down, "ftp-download", "curl", "-sS", "-o", down, url+"big.bin"),
+		run(down, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
 	)
 	cp := tm[0]
 	rows := []row{b.rate("cp of the file (disk limit)", cp, *bigSize, "")}
