@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -139,7 +140,46 @@ func (l *passiveListener) Accept() (net.Conn, error) {
 		_ = raw.Close()
 		return nil, ErrSessionClosed
 	}
+	if tcp, ok := raw.(*net.TCPConn); ok {
+		return &dataConn{trackedConn: c, tcp: tcp}, nil
+	}
 	return c, nil
+}
+
+// dataConn is a passive data connection that sends downloads with
+// sendfile(2), as vsftpd does: io.Copy's buffer costs a second copy of
+// every byte, through user space, which made the gateway's downloads half
+// as fast as vsftpd's. With FTPS, the TLS connection wraps it and only
+// writes to it.
+type dataConn struct {
+	*trackedConn
+	tcp *net.TCPConn
+}
+
+// sendChunk is what one sendfile of a download sends between lease checks.
+const sendChunk = 1 << 20
+
+// ReadFrom is io.Copy's path for a RETR: a session's file goes out by
+// sendfile in chunks, each checked and counted as guardedFile.Read would;
+// anything else (ASCII-mode conversion) is copied.
+func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
+	g, ok := r.(*guardedFile)
+	if !ok {
+		return io.Copy(c.trackedConn, r)
+	}
+	var sent int64
+	for {
+		if err := g.s.guard(); err != nil {
+			return sent, err
+		}
+		_ = c.tcp.SetWriteDeadline(time.Now().Add(dataIdle))
+		n, err := c.tcp.ReadFrom(io.LimitReader(g.f, sendChunk))
+		_, _ = g.moved(int(n), nil)
+		sent += n
+		if err != nil || n < sendChunk {
+			return sent, err
+		}
+	}
 }
 
 func (l *passiveListener) Close() error {
