@@ -211,16 +211,6 @@ func (b *bench) same(path string) {
 	}
 }
 
-// timed runs fn and returns how long it took; it fails on error.
-func (b *bench) timed(fn func() error) time.Duration {
-	b.t.Helper()
-	start := time.Now()
-	if err := fn(); err != nil {
-		b.t.Fatal(err)
-	}
-	return time.Since(start)
-}
-
 // cases runs each case once per round, rotating their order from round to
 // round so that none always runs first, and returns each case's times.
 func (b *bench) cases(fns ...func() time.Duration) [][]time.Duration {
@@ -321,38 +311,58 @@ func (b *bench) ftpVersusCp() []row {
 			b.t.Fatal(err)
 		}
 	}
-	// run times one command; with -perf, the first run of each profile
-	// name ("": none) is a profile of the gateway.
-	run := func(dst, profile string, name string, args ...string) func() time.Duration {
-		return func() time.Duration {
+	gwCPU := func() time.Duration { return b.active.Usage().CPU }
+	vsCPU := func() time.Duration {
+		cpu, ok := vs.CPU(10 * time.Second)
+		if !ok {
+			b.t.Fatal("a vsftpd session still runs after its client ended")
+		}
+		return cpu
+	}
+	// run times one command and what it cost it and the server (cpu; nil
+	// for cp); with -perf, the first run of each profile name ("": none)
+	// is a profile of the gateway.
+	run := func(dst string, cpu func() time.Duration, profile string, name string, args ...string) func() sample {
+		return func() sample {
+			var before time.Duration
+			if cpu != nil {
+				before = cpu()
+			}
 			stopPerf := b.perf(profile != "", profile)
-			d := b.timed(func() error {
-				if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-					return fmt.Errorf("%s %q: %v\n%s", name, args, err, out)
-				}
-				return nil
-			})
+			cmd := exec.Command(name, args...)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			wall := time.Since(start)
 			stopPerf()
+			if err != nil {
+				b.t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+			}
+			sm := sample{wall: wall, client: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+			if cpu != nil {
+				sm.server = cpu() - before
+			}
 			b.same(dst)
-			return d
+			return sm
 		}
 	}
-	tm := b.cases(
-		run(cpDst, "", "cp", b.src, cpDst),
-		run(gwUp, "ftp-upload", "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
-		run(vsUp, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
-		run(down, "ftp-download", "curl", "-sS", "-o", down, url+"big.bin"),
-		run(down, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
+	sm := casesOf(
+		run(cpDst, nil, "", "cp", b.src, cpDst),
+		run(gwUp, gwCPU, "ftp-upload", "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
+		run(vsUp, vsCPU, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
+		run(down, gwCPU, "ftp-download", "curl", "-sS", "-o", down, url+"big.bin"),
+		run(down, vsCPU, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
 	)
-	cp := tm[0]
+	cp := walls(sm[0])
 	rows := []row{b.rate("cp of the file (disk limit)", cp, *bigSize, "")}
 	for i, dir := range []string{"upload", "download"} {
-		gw, vsftpd := tm[1+2*i], tm[2+2*i]
+		gw, vsftpd := sm[1+2*i], sm[2+2*i]
 		rows = append(rows,
-			b.rate("FTP "+dir+" (curl), gateway", gw, *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(cp, gw), ratios(cp, gw))),
-			b.rate("FTP "+dir+" (curl), vsftpd", vsftpd, *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(cp, vsftpd), ratios(cp, vsftpd))),
-			row{name: "FTP " + dir + " ratio gateway/vsftpd", value: fmt.Sprintf("%.2fx", ratio(vsftpd, gw)),
-				note: "goal >= 1.0x; per round " + ratios(vsftpd, gw)},
+			b.rate("FTP "+dir+" (curl), gateway", walls(gw), *bigSize,
+				fmt.Sprintf("%.2fx cp; per round %s; %s", ratio(cp, walls(gw)), ratios(cp, walls(gw)), cpuNote(gw))),
+			b.rate("FTP "+dir+" (curl), vsftpd", walls(vsftpd), *bigSize,
+				fmt.Sprintf("%.2fx cp; per round %s; %s", ratio(cp, walls(vsftpd)), ratios(cp, walls(vsftpd)), cpuNote(vsftpd))),
+			row{name: "FTP " + dir + " ratio gateway/vsftpd", value: fmt.Sprintf("%.2fx", ratio(walls(vsftpd), walls(gw))),
+				note: "goal >= 1.0x; per round " + ratios(walls(vsftpd), walls(gw))},
 		)
 	}
 	return rows

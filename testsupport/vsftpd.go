@@ -30,6 +30,7 @@ type Vsftpd struct {
 	PassiveMin int // its passive ports, PassiveMin to PassiveMax
 	PassiveMax int
 	Dir        string // holds the config and log
+	cmd        *exec.Cmd
 }
 
 // StartVsftpd runs vsftpd in the foreground until the test ends; it skips
@@ -113,6 +114,7 @@ func StartVsftpd(t testing.TB) *Vsftpd {
 	}
 	os.MkdirAll("/var/run/vsftpd/empty", 0o755)
 	cmd := exec.Command(bin, cfg)
+	v.cmd = cmd
 	logf, err := os.Create(filepath.Join(v.Dir, "vsftpd.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +137,13 @@ func StartVsftpd(t testing.TB) *Vsftpd {
 		t.Fatalf("vsftpd on %s did not answer:\n%s", v.Addr, b)
 	}
 	return v
+}
+
+// CPU is the CPU time vsftpd and its finished sessions have used, once no
+// session is left running (as SSHD.CPU); ok is false if one still runs
+// after timeout.
+func (v *Vsftpd) CPU(timeout time.Duration) (cpu time.Duration, ok bool) {
+	return treeCPU(v.cmd.Process.Pid, timeout)
 }
 
 // URL is the ftp:// URL of path in the user's home, credentials included.

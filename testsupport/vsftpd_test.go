@@ -36,6 +36,9 @@ func TestVsftpd(t *testing.T) {
 		if got := ts.FileSHA256(t, down); got != sum {
 			t.Fatal("the downloaded file differs from the source")
 		}
+		if _, ok := v.CPU(10 * time.Second); !ok {
+			t.Error("a vsftpd session still runs after its client ended")
+		}
 	})
 	if v == nil {
 		return
