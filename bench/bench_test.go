@@ -311,22 +311,19 @@ func (b *bench) ftpVersusCp() []row {
 			b.t.Fatal(err)
 		}
 	}
-	gwCPU := func() time.Duration { return b.active.Usage().CPU }
-	vsCPU := func() time.Duration {
-		cpu, ok := vs.CPU(10 * time.Second)
-		if !ok {
-			b.t.Fatal("a vsftpd session still runs after its client ended")
-		}
-		return cpu
+	// A server's CPU meter: started before a transfer, read after it.
+	gwCPU := func() func() time.Duration {
+		before := b.active.Usage().CPU
+		return func() time.Duration { return b.active.Usage().CPU - before }
 	}
 	// run times one command and what it cost it and the server (cpu; nil
 	// for cp); with -perf, the first run of each profile name ("": none)
 	// is a profile of the gateway.
-	run := func(dst string, cpu func() time.Duration, profile string, name string, args ...string) func() sample {
+	run := func(dst string, cpu func() func() time.Duration, profile string, name string, args ...string) func() sample {
 		return func() sample {
-			var before time.Duration
+			var server func() time.Duration
 			if cpu != nil {
-				before = cpu()
+				server = cpu()
 			}
 			stopPerf := b.perf(profile != "", profile)
 			cmd := exec.Command(name, args...)
@@ -338,8 +335,8 @@ func (b *bench) ftpVersusCp() []row {
 				b.t.Fatalf("%s %q: %v\n%s", name, args, err, out)
 			}
 			sm := sample{wall: wall, client: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-			if cpu != nil {
-				sm.server = cpu() - before
+			if server != nil {
+				sm.server = server()
 			}
 			b.same(dst)
 			return sm
@@ -348,9 +345,9 @@ func (b *bench) ftpVersusCp() []row {
 	sm := casesOf(
 		run(cpDst, nil, "", "cp", b.src, cpDst),
 		run(gwUp, gwCPU, "ftp-upload", "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
-		run(vsUp, vsCPU, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
+		run(vsUp, vs.SampleCPU, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
 		run(down, gwCPU, "ftp-download", "curl", "-sS", "-o", down, url+"big.bin"),
-		run(down, vsCPU, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
+		run(down, vs.SampleCPU, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
 	)
 	cp := walls(sm[0])
 	rows := []row{b.rate("cp of the file (disk limit)", cp, *bigSize, "")}

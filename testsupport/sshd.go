@@ -132,13 +132,7 @@ func startSSHD(t testing.TB, internal bool) *SSHD {
 // what serving the connections so far cost, to compare with a gateway
 // node's Usage. ok is false if a session still runs after timeout.
 func (s *SSHD) CPU(timeout time.Duration) (cpu time.Duration, ok bool) {
-	return treeCPU(s.cmd.Process.Pid, timeout)
-}
-
-// treeCPU is the CPU time a forking server (pid) and its reaped children
-// have used, once it has no child left; ok is false if one still runs
-// after timeout.
-func treeCPU(pid int, timeout time.Duration) (cpu time.Duration, ok bool) {
+	pid := s.cmd.Process.Pid
 	ok = Eventually(timeout, func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 		return err == nil && strings.TrimSpace(string(b)) == ""

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -139,11 +140,64 @@ func StartVsftpd(t testing.TB) *Vsftpd {
 	return v
 }
 
-// CPU is the CPU time vsftpd and its finished sessions have used, once no
-// session is left running (as SSHD.CPU); ok is false if one still runs
-// after timeout.
-func (v *Vsftpd) CPU(timeout time.Duration) (cpu time.Duration, ok bool) {
-	return treeCPU(v.cmd.Process.Pid, timeout)
+// SampleCPU starts sampling the CPU time of vsftpd's processes, and stop
+// returns what they used since. Sampled, every 10 ms, because vsftpd's
+// figures in /proc lose its sessions' time (a session's post-login process
+// is not reaped into the listener's children time, as SSHD.CPU relies on):
+// a process's last ticks before it exits are missed.
+func (v *Vsftpd) SampleCPU() (stop func() time.Duration) {
+	pid := v.cmd.Process.Pid
+	start := procUsage(pid, false).CPU
+	used := map[int]time.Duration{} // by process, the most seen
+	var mu sync.Mutex
+	quit, done := make(chan struct{}), make(chan struct{})
+	sample := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range processTree(pid) {
+			used[p] = max(used[p], procUsage(p, false).CPU)
+		}
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	}()
+	return func() time.Duration {
+		close(quit)
+		<-done
+		sample()
+		total := -start
+		for _, cpu := range used {
+			total += cpu
+		}
+		return total
+	}
+}
+
+// processTree is pid and its descendants, as /proc shows them now.
+func processTree(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", out[i], out[i]))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // URL is the ftp:// URL of path in the user's home, credentials included.
