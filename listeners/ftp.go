@@ -149,8 +149,8 @@ func (l *passiveListener) Accept() (net.Conn, error) {
 // dataConn is a passive data connection that sends downloads with
 // sendfile(2), as vsftpd does: io.Copy's buffer costs a second copy of
 // every byte, through user space, which made the gateway's downloads half
-// as fast as vsftpd's. With FTPS, the TLS connection wraps it and only
-// writes to it.
+// as fast as vsftpd's; and reads uploads recvBuffer at a time. With FTPS,
+// the TLS connection wraps it and only reads and writes it.
 type dataConn struct {
 	*trackedConn
 	tcp *net.TCPConn
@@ -158,6 +158,16 @@ type dataConn struct {
 
 // sendChunk is what one sendfile of a download sends between lease checks.
 const sendChunk = 1 << 20
+
+// recvBuffer is what one read of an upload takes at most: with io.Copy's
+// 32 KiB, a 1 GiB upload cost the gateway 0.83-1 s of CPU (make bench,
+// vsftpd 0.59-0.75 s), with this 0.71 s.
+const recvBuffer = 256 << 10
+
+// WriteTo is io.Copy's path for a STOR or APPE.
+func (c *dataConn) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, struct{ io.Reader }{c.trackedConn}, make([]byte, recvBuffer))
+}
 
 // ReadFrom is io.Copy's path for a RETR: a session's file goes out by
 // sendfile in chunks, each checked and counted as guardedFile.Read would;
