@@ -247,6 +247,10 @@ func (n *Node) startRaft() error {
 	// restarted node replays seconds, not hours, of renewals.
 	rc.SnapshotThreshold = 4096
 	rc.TrailingLogs = 2048
+	// Propose returns once its entry is in Raft's apply channel: buffered,
+	// a proposal does not wait for the leader loop to finish the log
+	// write of the batch before it.
+	rc.BatchApplyCh = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft settings from [controller] HeartbeatCheck: %w", err)
 	}
@@ -545,17 +549,52 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
 // Apply commits a change through the log. Only the leader may propose.
 func (n *Node) Apply(c fsm.Command) error {
+	return n.Propose(c)()
+}
+
+// Propose hands c to Raft, as Apply does, without waiting for its commit:
+// it returns once c is in Raft's queue, with the wait for what Apply would
+// return. Commands proposed one after the other (a Propose returned before
+// the next began) are applied in that order, so a caller may go on at once
+// and wait only where it must: a later command's success says that c was
+// applied before it (its own verdict still comes from its wait).
+func (n *Node) Propose(c fsm.Command) (wait func() error) {
 	if !n.IsLeader() {
-		return ErrNotLeader
+		return func() error { return ErrNotLeader }
 	}
 	if c.At.IsZero() {
 		c.At = time.Now()
 	}
-	err := n.apply(c)
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	w := n.propose(c)
+	return func() error {
+		err := w()
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return err
 	}
-	return err
+}
+
+// apply proposes a command and waits for it to be applied, returning the
+// machine's verdict (Raft's own errors as they are).
+func (n *Node) apply(c fsm.Command) error { return n.propose(c)() }
+
+// propose hands c to Raft and returns the wait for its verdict.
+func (n *Node) propose(c fsm.Command) (wait func() error) {
+	b, err := n.encode(c)
+	if err != nil {
+		return func() error { return err }
+	}
+	f := n.raft.Apply(b, n.cfg.Deadline)
+	return func() error {
+		if err := f.Error(); err != nil {
+			return err
+		}
+		if r, ok := f.Response().(fsm.Result); ok {
+			return r.Err
+		}
+		return nil
+	}
 }
 
 // LeaderAPI is the admin address (host:port) of the current leader, for
@@ -572,23 +611,6 @@ func (n *Node) LeaderAPI() (string, bool) {
 		return "", false
 	}
 	return node.AdminAddr, true
-}
-
-// apply proposes a command and waits for it to be applied, returning the
-// machine's verdict.
-func (n *Node) apply(c fsm.Command) error {
-	b, err := n.encode(c)
-	if err != nil {
-		return err
-	}
-	f := n.raft.Apply(b, n.cfg.Deadline)
-	if err := f.Error(); err != nil {
-		return err
-	}
-	if r, ok := f.Response().(fsm.Result); ok {
-		return r.Err
-	}
-	return nil
 }
 
 // ResolveAdvertise picks the address peers should dial: the configured one,

@@ -34,6 +34,15 @@ type record struct {
 	moved     atomic.Int64 // listeners.Record's progress
 	committed int64        // owned by the engine loop
 	rule      fsm.Rule     // its tasks, as the rule was at open
+	// started waits for the verdict on the transfer's start, proposed
+	// without waiting at open where the node can (proposer).
+	started func() error
+}
+
+// proposer is a Node that can hand a command to Raft without waiting for
+// its commit (cluster.Node.Propose).
+type proposer interface {
+	Propose(fsm.Command) (wait func() error)
 }
 
 // preTasks runs the pre-tasks of server-mode transfer id, at its open
@@ -82,28 +91,43 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 	send := !f.Upload
 	var rule string
 	var ru fsm.Rule
+	var inState uint64
 	e.cfg.Node.Read(func(s *fsm.State) {
 		rule = matchRule(s.Rules, f.Path, send)
 		ru = s.Rules[fsm.RuleKey(rule, send)]
+		inState = s.NextTransferID
 	})
 	t := fsm.Transfer{
 		IsServer: true, IsSend: send, Protocol: f.Protocol, Rule: rule,
 		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
 		Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: time.Now(), NodeID: e.cfg.Node.ID(),
 	}
-	id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
-	if err != nil {
-		return nil, err
+	rec := &record{e: e, upload: f.Upload, rule: ru, started: func() error { return nil }}
+	if p, ok := e.cfg.Node.(proposer); ok && len(ru.PreTasks) == 0 {
+		// The client may go on while the start commits: End commits
+		// after it, and only End's commit answers the client. What an
+		// open cut before its start commits leaves is an unacknowledged
+		// staging file of a transfer the state never held, which the next
+		// ACTIVE node removes (finishStaging). The ID is free: IDs hands
+		// out none twice, and the state read holds every earlier leader's
+		// (this one's lease committed after them).
+		t.ID = e.cfg.IDs.Next(inState)
+		rec.started = p.Propose(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: e.epoch, Transfer: &t})
+	} else {
+		id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
+		if err != nil {
+			return nil, err
+		}
+		t.ID = id
+		// The pre-tasks check the name at open (the size is not known
+		// yet): a refusal fails the client's open.
+		if err := e.preTasks(id, ru, -1); err != nil {
+			return nil, err
+		}
 	}
-	t.ID = id
-	rec := &record{e: e, id: id, upload: f.Upload, rule: ru}
-	// The pre-tasks check the name at open (the size is not known yet):
-	// a refusal fails the client's open.
-	if err := e.preTasks(id, ru, -1); err != nil {
-		return nil, err
-	}
+	rec.id = t.ID
 	e.recMu.Lock()
-	e.records[id] = rec
+	e.records[rec.id] = rec
 	e.recMu.Unlock()
 	return rec, nil
 }
@@ -210,6 +234,9 @@ func (r *record) End(size int64, cut error) error {
 		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
 	if err := e.update(ch); err != nil {
+		if serr := r.started(); serr != nil {
+			err = fmt.Errorf("start not recorded: %w", serr)
+		}
 		e.log.Warn("server transfer end not recorded", "id", r.id, "err", err)
 		return err
 	}
