@@ -30,6 +30,9 @@ var (
 	trials  = flag.Int("trials", 2, "failover trials per fault in TestFailover (figures: 20)")
 	nodeEnv = flag.String("env", "", "extra comma-separated UDMG_*=value settings for every node, e.g. UDMG_CONTROLLER_DEADLINE=600ms")
 	idle    = flag.Duration("idle", 0, "measure a 3-node cluster's idle CPU and RSS over this long (TestIdleCost)")
+	// failoverState "large" seeds TestFailover's cluster with the issue's
+	// large state (testsupport.IssueState) before the trials.
+	failoverState = flag.String("failover.state", "", "state TestFailover seeds before its trials: large (testsupport.IssueState), or none")
 )
 
 func extraEnv() []string {
@@ -170,6 +173,13 @@ func TestFailover(t *testing.T) {
 		t.Skip("multi-node failover runs in the full suite")
 	}
 	c := ts.NewCluster(t, 3, extraEnv()...)
+	switch *failoverState {
+	case "":
+	case "large":
+		seedState(t, c, ts.IssueState)
+	default:
+		t.Fatalf("-failover.state=%q: want large or nothing", *failoverState)
+	}
 	active := c.WaitOneActive(30*time.Second, "PASSIVE")
 	if !ts.Eventually(5*time.Second, func() bool { return ts.Greeting(active.SFTPAddr(), time.Second, "SSH-2.0-Go") }) {
 		t.Fatal("ACTIVE node has no SFTP banner")
@@ -274,6 +284,12 @@ func TestFailover(t *testing.T) {
 		t.Logf("%-8s trials=%d median=%s p99=%s max=%s", kind, len(d), percentile(d, 0.5), percentile(d, 0.99), d[len(d)-1])
 	}
 	t.Logf("overlap=0 over %d serves", len(prober.Serves()))
+	starts := startTimes(c)
+	slices.Sort(starts)
+	if len(starts) > 0 {
+		t.Logf("node starts to \"node started\" (mirror and raft stores opened, newest snapshot restored): %d, median=%s max=%s; newest snapshot bytes %v",
+			len(starts), percentile(starts, 0.5), starts[len(starts)-1], snapshotSizes(c))
+	}
 }
 
 func countAll(c *ts.Cluster, s string) int {

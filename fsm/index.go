@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"iter"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,6 +24,14 @@ type transferIndex struct {
 	// inTasks holds the transfers RUNNING in their post- or error-tasks
 	// (Transfer.InTasks), which a failover hands over.
 	inTasks map[uint64]struct{}
+	// running holds the RUNNING transfers, among which a takeover looks
+	// for those an older epoch left.
+	running map[uint64]struct{}
+	// uploads holds the server-mode uploads of each LocalPath, among
+	// which a client's resume looks for its cut ones.
+	uploads map[string]map[uint64]struct{}
+	// statuses counts the transfers of each status (the metrics).
+	statuses map[string]int
 	// archived and unarchived hold the finished transfers, by ID; held
 	// those of them whose parent is live (its TRANSFER task still finds
 	// them by key), which the window does not count.
@@ -55,6 +64,9 @@ func newTransferIndex(ts map[uint64]Transfer) *transferIndex {
 		ready:      btree.NewOrderedG[uint64](indexDegree),
 		retrying:   btree.NewG(indexDegree, retryKey.less),
 		inTasks:    map[uint64]struct{}{},
+		running:    map[uint64]struct{}{},
+		uploads:    map[string]map[uint64]struct{}{},
+		statuses:   map[string]int{},
 		archived:   btree.NewOrderedG[uint64](indexDegree),
 		unarchived: btree.NewOrderedG[uint64](indexDegree),
 		held:       map[uint64]struct{}{},
@@ -79,6 +91,16 @@ func (x *transferIndex) add(ts map[uint64]Transfer, t Transfer) {
 	if t.InTasks() {
 		x.inTasks[t.ID] = struct{}{}
 	}
+	if t.Status == StatusRunning {
+		x.running[t.ID] = struct{}{}
+	}
+	if t.IsServer && !t.IsSend {
+		if x.uploads[t.LocalPath] == nil {
+			x.uploads[t.LocalPath] = map[uint64]struct{}{}
+		}
+		x.uploads[t.LocalPath][t.ID] = struct{}{}
+	}
+	x.statuses[t.Status]++
 	if t.Finished() {
 		if t.Archived {
 			x.archived.ReplaceOrInsert(t.ID)
@@ -105,6 +127,16 @@ func (x *transferIndex) remove(t Transfer) {
 	x.ready.Delete(t.ID)
 	x.retrying.Delete(retryKey{t.NextRetry, t.ID})
 	delete(x.inTasks, t.ID)
+	delete(x.running, t.ID)
+	if t.IsServer && !t.IsSend {
+		delete(x.uploads[t.LocalPath], t.ID)
+		if len(x.uploads[t.LocalPath]) == 0 {
+			delete(x.uploads, t.LocalPath)
+		}
+	}
+	if x.statuses[t.Status]--; x.statuses[t.Status] == 0 {
+		delete(x.statuses, t.Status)
+	}
 	x.archived.Delete(t.ID)
 	x.unarchived.Delete(t.ID)
 	delete(x.held, t.ID)
@@ -233,6 +265,37 @@ func (s *State) InTasks() iter.Seq[Transfer] {
 			}
 		}
 	}
+}
+
+// Running yields the RUNNING transfers, in no order.
+func (s *State) Running() iter.Seq[Transfer] {
+	x := s.index()
+	return func(yield func(Transfer) bool) {
+		for id := range x.running {
+			if !yield(s.Transfers[id]) {
+				return
+			}
+		}
+	}
+}
+
+// Uploads yields the server-mode uploads (IsServer, not IsSend) of
+// localPath, in no order.
+func (s *State) Uploads(localPath string) iter.Seq[Transfer] {
+	x := s.index()
+	return func(yield func(Transfer) bool) {
+		for id := range x.uploads[localPath] {
+			if !yield(s.Transfers[id]) {
+				return
+			}
+		}
+	}
+}
+
+// StatusCounts counts the transfers of each status; the map is the
+// caller's.
+func (s *State) StatusCounts() map[string]int {
+	return maps.Clone(s.index().statuses)
 }
 
 // ChildOf is the transfer added with key (Transfer.ChildKey), 0 when none.

@@ -29,10 +29,15 @@ func (x *transferIndex) dump() string {
 		fmt.Fprintf(&b, "\n%s: %v", name, slices.Sorted(maps.Keys(m)))
 	}
 	keys("inTasks", x.inTasks)
+	keys("running", x.running)
 	keys("held", x.held)
 	for _, p := range slices.Sorted(maps.Keys(x.children)) {
 		keys(fmt.Sprintf("children of %d", p), x.children[p])
 	}
+	for _, p := range slices.Sorted(maps.Keys(x.uploads)) {
+		keys(fmt.Sprintf("uploads of %q", p), x.uploads[p])
+	}
+	fmt.Fprintf(&b, "\nstatuses: %v", x.statuses)
 	fmt.Fprintf(&b, "\nchildKeys: %v", x.childKeys)
 	return b.String()
 }
@@ -63,7 +68,8 @@ func randomTransferCommand(r *rand.Rand, epoch *uint64, ids int) Command {
 	any := func() []string { return statuses }
 	switch r.IntN(10) {
 	case 0, 1:
-		t := Transfer{ID: id, IsServer: r.IntN(3) == 0, Status: statuses[r.IntN(len(statuses))], Agent: "p"}
+		t := Transfer{ID: id, IsServer: r.IntN(3) == 0, IsSend: r.IntN(2) == 0, Status: statuses[r.IntN(len(statuses))], Agent: "p",
+			LocalPath: fmt.Sprintf("in/%d", r.IntN(5))}
 		if r.IntN(4) == 0 {
 			t.Parent = uint64(r.IntN(ids) + 1)
 			t.ChildKey = fmt.Sprintf("%d/post/%d", t.Parent, r.IntN(3))
@@ -126,6 +132,8 @@ func TestTransferIndexFollowsTable(t *testing.T) {
 			seen["retrying"] = seen["retrying"] || x.retrying.Len() > 0
 			seen["inTasks"] = seen["inTasks"] || len(x.inTasks) > 0
 			seen["held"] = seen["held"] || len(x.held) > 0
+			seen["running"] = seen["running"] || len(x.running) > 0
+			seen["a path's uploads"] = seen["a path's uploads"] || slices.ContainsFunc(slices.Collect(maps.Values(x.uploads)), func(ids map[uint64]struct{}) bool { return len(ids) > 1 })
 			seen["window full"] = seen["window full"] || x.archived.Len() >= RecentWindow
 			if a, u := overWindow(&m.s); a+u > 0 {
 				t.Fatalf("seed %d, step %d (%s): %d archived and %d unarchived beyond the window", seed, i, c.Op, a, u)
@@ -150,7 +158,7 @@ func TestTransferIndexFollowsTable(t *testing.T) {
 			t.Fatalf("seed %d: restored index\n%s\nwant\n%s", seed, got, want)
 		}
 	}
-	for _, what := range []string{"ready", "retrying", "inTasks", "held", "window full"} {
+	for _, what := range []string{"ready", "retrying", "inTasks", "running", "held", "a path's uploads", "window full"} {
 		if !seen[what] {
 			t.Errorf("the histories never reached %s", what)
 		}

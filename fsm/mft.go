@@ -471,18 +471,23 @@ func (m *Machine) applyMFT(c Command) error {
 	case OpTransferAction:
 		return m.transferAction(c)
 	case OpTransferTakeover:
-		for _, id := range slices.Sorted(maps.Keys(s.Transfers)) {
-			t := s.Transfers[id]
+		// Only RUNNING transfers can be cut: the index's, collected
+		// before they change.
+		var cut []Transfer
+		for t := range s.Running() {
 			// From version 3, a chain past its data goes on RUNNING
 			// with the next ACTIVE node (Transfer.InTasks).
 			if t.CutBefore(c.Epoch) && !(c.version() >= 3 && t.InTasks()) {
-				t.Status, t.ErrorCode = StatusInterrupted, TeConnectionReset
-				t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
-				if t.IsServer {
-					t.Stop = c.At
-				}
-				s.putTransfer(t)
+				cut = append(cut, t)
 			}
+		}
+		for _, t := range cut {
+			t.Status, t.ErrorCode = StatusInterrupted, TeConnectionReset
+			t.ErrorDetails = fmt.Sprintf("node %s lost the lease (epoch %d) while it ran", t.NodeID, t.Epoch)
+			if t.IsServer {
+				t.Stop = c.At
+			}
+			s.putTransfer(t)
 		}
 	case OpTransferArchive:
 		for _, id := range c.Change.IDs {

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -291,7 +292,7 @@ func (e *Engine) wake() {
 // they left on storage (see finishStaging).
 func (e *Engine) takeover(ctx context.Context) error {
 	before := e.cfg.Node.State()
-	for orphans(before, e.epoch) {
+	for e.orphans() {
 		err := e.apply(fsm.Command{Op: fsm.OpTransferTakeover})
 		if err == nil {
 			break
@@ -314,14 +315,18 @@ func (e *Engine) takeover(ctx context.Context) error {
 
 // orphans reports whether an older epoch left a transfer RUNNING: only then
 // does the takeover need a commit before the listeners open (one Raft
-// round trip off every failover of a node that ran none).
-func orphans(st fsm.State, epoch uint64) bool {
-	for _, t := range st.Transfers {
-		if t.CutBefore(epoch) {
-			return true
+// round trip off every failover of a node that ran none). It reads the
+// RUNNING transfers only (the state's index).
+func (e *Engine) orphans() bool {
+	var cut bool
+	e.cfg.Node.Read(func(s *fsm.State) {
+		for t := range s.Running() {
+			if cut = t.CutBefore(e.epoch); cut {
+				return
+			}
 		}
-	}
-	return false
+	})
+	return cut
 }
 
 // finishStaging finishes what older epochs left in staging files (see
@@ -351,7 +356,13 @@ func (e *Engine) finishStaging(st fsm.State) error {
 		}
 		if root == nil {
 			var err error
-			if root, err = os.OpenRoot(e.cfg.GatewayHome); err != nil {
+			if root, err = os.OpenRoot(e.cfg.GatewayHome); errors.Is(err, fs.ErrNotExist) {
+				// Nothing can be staged in a home that is not there
+				// (yet: the listeners make it): failing here would lose
+				// the lease and take it again, for ever.
+				e.log.Warn("GatewayHome does not exist: no staged file to finish", "path", e.cfg.GatewayHome)
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("open GatewayHome: %w", err)
 			}
 			defer root.Close()

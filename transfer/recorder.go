@@ -154,34 +154,25 @@ func (r *record) Staging() (uint64, uint64) { return r.id, r.e.epoch }
 
 // Pending lists the client's cut uploads of f.Path, newest first: those
 // INTERRUPTED (or RUNNING under an older epoch) that no newer DONE upload
-// of the same file replaced.
+// of the same file replaced. It reads only that file's uploads (the state's
+// index), in place: a stat of a missing file asks.
 func (r *serverRecorder) Pending(f listeners.FileTransfer) []listeners.Pending {
 	local := path.Join(r.srv.Root, f.Login, f.Path)
 	var out []listeners.Pending
 	var done uint64
-	scan := func(st *fsm.State) {
-		for id, t := range st.Transfers {
-			if !t.IsServer || t.IsSend || t.LocalPath != local || t.Agent != r.srv.Name {
-				continue
-			}
+	r.e.cfg.Node.Read(func(st *fsm.State) {
+		for t := range st.Uploads(local) {
 			switch {
+			case t.Agent != r.srv.Name:
 			case t.Status == fsm.StatusDone:
-				done = max(done, id)
+				done = max(done, t.ID)
 			case t.InTasks():
 				// Complete, in its chain: nothing to resume.
 			case t.Status == fsm.StatusInterrupted, t.CutBefore(r.e.epoch):
-				out = append(out, listeners.Pending{ID: id, Checkpoint: t.Progress})
+				out = append(out, listeners.Pending{ID: t.ID, Checkpoint: t.Progress})
 			}
 		}
-	}
-	// A stat of a missing file asks: read the state in place where the
-	// node can (cluster.Node.Read), rather than copy it.
-	if rd, ok := r.e.cfg.Node.(interface{ Read(func(*fsm.State)) }); ok {
-		rd.Read(scan)
-	} else {
-		st := r.e.cfg.Node.State()
-		scan(&st)
-	}
+	})
 	out = slices.DeleteFunc(out, func(p listeners.Pending) bool { return p.ID < done })
 	slices.SortFunc(out, func(a, b listeners.Pending) int { return cmp.Compare(b.ID, a.ID) })
 	return out

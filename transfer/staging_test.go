@@ -235,3 +235,22 @@ func TestTakeoverFinishesStaging(t *testing.T) {
 		t.Errorf("resumable staging file = %q", b)
 	}
 }
+
+// TestTakeoverWithoutGatewayHome: a takeover whose state holds uploads but
+// whose GatewayHome is not there (yet) finishes nothing and goes on: an
+// error would have the node lose the lease and take it again, for ever.
+func TestTakeoverWithoutGatewayHome(t *testing.T) {
+	n := &leaseNode{epoch: 5}
+	n.valid.Store(true)
+	e, _, home := testEngine(t, n)
+	e.cfg.GatewayHome = filepath.Join(home, "not-mounted")
+	n.state = fsm.State{Transfers: map[uint64]fsm.Transfer{
+		1: {ID: 1, IsServer: true, Status: fsm.StatusDone, Epoch: 4, LocalPath: "srv/alice/done.bin"},
+	}}
+	if err := e.finishStaging(n.state); err != nil {
+		t.Fatalf("finishStaging without GatewayHome: %v", err)
+	}
+	if exists(e.cfg.GatewayHome) {
+		t.Error("the takeover created GatewayHome")
+	}
+}

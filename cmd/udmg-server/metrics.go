@@ -25,13 +25,8 @@ func newMetrics(log *slog.Logger) *metrics.Registry {
 // the replicated state, so every node reports them); the returned stop ends
 // their counting goroutine.
 func watchNode(reg *metrics.Registry, node *cluster.Node, svc *countedServices, log *slog.Logger) func() {
-	err := reg.AddTransferCounts(func() map[string]int {
-		counts := map[string]int{}
-		node.Read(func(s *fsm.State) {
-			for _, t := range s.Transfers {
-				counts[t.Status]++
-			}
-		})
+	err := reg.AddTransferCounts(func() (counts map[string]int) {
+		node.Read(func(s *fsm.State) { counts = s.StatusCounts() }) // kept in the index: no scan per scrape
 		return counts
 	})
 	if err != nil {
