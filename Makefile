@@ -41,7 +41,10 @@ run: build
 # What the tests run for real, installed from Debian when missing:
 # PostgreSQL 15 server binaries (initdb, pg_ctl), the OpenSSH client, sshd
 # with sftp-server (a real remote SFTP partner), curl and lftp (FTP clients),
-# chromium (the admin page's browser test).
+# vsftpd (the FTP reference of make bench; testsupport.StartVsftpd runs its
+# own), chromium (the admin page's browser test). The vsftpd package's own
+# service is stopped and disabled when deps installs it: nothing of it
+# listens on port 21.
 deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql-15"; \
@@ -49,6 +52,7 @@ deps:
 	test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || missing="$$missing openssh-server"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
+	test -x /usr/sbin/vsftpd || missing="$$missing vsftpd"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
@@ -61,7 +65,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing || exit 1; \
+		case "$$missing " in *" vsftpd "*) \
+			$$SUDO systemctl disable --now vsftpd >/dev/null 2>&1 || \
+			{ $$SUDO service vsftpd stop; $$SUDO update-rc.d vsftpd disable; } >/dev/null 2>&1 || true;; \
+		esac; \
 	fi
 
 # The whole suite, race detector on: unit tests, listener tests with real
@@ -153,8 +161,8 @@ clean:
 	rm -rf bin data
 
 # MFT figures (issue 4): SFTP through the gateway versus OpenSSH's
-# sftp-server, FTP versus cp, 100 concurrent SFTP uploads, checkpoint cost;
-# ROUNDS interleaved rounds, one table of medians and ratios. Minutes; not
+# sftp-server, FTP versus vsftpd and cp, 100 concurrent SFTP uploads,
+# checkpoint cost; ROUNDS interleaved rounds, one table of medians and ratios. Minutes; not
 # part of make test. BENCH_ARGS: e.g. -only=sftp -size=268435456 -perf=DIR.
 # The mixed soak (small files, logins, API polling and large uploads at once,
 # with the lease renewals meanwhile) runs only when named: ROUNDS=1

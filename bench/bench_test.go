@@ -28,7 +28,7 @@ var (
 	nodeEnv = flag.String("env", "UDMG_CONTROLLER_HEARTBEAT=1s,UDMG_CONTROLLER_DEADLINE=10s",
 		"comma-separated UDMG_*=value settings of the gateway nodes; the default lease is relaxed because, on a loaded "+
 			"two-core machine, a 1 GiB upload at disk speed has delayed the lease renewal (a Raft commit with fsync) past the 2 s default")
-	perfOut = flag.String("perf", "", "directory for perf record profiles of the gateway during its first SFTP upload and download")
+	perfOut = flag.String("perf", "", "directory for perf record profiles of the gateway during its first SFTP and FTP upload and download")
 )
 
 const (
@@ -214,16 +214,6 @@ func (b *bench) same(path string) {
 	}
 }
 
-// timed runs fn and returns how long it took; it fails on error.
-func (b *bench) timed(fn func() error) time.Duration {
-	b.t.Helper()
-	start := time.Now()
-	if err := fn(); err != nil {
-		b.t.Fatal(err)
-	}
-	return time.Since(start)
-}
-
 // cases runs each case once per round, rotating their order from round to
 // round so that none always runs first, and returns each case's times.
 func (b *bench) cases(fns ...func() time.Duration) [][]time.Duration {
@@ -312,35 +302,73 @@ func walls(s []sample) []time.Duration {
 func (b *bench) ftpVersusCp() []row {
 	url := fmt.Sprintf("ftp://%s:%s@%s:%d/", login, password, b.active.IP, ftpPort)
 	home := filepath.Join(b.c.Home, "ftp", login)
-	gwUp, cpDst, down := filepath.Join(home, "ftp-up.bin"), filepath.Join(b.work, "cp.bin"), filepath.Join(b.work, "ftp-down.bin")
+	vs := ts.StartVsftpd(b.t)
+	gwUp, vsUp := filepath.Join(home, "ftp-up.bin"), filepath.Join(vs.Home, "ftp-up.bin")
+	cpDst, down := filepath.Join(b.work, "cp.bin"), filepath.Join(b.work, "ftp-down.bin")
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
-	if err := os.Link(b.src, filepath.Join(home, "big.bin")); err != nil {
-		b.t.Fatal(err)
-	}
-	run := func(dst string, name string, args ...string) func() time.Duration {
-		return func() time.Duration {
-			d := b.timed(func() error {
-				if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-					return fmt.Errorf("%s %q: %v\n%s", name, args, err, out)
-				}
-				return nil
-			})
-			b.same(dst)
-			return d
+	// The download source: the same file in both servers' reach.
+	for _, dir := range []string{home, vs.Home} {
+		if err := os.Link(b.src, filepath.Join(dir, "big.bin")); err != nil {
+			b.t.Fatal(err)
 		}
 	}
-	tm := b.cases(
-		run(cpDst, "cp", b.src, cpDst),
-		run(gwUp, "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
-		run(down, "curl", "-sS", "-o", down, url+"big.bin"),
-	)
-	return []row{
-		b.rate("cp of the file (disk limit)", tm[0], *bigSize, ""),
-		b.rate("FTP upload (curl), gateway", tm[1], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[1]), ratios(tm[0], tm[1]))),
-		b.rate("FTP download (curl), gateway", tm[2], *bigSize, fmt.Sprintf("%.2fx cp; per round %s", ratio(tm[0], tm[2]), ratios(tm[0], tm[2]))),
+	// A server's CPU meter: started before a transfer, read after it.
+	gwCPU := func() func() time.Duration {
+		before := b.active.Usage().CPU
+		return func() time.Duration { return b.active.Usage().CPU - before }
 	}
+	// run times one command and what it cost it and the server (cpu; nil
+	// for cp); with -perf, the first run of each profile name ("": none)
+	// is a profile of the gateway.
+	run := func(dst string, cpu func() func() time.Duration, profile string, name string, args ...string) func() sample {
+		return func() sample {
+			var server func() time.Duration
+			if cpu != nil {
+				server = cpu()
+			}
+			stopPerf := b.perf(profile != "", profile)
+			cmd := exec.Command(name, args...)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			wall := time.Since(start)
+			stopPerf()
+			if err != nil {
+				b.t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+			}
+			sm := sample{wall: wall, client: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+			if server != nil {
+				sm.server = server()
+			}
+			b.same(dst)
+			return sm
+		}
+	}
+	sm := casesOf(
+		run(cpDst, nil, "", "cp", b.src, cpDst),
+		run(gwUp, gwCPU, "ftp-upload", "curl", "-sS", "-T", b.src, url+"ftp-up.bin"),
+		run(vsUp, vs.SampleCPU, "", "curl", "-sS", "-T", b.src, vs.URL("ftp-up.bin")),
+		run(down, gwCPU, "ftp-download", "curl", "-sS", "-o", down, url+"big.bin"),
+		run(down, vs.SampleCPU, "", "curl", "-sS", "-o", down, vs.URL("big.bin")),
+	)
+	cp := walls(sm[0])
+	rows := []row{b.rate("cp of the file (disk limit)", cp, *bigSize, "")}
+	// An upload to vsftpd (or cp) ends in the page cache; one to the
+	// gateway ends on the disk (write-behind paced, fsync at close).
+	caveat := map[string]string{"upload": "; vsftpd does not fsync"}
+	for i, dir := range []string{"upload", "download"} {
+		gw, vsftpd := sm[1+2*i], sm[2+2*i]
+		rows = append(rows,
+			b.rate("FTP "+dir+" (curl), gateway", walls(gw), *bigSize,
+				fmt.Sprintf("%.2fx cp; per round %s; %s", ratio(cp, walls(gw)), ratios(cp, walls(gw)), cpuNote(gw))),
+			b.rate("FTP "+dir+" (curl), vsftpd", walls(vsftpd), *bigSize,
+				fmt.Sprintf("%.2fx cp; per round %s; %s", ratio(cp, walls(vsftpd)), ratios(cp, walls(vsftpd)), cpuNote(vsftpd))),
+			row{name: "FTP " + dir + " ratio gateway/vsftpd", value: fmt.Sprintf("%.2fx", ratio(walls(vsftpd), walls(gw))),
+				note: "goal >= 1.0x; per round " + ratios(walls(vsftpd), walls(gw)) + caveat[dir]},
+		)
+	}
+	return rows
 }
 
 func (b *bench) concurrentUploads() []row {

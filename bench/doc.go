@@ -1,7 +1,7 @@
 // Package bench holds the MFT figures of the issue as a reproducible
 // measurement (make bench): SFTP through the gateway against OpenSSH's
-// sftp-server, FTP against cp, 100 concurrent SFTP uploads, what
-// checkpoints cost a client-mode push, and small files (-only=small: 16
+// sftp-server, FTP against vsftpd (and cp, the disk), 100 concurrent
+// SFTP uploads, what checkpoints cost a client-mode push, and small files (-only=small: 16
 // sessions of 4 KiB files against OpenSSH's internal-sftp and the disk's
 // create+write+fsync limit, with each server's CPU per file; -small-cluster
 // adds a 3-node cluster, -perf the gateway's profile and syscalls per file). It runs real node processes and the

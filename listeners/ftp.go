@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -139,7 +140,57 @@ func (l *passiveListener) Accept() (net.Conn, error) {
 		_ = raw.Close()
 		return nil, ErrSessionClosed
 	}
+	if tcp, ok := raw.(*net.TCPConn); ok {
+		return &dataConn{trackedConn: c, tcp: tcp}, nil
+	}
 	return c, nil
+}
+
+// dataConn is a passive data connection that sends downloads with
+// sendfile(2), as vsftpd does: io.Copy's buffer costs a second copy of
+// every byte, through user space, which made the gateway's downloads half
+// as fast as vsftpd's; and reads uploads recvBuffer at a time. With FTPS,
+// the TLS connection wraps it and only reads and writes it.
+type dataConn struct {
+	*trackedConn
+	tcp *net.TCPConn
+}
+
+// sendChunk is what one sendfile of a download sends between lease checks.
+const sendChunk = 1 << 20
+
+// recvBuffer is what one read of an upload takes at most: with io.Copy's
+// 32 KiB, a 1 GiB upload cost the gateway 0.81-1 s of CPU in five runs of
+// make bench -only=ftp, with this 0.62-0.71 s in four of five (1.08 s in
+// one; vsftpd 0.57-0.76 s).
+const recvBuffer = 256 << 10
+
+// WriteTo is io.Copy's path for a STOR or APPE.
+func (c *dataConn) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, struct{ io.Reader }{c.trackedConn}, make([]byte, recvBuffer))
+}
+
+// ReadFrom is io.Copy's path for a RETR: a session's file goes out by
+// sendfile in chunks, each checked and counted as guardedFile.Read would;
+// anything else (ASCII-mode conversion) is copied.
+func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
+	g, ok := r.(*guardedFile)
+	if !ok {
+		return io.Copy(c.trackedConn, r)
+	}
+	var sent int64
+	for {
+		if err := g.s.guard(); err != nil {
+			return sent, err
+		}
+		_ = c.tcp.SetWriteDeadline(time.Now().Add(dataIdle))
+		n, err := c.tcp.ReadFrom(io.LimitReader(g.f, sendChunk))
+		_, _ = g.moved(int(n), nil)
+		sent += n
+		if err != nil || n < sendChunk {
+			return sent, err
+		}
+	}
 }
 
 func (l *passiveListener) Close() error {
