@@ -31,7 +31,9 @@ const smallFile = 4 << 10
 // sessions each uploading 4 KiB files one after the other for -small-for,
 // through the gateway (durable: fsync, start and end records committed)
 // and through OpenSSH's internal-sftp, with the same Go client (pkg/sftp,
-// aes128-gcm); then the disk's own limit, as many writers doing
+// aes128-gcm), as it is and with the client asking it to fsync each file
+// (fsync@openssh.com: durable, as the gateway's); then the disk's own
+// limit, as many writers doing
 // create+write+fsync+close. Rows give files/s and per-file p50/p99, and the
 // load average of the machine around each side.
 func (b *bench) smallFiles() []row {
@@ -49,7 +51,7 @@ func (b *bench) smallFiles() []row {
 		three = b.clusterOf3()
 	}
 	var rows []row
-	var gwRate, sshRate, diskRate, threeRate []float64
+	var gwRate, sshRate, syncRate, diskRate, threeRate []float64
 	// The files stay until every round is over: on an ext4 without a
 	// journal (this machine's) a new inode skips every inode freed in the
 	// last 60 s (360 s while its table block is dirty), reading its table
@@ -73,7 +75,7 @@ func (b *bench) smallFiles() []row {
 		}
 		stopPerf, stopCount := b.perf(true, "small"), b.syscalls(r == 0)
 		gwCPU := b.serverCPU(true)
-		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir, *smallSessions, *smallFor)
+		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir, *smallSessions, *smallFor, false)
 		gw.cpu = b.serverCPU(true) - gwCPU
 		stopPerf()
 		if counts := stopCount(); counts != nil {
@@ -87,31 +89,43 @@ func (b *bench) smallFiles() []row {
 			}
 			active := b.sftpActive(three)
 			cpu := active.Usage().CPU
-			g3 := b.smallRun(active.SFTPAddr(), login, signer, dir, d, *smallSessions, *smallFor)
+			g3 := b.smallRun(active.SFTPAddr(), login, signer, dir, d, *smallSessions, *smallFor, false)
 			g3.cpu = active.Usage().CPU - cpu
 			threeRate = append(threeRate, g3.rate)
 			threeRow = g3.row(fmt.Sprintf("small files %dx4KiB %s, 3-node gateway, round %d", *smallSessions, *smallFor, r+1))
 			made = append(made, d)
 		}
 		sshCPU := sshdCPU(b, sshd)
-		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir, *smallSessions, *smallFor)
+		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir, *smallSessions, *smallFor, false)
 		ssh.cpu = sshdCPU(b, sshd) - sshCPU
+		// The durable peer: the client has sshd fsync every file before
+		// closing it, as the gateway does on its own.
+		syncDir := sshDir + "-fsync"
+		if err := os.MkdirAll(syncDir, 0o755); err != nil {
+			b.t.Fatal(err)
+		}
+		sshCPU = sshdCPU(b, sshd)
+		sshSync := b.smallRun(sshd.Addr, sshd.User, sshdSigner, syncDir, syncDir, *smallSessions, *smallFor, true)
+		sshSync.cpu = sshdCPU(b, sshd) - sshCPU
 		disk := b.smallDisk(filepath.Join(b.work, dir))
 		gwRate, sshRate, diskRate = append(gwRate, gw.rate), append(sshRate, ssh.rate), append(diskRate, disk.rate)
+		syncRate = append(syncRate, sshSync.rate)
 		rows = append(rows, gw.row(fmt.Sprintf("small files %dx4KiB %s, gateway, round %d", *smallSessions, *smallFor, r+1)))
 		if three != nil {
 			rows = append(rows, threeRow)
 		}
 		rows = append(rows,
 			ssh.row(fmt.Sprintf("small files %dx4KiB %s, OpenSSH internal-sftp, round %d", *smallSessions, *smallFor, r+1)),
+			sshSync.row(fmt.Sprintf("small files %dx4KiB %s, OpenSSH + fsync@openssh.com, round %d", *smallSessions, *smallFor, r+1)),
 			disk.row(fmt.Sprintf("disk create+write+fsync, %d writers, round %d", *smallSessions, r+1)))
-		made = append(made, gwDir, sshDir, filepath.Join(b.work, dir))
+		made = append(made, gwDir, sshDir, syncDir, filepath.Join(b.work, dir))
 	}
 	if three != nil {
 		rows = append(rows, row{name: "small files ratio 3-node/single-node gateway", value: fmt.Sprintf("%.2fx", medianRatio(threeRate, gwRate)), note: "goal >= 0.7x"})
 	}
 	return append(rows,
 		row{name: "small files ratio gateway/OpenSSH", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, sshRate)), note: "goal >= 1.0x"},
+		row{name: "small files ratio gateway/OpenSSH + fsync", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, syncRate)), note: "durable on both sides"},
 		row{name: "small files ratio gateway/disk limit", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, diskRate)), note: "goal >= 0.7x"})
 }
 
@@ -143,8 +157,9 @@ func sshdCPU(b *bench, sshd *ts.SSHD) time.Duration {
 
 // smallRun uploads small files over sessions sessions to addr for d, into
 // remote (a path the server resolves to local), and checks that every
-// acknowledged file is there in full.
-func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string, sessions int, d time.Duration) smallResult {
+// acknowledged file is there in full; with fsync, the client has the
+// server fsync each file before closing it.
+func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string, sessions int, d time.Duration, fsync bool) smallResult {
 	conf := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
 		Config: ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com"}}}
@@ -181,6 +196,9 @@ func (b *bench) smallRun(addr, user string, key ssh.Signer, remote, local string
 				f, err := c.Create(fmt.Sprintf("%s/s%02d-%06d.bin", remote, i, n))
 				if err == nil {
 					_, err = f.Write(data)
+					if fsync && err == nil {
+						err = f.Sync() // fsync@openssh.com
+					}
 					if cerr := f.Close(); err == nil {
 						err = cerr
 					}

@@ -141,7 +141,7 @@ func (b *bench) soak() []row {
 			pings.add("ACTIVE", 0)
 		}
 	})
-	small := b.smallRun(b.active.SFTPAddr(), login, signer, "soak", smallDir, soakSessions, *soakFor)
+	small := b.smallRun(b.active.SFTPAddr(), login, signer, "soak", smallDir, soakSessions, *soakFor, false)
 	stop()
 	wg.Wait()
 	after := renewals(b.t, b.active)
