@@ -238,53 +238,36 @@ func (s *State) Due(now time.Time) iter.Seq[Transfer] {
 
 // Unarchived yields the finished transfers not yet in the history table,
 // by ID.
-func (s *State) Unarchived() iter.Seq[Transfer] {
-	x := s.index()
-	return func(yield func(Transfer) bool) {
-		x.unarchived.Ascend(func(id uint64) bool { return yield(s.Transfers[id]) })
-	}
-}
+func (s *State) Unarchived() iter.Seq[Transfer] { return s.byID(s.index().unarchived) }
 
 // Archived yields the finished transfers already in the history table
 // that the state still keeps (a window of RecentWindow), by ID.
-func (s *State) Archived() iter.Seq[Transfer] {
-	x := s.index()
+func (s *State) Archived() iter.Seq[Transfer] { return s.byID(s.index().archived) }
+
+// byID yields the transfers of an index tree, by ID.
+func (s *State) byID(ids *btree.BTreeG[uint64]) iter.Seq[Transfer] {
 	return func(yield func(Transfer) bool) {
-		x.archived.Ascend(func(id uint64) bool { return yield(s.Transfers[id]) })
+		ids.Ascend(func(id uint64) bool { return yield(s.Transfers[id]) })
 	}
 }
 
 // InTasks yields the transfers RUNNING in their post- or error-tasks
 // (Transfer.InTasks), in no order.
-func (s *State) InTasks() iter.Seq[Transfer] {
-	x := s.index()
-	return func(yield func(Transfer) bool) {
-		for id := range x.inTasks {
-			if !yield(s.Transfers[id]) {
-				return
-			}
-		}
-	}
-}
+func (s *State) InTasks() iter.Seq[Transfer] { return s.inSet(s.index().inTasks) }
 
 // Running yields the RUNNING transfers, in no order.
-func (s *State) Running() iter.Seq[Transfer] {
-	x := s.index()
-	return func(yield func(Transfer) bool) {
-		for id := range x.running {
-			if !yield(s.Transfers[id]) {
-				return
-			}
-		}
-	}
-}
+func (s *State) Running() iter.Seq[Transfer] { return s.inSet(s.index().running) }
 
 // Uploads yields the server-mode uploads (IsServer, not IsSend) of
 // localPath, in no order.
 func (s *State) Uploads(localPath string) iter.Seq[Transfer] {
-	x := s.index()
+	return s.inSet(s.index().uploads[localPath])
+}
+
+// inSet yields the transfers of an index set, in no order.
+func (s *State) inSet(ids map[uint64]struct{}) iter.Seq[Transfer] {
 	return func(yield func(Transfer) bool) {
-		for id := range x.uploads[localPath] {
+		for id := range ids {
 			if !yield(s.Transfers[id]) {
 				return
 			}
