@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +165,137 @@ func TestLogStoreFreshAndLocked(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	s.Close()
+}
+
+// countFSM is the least state machine: the count of entries applied.
+type countFSM struct{ n atomic.Uint64 }
+
+func (f *countFSM) Apply(*raft.Log) any { f.n.Add(1); return nil }
+func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return countSnap(f.n.Load()), nil
+}
+func (f *countFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var n uint64
+	if _, err := fmt.Fscan(rc, &n); err != nil {
+		return err
+	}
+	f.n.Store(n)
+	return nil
+}
+
+type countSnap uint64
+
+func (s countSnap) Persist(sink raft.SnapshotSink) error {
+	if _, err := fmt.Fprint(sink, uint64(s)); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+func (countSnap) Release() {}
+
+// TestLogStoreTakesInstalledSnapshot: raft-wal refuses a gap in the log,
+// so a follower that missed more than the leader keeps (TrailingLogs) and
+// is sent a snapshot must have its log emptied by raft first, which raft
+// does only for a store that says IsMonotonic, through the node's
+// arrivalLog wrapper too. The follower here, on raft-wal behind
+// arrivalLog, catches up by the snapshot and goes on taking entries.
+func TestLogStoreTakesInstalledSnapshot(t *testing.T) {
+	if m, ok := raft.LogStore(arrivalLog{LogStore: &logStore{}}).(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
+		t.Fatal("arrivalLog hides the store's IsMonotonic from raft")
+	}
+	conf := func(id string) *raft.Config {
+		c := raft.DefaultConfig()
+		c.LocalID = raft.ServerID(id)
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+		c.TrailingLogs, c.SnapshotThreshold, c.SnapshotInterval = 10, 1<<30, time.Hour
+		c.Logger = newHCLogger(quietLog(), "raft")
+		return c
+	}
+	type member struct {
+		r     *raft.Raft
+		fsm   *countFSM
+		trans *raft.InmemTransport
+	}
+	start := func(id string, logs raft.LogStore, stable raft.StableStore) member {
+		addr, trans := raft.NewInmemTransport(raft.ServerAddress(id))
+		m := member{fsm: &countFSM{}, trans: trans}
+		r, err := raft.NewRaft(conf(id), m.fsm, logs, stable, raft.NewInmemSnapshotStore(), trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = addr
+		m.r = r
+		t.Cleanup(func() { r.Shutdown().Error() })
+		return m
+	}
+	leaderStore := raft.NewInmemStore()
+	leader := start("a", leaderStore, leaderStore)
+	ws, err := openLogStore(t.TempDir(), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	// arrivalLog without a node: it is here for its IsMonotonic; a
+	// wrapper of the same shape passes StoreLogs straight on.
+	follower := start("b", passLog{arrivalLog{LogStore: ws}}, ws)
+	leader.trans.Connect("b", follower.trans)
+	follower.trans.Connect("a", leader.trans)
+	if err := leader.r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: "a", Address: "a"}}}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := leader.r.Apply([]byte("x"), 5*time.Second).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !eventually(10*time.Second, func() bool { return leader.r.State() == raft.Leader }) {
+		t.Fatal("no leader")
+	}
+	// A non-voter: cut off, it starts no election.
+	if err := leader.r.AddNonvoter("b", "b", 0, 0).Error(); err != nil {
+		t.Fatal(err)
+	}
+	apply(20)
+	if !eventually(10*time.Second, func() bool { return follower.fsm.n.Load() == 20 }) {
+		t.Fatalf("follower applied %d of 20", follower.fsm.n.Load())
+	}
+	leader.trans.Disconnect("b")
+	follower.trans.Disconnect("a")
+	apply(200)
+	if err := leader.r.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := leaderStore.FirstIndex(); first <= 25 {
+		t.Fatalf("the leader kept its log from %d: the follower would not need the snapshot", first)
+	}
+	leader.trans.Connect("b", follower.trans)
+	follower.trans.Connect("a", leader.trans)
+	apply(30)
+	if !eventually(30*time.Second, func() bool { return follower.fsm.n.Load() == 250 }) {
+		t.Fatalf("follower at %d of 250 after the snapshot (last index %d)", follower.fsm.n.Load(), follower.r.LastIndex())
+	}
+	if last, _ := ws.LastIndex(); last < 250 {
+		t.Errorf("the follower's raft-wal ends at %d", last)
+	}
+}
+
+// passLog is arrivalLog's shape without its node: writes go straight to
+// the store.
+type passLog struct{ arrivalLog }
+
+func (p passLog) StoreLog(l *raft.Log) error        { return p.LogStore.StoreLog(l) }
+func (p passLog) StoreLogs(ls []*raft.Log) error    { return p.LogStore.StoreLogs(ls) }
+func (p passLog) DeleteRange(min, max uint64) error { return p.LogStore.DeleteRange(min, max) }
+
+func eventually(d time.Duration, ok func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if ok() {
+			return true
+		}
+	}
+	return ok()
 }
