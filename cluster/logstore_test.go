@@ -299,3 +299,46 @@ func eventually(d time.Duration, ok func() bool) bool {
 	}
 	return ok()
 }
+
+// TestLogStoreReopensAfterTailTruncation is raft-wal#31, which the e2e
+// suite hit on v0.4.0 (a node killed after raft cleared a conflicting
+// suffix could not start again: "sealed segment has no index block"):
+// after a tail truncation and a restart, every entry left is readable and
+// the log goes on.
+func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openLogStore(dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 40; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry %d", i))})
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(31, 40); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 31, Term: 2, Type: raft.LogCommand, Data: []byte("entry 31 of term 2")}}); err != nil {
+		t.Fatal(err)
+	}
+	// No Close: the process is killed.
+	s.meta.Close()
+	s.lock.Close()
+	s, err = openLogStore(dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := uint64(1); i <= 31; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d after the restart: %v", i, err)
+		}
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 32, Term: 2, Type: raft.LogCommand, Data: []byte("entry 32")}}); err != nil {
+		t.Fatalf("append after the restart: %v", err)
+	}
+}
