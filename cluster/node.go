@@ -23,6 +23,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
@@ -121,7 +123,7 @@ type Node struct {
 
 	machine    *fsm.Machine
 	raft       *raft.Raft
-	store      *logStore
+	store      *raftboltdb.BoltStore
 	trans      *raft.NetworkTransport
 	stream     *streamLayer
 	proofs     proofs
@@ -253,9 +255,12 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("raft settings from [controller] HeartbeatCheck: %w", err)
 	}
 
-	store, err := openLogStore(n.cfg.DataDir, n.log)
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(n.cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w (is another udmg-server using this DataDir?)", filepath.Join(n.cfg.DataDir, "raft.db"), err)
 	}
 	n.store = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, newHCLogger(n.log, "snapshot"))
