@@ -66,6 +66,13 @@ type arrival struct {
 	at   time.Duration
 }
 
+// IsMonotonic passes on the store's (raft-wal's) need for a log without
+// gaps: raft checks for it on the store it was given, this wrapper.
+func (s arrivalLog) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 func (s arrivalLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s arrivalLog) StoreLogs(logs []*raft.Log) error {

@@ -23,8 +23,6 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
@@ -123,7 +121,7 @@ type Node struct {
 
 	machine    *fsm.Machine
 	raft       *raft.Raft
-	store      *raftboltdb.BoltStore
+	store      *logStore
 	trans      *raft.NetworkTransport
 	stream     *streamLayer
 	proofs     proofs
@@ -255,12 +253,9 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("raft settings from [controller] HeartbeatCheck: %w", err)
 	}
 
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(n.cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
-	})
+	store, err := openLogStore(n.cfg.DataDir, n.log)
 	if err != nil {
-		return fmt.Errorf("open %s: %w (is another udmg-server using this DataDir?)", filepath.Join(n.cfg.DataDir, "raft.db"), err)
+		return err
 	}
 	n.store = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, newHCLogger(n.log, "snapshot"))

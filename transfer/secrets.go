@@ -21,8 +21,8 @@ import (
 // passwords and private keys, FTPS keys, the SSH host key) with AES-256-GCM
 // under the cluster's data key. The data key lives in the replicated state
 // (fsm.State.Secrets) sealed with this node's key-encryption key (KEK), which
-// never enters the log: a copied raft.db without the KEK opens nothing, and
-// no file among the users' files holds a key.
+// never enters the log: a copied Raft log or snapshot without the KEK opens
+// nothing, and no file among the users' files holds a key.
 type Secrets struct {
 	keks   []cipher.AEAD // the first seals; all open (a JoinToken rotation's "new,old")
 	source string        // where the KEKs come from, for messages

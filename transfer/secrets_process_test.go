@@ -77,7 +77,7 @@ func TestKeyTheftRefused(t *testing.T) {
 		}
 	}
 	refused("send the key file", "leak", "passphrase.aes")
-	refused("send the raft log", "leak", dataDir+"/raft/raft.db")
+	refused("send the raft log", "leak", dataDir+"/raft/raft-wal/wal-meta.db")
 	refused("send the node ID", "leak", dataDir+"/node-id")
 	refused("receive over the key file", "clobber", "passphrase.aes")
 	refused("receive into DataDir", "clobber", dataDir+"/raft/raft.db")
@@ -100,7 +100,7 @@ func TestKeyTheftRefused(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(remoteDir, "passphrase.aes")); string(b) != "the partner's key\n" {
 		t.Errorf("the partner's passphrase.aes is now %q", b)
 	}
-	if _, err := os.Stat(filepath.Join(remoteDir, "raft.db")); err == nil {
+	if _, err := os.Stat(filepath.Join(remoteDir, "wal-meta.db")); err == nil {
 		t.Error("the raft log reached the partner")
 	}
 	if b, _ := os.ReadFile(keyFile); !bytes.Equal(b, keyContent) {

@@ -105,7 +105,7 @@ func TestSecretsKeyInState(t *testing.T) {
 	if want := []string{plain["host"], plain["tls"], plain["pw"], plain["pk"]}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("opened %q, want %q", got, want)
 	}
-	// The state on disk (a snapshot, as in a copied raft.db) holds neither
+	// The state on disk (a snapshot, as in a copied DataDir) holds neither
 	// a secret nor the data key in clear.
 	snap, err := sm.m.Snapshot()
 	if err != nil {
@@ -118,7 +118,7 @@ func TestSecretsKeyInState(t *testing.T) {
 	}
 }
 
-// TestCopiedStateWithoutKEKOpensNothing is issue 12's raft.db theft: the
+// TestCopiedStateWithoutKEKOpensNothing is issue 12's theft of the Raft log: the
 // whole state, without this cluster's key-encryption key (another token,
 // another cluster's key), opens neither the data key nor any value.
 func TestCopiedStateWithoutKEKOpensNothing(t *testing.T) {

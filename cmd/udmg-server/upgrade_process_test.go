@@ -27,24 +27,27 @@ const previousRelease = "f700935"
 // TestRollingUpgrade upgrades a running three-node cluster of the previous
 // release (built from this repository's history) node by node, followers
 // first, to this tree, while SFTP uploads flow through whichever node is
-// ACTIVE. This tree applies a newer command version than the previous
-// release (fsm.Version; while that is still 2, the build is linked with
-// fsm.testNextVersion=3, the stand-in for it). Shown:
+// ACTIVE. The tree it upgrades to is linked with fsm.testNextVersion =
+// fsm.Version+1, so that this tree itself (fsm.Version) can stand for an
+// older release of the same log layout at the end. Shown:
 //   - during the upgrade no node stops: the leader writes at the lowest
 //     version its voters apply (cluster.writeVersion), also once it runs
 //     the new release itself;
 //   - while the last node on the previous release is down, the upgraded
 //     leader refuses a change only the new version carries (a rule with
 //     tasks) with 409 naming that node; upgraded, the cluster takes it;
+//   - the previous release kept the Raft log in raft.db, which the upgrade
+//     moved into raft-wal: a node put back on it refuses to start, naming
+//     raft.db, instead of running on an empty log;
 //   - once all three gossip the new version, /api/cluster says so, and the
-//     leader writes it: a node put back on the previous release stops at the
-//     first such entry with one line naming it, exit 4, without applying it;
-//     upgraded again, it applies it;
+//     leader writes it: a node put back on this tree (one version older)
+//     stops at the first such entry with one line naming it, exit 4,
+//     without applying it; upgraded again, it applies it;
 //   - at the end no acknowledged upload is lost and the three nodes show
 //     the same state.
 func TestRollingUpgrade(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a three-node cluster and builds two binaries")
+		t.Skip("starts a three-node cluster and builds three binaries")
 	}
 	old := ts.ReleaseBinary(t, previousRelease)
 	next, nextVersion := buildNext(t)
@@ -116,22 +119,38 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 	}
 
-	// Writes are at the new version now: the previous release cannot follow.
+	// The previous release kept its log in raft.db, which this tree moved
+	// into raft-wal and left as a placeholder: put back on it, a node
+	// refuses to start rather than run on an empty log beside this tree's
+	// snapshots (its term and vote forgotten).
 	back := c.Other(c.WaitOneActive(60*time.Second, ""))
 	from := len(back.Log())
 	restartOn(t, back, old)
+	if !back.Wait(60 * time.Second) {
+		t.Fatalf("%s on the previous release runs on the moved log; log:\n%s", back.Name, back.LogTail(20))
+	}
+	if code, line := back.ExitCode(), lastLine(back.Log()[from:], "raft.db"); code == 0 || !strings.Contains(line, "invalid database") {
+		t.Fatalf("%s on the previous release exited %d, want a refusal naming raft.db; log:\n%s", back.Name, code, back.LogTail(20))
+	} else {
+		t.Logf("%s put back on the previous release: exit %d, %s", back.Name, code, line)
+	}
+
+	// Writes are at the new version now: this tree, one version older,
+	// cannot follow.
+	from = len(back.Log())
+	restartOn(t, back, ts.ServerBinary(t))
 	if !ts.Eventually(90*time.Second, func() bool { commitMarker(c, 5*time.Second); return back.ExitCode() >= 0 }) {
-		t.Fatalf("%s on the previous release kept running among version-%d entries; log:\n%s", back.Name, nextVersion, back.LogTail(20))
+		t.Fatalf("%s on command version %d kept running among version-%d entries; log:\n%s", back.Name, fsm.Version, nextVersion, back.LogTail(20))
 	}
 	if code := back.ExitCode(); code != 4 {
-		t.Fatalf("%s on the previous release exited %d, want 4; log:\n%s", back.Name, code, back.LogTail(20))
+		t.Fatalf("%s on command version %d exited %d, want 4; log:\n%s", back.Name, fsm.Version, code, back.LogTail(20))
 	}
-	want := fmt.Sprintf("version %d is newer than this binary understands (2): upgrade this node", nextVersion)
+	want := fmt.Sprintf("version %d is newer than this binary understands (%d): upgrade this node", nextVersion, fsm.Version)
 	line := lastLine(back.Log()[from:], "upgrade this node")
 	if !strings.Contains(line, want) || !strings.Contains(line, "log entry ") {
 		t.Fatalf("%s stopped without the line naming the entry; log:\n%s", back.Name, back.LogTail(20))
 	}
-	t.Logf("%s put back on the previous release: exit 4, %s", back.Name, line)
+	t.Logf("%s put back on command version %d: exit 4, %s", back.Name, fsm.Version, line)
 	upgradedAt := len(back.Log())
 	restartOn(t, back, next)
 
@@ -211,15 +230,12 @@ func clusterVersions(c *ts.Cluster) string {
 	return ""
 }
 
-// buildNext builds this tree with the test vendor key and returns the
-// command version it applies: fsm.Version, or 3 (fsm.testNextVersion) while
-// fsm.Version is still that of the previous release.
+// buildNext builds this tree with the test vendor key as the next release:
+// linked with fsm.testNextVersion = fsm.Version+1, the version it returns.
 func buildNext(t *testing.T) (string, int) {
 	t.Helper()
-	if fsm.Version <= 2 {
-		return ts.BuildServer(t, "-X github.com/udmg/gateway/fsm.testNextVersion=3"), 3
-	}
-	return ts.BuildServer(t), fsm.Version
+	next := fsm.Version + 1
+	return ts.BuildServer(t, fmt.Sprintf("-X github.com/udmg/gateway/fsm.testNextVersion=%d", next)), next
 }
 
 // commitMarker commits a new rule through any node that takes writes
