@@ -26,40 +26,36 @@ func openSQLite(ctx context.Context, o Options) (*sqliteStore, error) {
 	if o.Path == "" {
 		return nil, errors.New("mirror: sqlite needs Path")
 	}
-	// busy_timeout first (the driver applies it before the other pragmas),
-	// so that concurrent openers wait for the WAL switch and for each other's
-	// migrations instead of failing with SQLITE_BUSY; _txlock=immediate
-	// takes the write lock at BEGIN, so transactions never deadlock upgrading.
+	// locking_mode(EXCLUSIVE) before the switch to WAL keeps the WAL index
+	// in the process's heap instead of a shared mapping of udmg.db-shm.
+	// Through that mapping a stalled disk (DataDir frozen, a dead SAN
+	// path) pauses the whole node, not just the writer: a write to a
+	// mapped page blocks in the kernel's page fault, where the Go runtime
+	// cannot stop the goroutine, so the next garbage collection waits for
+	// it with every other goroutine stopped, the lease timer and the
+	// fence among them (TestDiskStallDoesNotPauseTheProcess). The file is
+	// then the node's alone, through one connection; another opener
+	// waits busy_timeout (applied first by the driver) and is refused.
+	// _txlock=immediate takes the write lock at BEGIN.
 	dsn := "file:" + (&url.URL{Path: o.Path}).EscapedPath() +
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		"?_pragma=busy_timeout(10000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: open sqlite %s: %w", o.Path, err)
 	}
+	db.SetMaxOpenConns(1)
 	s := &sqliteStore{db: db, path: o.Path}
-	// The connection's first use switches the journal to WAL, which SQLite
-	// may refuse with SQLITE_BUSY at once, busy_timeout or not, while
-	// another opener does the same: such an open is tried again.
-	for wait, deadline := 20*time.Millisecond, time.Now().Add(10*time.Second); ; wait *= 2 {
-		err = s.migrate(ctx)
-		if err == nil {
-			return s, nil
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		if strings.Contains(err.Error(), "SQLITE_BUSY") {
+			return nil, fmt.Errorf("mirror: sqlite %s is held by another process (a node keeps its file to itself): %w", o.Path, err)
 		}
-		if !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
-			db.Close()
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			db.Close()
-			return nil, err
-		case <-time.After(min(wait, time.Second)):
-		}
+		return nil, err
 	}
+	return s, nil
 }
 
-// migrate applies the missing migrations in one immediate transaction: the
-// write lock it takes at BEGIN serialises concurrent openers.
+// migrate applies the missing migrations in one immediate transaction.
 func (s *sqliteStore) migrate(ctx context.Context) error {
 	ms, err := migrations("sqlite")
 	if err != nil {
