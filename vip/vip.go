@@ -3,11 +3,11 @@
 // lifetime shorter than what is left of the lease, refreshes that lifetime
 // with each committed renewal, announces the address with gratuitous ARP,
 // and removes it when the node stops serving. A node that dies or freezes
-// removes nothing, so the lifetime is what takes the address away: the
-// kernel drops it by itself before a successor may add it (the successor
-// waits LeaseGrace longer than the lease for the kernel's granularity).
-// Before that, at the lease's end to within FenceSlack, the node's own
-// nftables fence (fence.go) stops it answering for the address.
+// removes nothing: its own nftables fence (fence.go) stops it answering
+// for the address at the lease's end, to within FenceSlack, and the
+// kernel drops the address by its lifetime up to Granularity later. A
+// successor waits the grace the holder declared with its acquire
+// (FenceSlack with the fence, Grace without) longer than the lease.
 package vip
 
 import (
@@ -32,8 +32,9 @@ import (
 // TestKernelDropsExpiredAddress measures it on this machine.
 const Granularity = 1250 * time.Millisecond
 
-// Grace is what every successor must wait beyond the lease when the service
-// address is configured (cluster.Config.LeaseGrace): the kernel's
+// Grace is what a successor must wait beyond the lease of a holder whose
+// address only its lifetime takes away (no fence, or a holder that
+// declared nothing: cluster.Config.UndeclaredGrace): the kernel's
 // granularity plus a margin for a loaded machine's work queue (measured:
 // 6-175 ms past the lifetime on a quiet machine).
 const Grace = Granularity + 250*time.Millisecond
