@@ -262,7 +262,7 @@ func measure(t *testing.T, n int, p *addrProber, kill, restart func(int), settle
 			withOverlap++
 		}
 	}
-	t.Logf("%d kill -9 trials: failover median %v p99 %v max %v; two holders in %d trials, %v in all (median %v, max %v)",
+	t.Logf("%d kill -9 trials: failover median %v p99 %v max %v; two holders in %d trials, %v in all (median %v, max %v); %d readings of a fenced node still with the address while another held it",
 		n, percentile(failover, 0.5).Round(time.Millisecond), percentile(failover, 0.99).Round(time.Millisecond), slices.Max(failover).Round(time.Millisecond),
-		withOverlap, total.Round(time.Millisecond), percentile(overlap, 0.5).Round(time.Millisecond), slices.Max(overlap).Round(time.Millisecond))
+		withOverlap, total.Round(time.Millisecond), percentile(overlap, 0.5).Round(time.Millisecond), slices.Max(overlap).Round(time.Millisecond), p.inert())
 }
