@@ -1,8 +1,6 @@
 package cluster_test
 
 import (
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,12 +68,10 @@ func TestDiskStallDoesNotPauseTheProcess(t *testing.T) {
 // writeFaulting lists the threads of pid whose kernel stack is in a write
 // fault on a shared mapping (ext4_page_mkwrite and the like).
 func writeFaulting(pid int) []string {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	var out []string
-	for _, tk := range tasks {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stack", pid, tk.Name()))
-		if err == nil && strings.Contains(string(st), "page_mkwrite") {
-			out = append(out, "thread "+tk.Name()+": "+strings.Join(strings.Fields(string(st)), " "))
+	for tid, st := range threadFiles(pid, "stack") {
+		if strings.Contains(st, "page_mkwrite") {
+			out = append(out, "thread "+tid+": "+strings.Join(strings.Fields(st), " "))
 		}
 	}
 	return out

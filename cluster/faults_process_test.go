@@ -115,16 +115,23 @@ func isOneOf(p *ts.Proc, set []*ts.Proc) bool {
 	return false
 }
 
+// threadFiles reads file (stat, stack, …) of every thread of pid, by
+// thread id; a thread gone meanwhile is left out.
+func threadFiles(pid int, file string) map[string]string {
+	paths, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/%s", pid, file))
+	out := map[string]string{}
+	for _, f := range paths {
+		if b, err := os.ReadFile(f); err == nil {
+			out[filepath.Base(filepath.Dir(f))] = string(b)
+		}
+	}
+	return out
+}
+
 // blockedOnDisk reports whether a thread of p sleeps uninterruptibly (state
 // D): with its DataDir frozen, that is Raft's log write.
 func blockedOnDisk(p *ts.Proc) bool {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", p.Pid()))
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := string(b)
+	for _, s := range threadFiles(p.Pid(), "stat") {
 		if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " D") {
 			return true
 		}
