@@ -288,7 +288,7 @@ func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 	epoch := cur.Epoch + 1
 	proposed := bootClock()
 	err := n.apply(fsm.Command{Op: fsm.OpLeaseAcquire, At: time.Now(),
-		Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch, Duration: n.cfg.Deadline}})
+		Lease: &fsm.LeaseArgs{Holder: n.cfg.NodeID, Session: n.session, Epoch: epoch, Duration: n.cfg.Deadline, Grace: n.declaredGrace()}})
 	if err != nil {
 		return fmt.Errorf("acquire epoch %d: %w", epoch, err)
 	}
@@ -380,6 +380,21 @@ func (n *Node) holdLease(ctx context.Context, won time.Duration) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// declaredGrace is the grace an acquire declares (Config.LeaseGrace): nil
+// when nothing outlasts this node's leases, or when a voter would drop the
+// field (command version 4 not applied by all); its successors then assume
+// their UndeclaredGrace.
+func (n *Node) declaredGrace() *time.Duration {
+	if n.cfg.LeaseGrace == 0 && n.cfg.UndeclaredGrace == 0 {
+		return nil
+	}
+	g := n.cfg.LeaseGrace
+	if v, _ := n.writeVersion(); v < fsm.Needs(fsm.Command{Op: fsm.OpLeaseAcquire, Lease: &fsm.LeaseArgs{Grace: &g}}) {
+		return nil
+	}
+	return &g
 }
 
 // renewLoop renews the lease every Heartbeat. A renewal extends the lease

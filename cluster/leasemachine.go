@@ -55,8 +55,9 @@ type leaseMachine struct {
 	deadline      time.Duration // D: how long a lease lasts after its proposal
 	skew          float64       // ε: how much two clocks may disagree on a length
 	// grace is how long a holder's effects may outlast its lease (the
-	// service address the kernel drops by itself, at its own granularity):
-	// successors wait that much longer.
+	// service address the kernel drops by itself, at its own granularity)
+	// when the holder declared nothing (fsm.Lease.Grace): successors wait
+	// that much longer.
 	grace time.Duration
 
 	// oldRelease switches the bug of issue 11 back on (a released lease,
@@ -83,10 +84,16 @@ func newLeaseMachine(self, session string, deadline time.Duration, skew float64)
 	return &leaseMachine{self: self, session: session, deadline: deadline, skew: skew}
 }
 
-// stretch is a length measured on another node's clock, as this node's
-// clock may measure it at most.
-func (m *leaseMachine) stretch(d time.Duration) time.Duration {
-	return time.Duration(float64(max(d, m.deadline))*(1+m.skew)) + m.grace
+// stretch is how long after its proposal a lease entry of l's holder may
+// still have effects, as this node's clock may measure it at most: the
+// lease, measured on another node's clock, then the grace its holder
+// declared (or, when it declared none, this node's guess).
+func (m *leaseMachine) stretch(l fsm.Lease) time.Duration {
+	grace := m.grace
+	if l.Grace != nil {
+		grace = max(0, *l.Grace)
+	}
+	return time.Duration(float64(max(l.Duration, m.deadline))*(1+m.skew)) + grace
 }
 
 func (m *leaseMachine) mine(l fsm.Lease) bool {
@@ -101,7 +108,7 @@ func (m *leaseMachine) observe(l fsm.Lease, arrived time.Duration) {
 	if l.Holder == "" || m.mine(l) {
 		return
 	}
-	m.owed = max(m.owed, arrived+m.stretch(l.Duration))
+	m.owed = max(m.owed, arrived+m.stretch(l))
 }
 
 // acquireWait is the instant from which this process, about to acquire the
@@ -121,7 +128,7 @@ func (m *leaseMachine) acquireWait(cur fsm.Lease, won time.Duration) time.Durati
 		return 0
 	}
 	if m.owed == 0 {
-		return won + m.stretch(cur.Duration)
+		return won + m.stretch(cur)
 	}
 	return m.owed
 }

@@ -82,9 +82,13 @@ type Config struct {
 	// at once.
 	OnLoginFailure func(addr, account string)
 	// LeaseGrace is how long this node's effects may outlast its lease on
-	// its own clock (a service address with a kernel lifetime); every
-	// successor waits that much longer. Zero when nothing outlasts it.
-	LeaseGrace time.Duration
+	// its own clock (its service address, until its fence or the address's
+	// kernel lifetime ends): declared with each acquire (fsm.LeaseArgs
+	// Grace), so that its successors wait that much longer.
+	// UndeclaredGrace is what this node assumes of a holder that declared
+	// none (an earlier release, or a cluster not all on command version
+	// 4). Both zero: nothing outlasts a lease, nothing is declared.
+	LeaseGrace, UndeclaredGrace time.Duration
 
 	// Services is what only the ACTIVE node runs.
 	Services Services
@@ -194,7 +198,7 @@ func Start(cfg Config) (*Node, error) {
 		arrivals:  map[uint64]arrival{},
 	}
 	n.lease = newLeaseMachine(cfg.NodeID, n.session, cfg.Deadline, clockSkew)
-	n.lease.grace = cfg.LeaseGrace
+	n.lease.grace = cfg.UndeclaredGrace
 	n.modes.last = Offline
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {

@@ -84,7 +84,10 @@ const (
 //     and end, transfer.add of a TRANSFER task's child is idempotent by
 //     its key, a takeover leaves chains past their data RUNNING, and a
 //     retry starts the chain over.
-const Version = 3
+//   - 4: a lease acquire may declare its holder's grace (LeaseArgs.Grace):
+//     how long after its lease the holder's effects (its service address)
+//     may last; its successors wait that rather than their own guess.
+const Version = 4
 
 // testNextVersion, set only at link time (go build -ldflags "-X
 // github.com/udmg/gateway/fsm.testNextVersion=3"), makes a binary that
@@ -180,6 +183,12 @@ type LeaseArgs struct {
 	// for this epoch and has fenced: nobody can be serving, so the next
 	// holder need not wait. A release without it cancels no wait.
 	Clean bool `json:"clean,omitempty"`
+	// Grace, on an acquire (version 4), is how long after its lease ends
+	// on its own clock the holder's effects may still last: its service
+	// address, until its kernel's fence or the address's lifetime ends.
+	// Nil: not declared; a successor assumes its own guess (cluster
+	// Config.UndeclaredGrace).
+	Grace *time.Duration `json:"grace,omitempty"`
 }
 
 // StatusArgs reports a node's mode into the registry.

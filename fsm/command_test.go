@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPutModes: a create finds the object absent or is refused, an update
@@ -274,6 +275,8 @@ func TestNeeds(t *testing.T) {
 		{Command{Op: OpUserPut, User: &User{Name: "u"}}, 1},
 		{Command{Op: OpUserPut, Put: PutCreate, User: &User{Name: "u"}}, 2},
 		{Command{Op: OpNodeRegister, Node: &Node{ID: "n", FSMVersion: 3}}, 1},
+		{Command{Op: OpLeaseAcquire, Lease: &LeaseArgs{Holder: "n", Epoch: 1}}, 1},
+		{Command{Op: OpLeaseAcquire, Lease: &LeaseArgs{Holder: "n", Epoch: 1, Grace: new(time.Duration)}}, 4},
 	} {
 		if got := Needs(tc.c); got != tc.want {
 			t.Errorf("Needs(%s put=%q) = %d, want %d", tc.c.Op, tc.c.Put, got, tc.want)

@@ -103,7 +103,7 @@ func (m *Machine) apply(c Command) error {
 		if a.Epoch != s.Lease.Epoch+1 {
 			return fmt.Errorf("acquire epoch %d, want %d: %w", a.Epoch, s.Lease.Epoch+1, ErrStaleEpoch)
 		}
-		s.Lease = Lease{Holder: a.Holder, Session: a.Session, Epoch: a.Epoch, Duration: a.Duration, AcquiredAt: c.At, RenewedAt: c.At}
+		s.Lease = Lease{Holder: a.Holder, Session: a.Session, Epoch: a.Epoch, Duration: a.Duration, Grace: a.Grace, AcquiredAt: c.At, RenewedAt: c.At}
 	case OpLeaseRenew, OpLeaseRelease:
 		a := c.Lease
 		switch {

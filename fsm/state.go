@@ -58,6 +58,8 @@ type Lease struct {
 	// holder and then fenced: only such a release lets the next holder
 	// start at once (ARCHITECTURE.md, lease point 4).
 	Clean bool `json:"clean,omitempty"`
+	// Grace is what the holder declared with its acquire (LeaseArgs.Grace).
+	Grace *time.Duration `json:"grace,omitempty"`
 	// AcquiredAt and RenewedAt are the proposer's wall clock: shown to
 	// operators, never used to decide who may serve.
 	AcquiredAt time.Time `json:"acquiredAt"`

@@ -11,6 +11,8 @@ package fsm
 // (Node.FSMVersion, which the negotiation itself carries, needs none.)
 func Needs(c Command) int {
 	switch {
+	case c.Lease != nil && c.Lease.Grace != nil:
+		return 4
 	case needsSchedules(c), c.Op == OpTransferTask, c.Op == OpKeyPut, c.Op == OpKeyDelete, c.Op == OpSecretPut, c.Op == OpSecretDelete,
 		c.Rule != nil && c.Rule.HasTasks(),
 		c.Transfer != nil && (c.Transfer.ChildKey != "" || c.Transfer.Parent != 0 || len(c.Transfer.Tasks) > 0):

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,12 +22,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/mdlayher/arp"
 	"github.com/pkg/sftp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 
 	ts "github.com/udmg/gateway/testsupport"
+	"github.com/udmg/gateway/vip"
 )
 
 // lan is the test's own network: a switch namespace with a bridge, one
@@ -150,27 +156,47 @@ func handle(t testing.TB, ns string) *netlink.Handle {
 	return nl
 }
 
-func holds(nl *netlink.Handle, ip string) (bool, error) {
+// holds reads whether a node holds the service address: it has it on eth0
+// (addr) and answers for it (held): its fence (vip.FenceTable) lets the
+// address through, or there is no fence (keepalived). A fenced node keeps
+// the address, inert, until the kernel's lifetime drops it.
+func holds(nl *netlink.Handle, nft *nftables.Conn, ip string) (held, addr bool, err error) {
 	link, err := nl.LinkByName("eth0")
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	addrs, err := nl.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	for _, a := range addrs {
-		if a.IP.String() == ip {
-			return true, nil
-		}
+		addr = addr || a.IP.String() == ip
 	}
-	return false, nil
+	if !addr {
+		return false, false, nil
+	}
+	set, err := nft.GetSetByName(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: vip.FenceTable}, "lease")
+	if errors.Is(err, unix.ENOENT) {
+		return true, true, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	elems, err := nft.GetSetElements(set)
+	if err != nil {
+		return false, false, err
+	}
+	for _, e := range elems {
+		held = held || net.IP(e.Key).String() == ip && e.Expires > 0
+	}
+	return held, true, nil
 }
 
 // sample is one reading of one node's addresses, taken between t0 and t1.
 type sample struct {
 	t0, t1 time.Time
-	held   bool
+	held   bool // answering for the address
+	addr   bool // with the address on its interface, answering or not
 }
 
 // addrProber reads, every 10 ms, in every node's namespace, whether it
@@ -186,6 +212,15 @@ func startAddrProber(t *testing.T, l *lan) *addrProber {
 	p := &addrProber{samples: make([][]sample, len(l.nodes)), stop: make(chan struct{})}
 	for i, ns := range l.nodes {
 		nl := handle(t, ns)
+		h, err := netns.GetFromName(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		nft, err := nftables.New(nftables.WithNetNSFd(int(h)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -193,10 +228,10 @@ func startAddrProber(t *testing.T, l *lan) *addrProber {
 			defer tick.Stop()
 			for {
 				t0 := time.Now()
-				held, err := holds(nl, l.vip())
+				held, addr, err := holds(nl, nft, l.vip())
 				if err == nil {
 					p.mu.Lock()
-					p.samples[i] = append(p.samples[i], sample{t0, time.Now(), held})
+					p.samples[i] = append(p.samples[i], sample{t0, time.Now(), held, addr})
 					p.mu.Unlock()
 				}
 				select {
@@ -254,6 +289,70 @@ func (p *addrProber) overlaps() []string {
 		}
 	}
 	return out
+}
+
+// inert counts the readings of a node that had the address without
+// answering for it (fenced) while another node answered for it: what a
+// reader of addresses alone would take for two holders.
+func (p *addrProber) inert() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for i := range p.samples {
+		for j := range p.samples {
+			if i == j {
+				continue
+			}
+			for _, a := range p.samples[i] {
+				if !a.addr || a.held {
+					continue
+				}
+				for _, b := range p.samples[j] {
+					if b.held && a.t0.Before(b.t1) && b.t0.Before(a.t1) {
+						n++
+						break
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+// arpResponders asks, from the client's namespace, who has ip, and lists
+// the MACs that answer within window (one ARP request, every reply read).
+func arpResponders(t *testing.T, l *lan, ip string, window time.Duration) []string {
+	t.Helper()
+	macs, err := inNS(t, l.client, func() ([]string, error) {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return nil, err
+		}
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		target := netip.MustParseAddr(ip)
+		if err := c.Request(target); err != nil {
+			return nil, err
+		}
+		var out []string
+		c.SetReadDeadline(time.Now().Add(window))
+		for {
+			pkt, _, err := c.Read()
+			if err != nil {
+				return out, nil // the window is over
+			}
+			if pkt.Operation == arp.OperationReply && pkt.SenderIP == target && !slices.Contains(out, pkt.SenderHardwareAddr.String()) {
+				out = append(out, pkt.SenderHardwareAddr.String())
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return macs
 }
 
 func (p *addrProber) count() int {
@@ -729,6 +828,11 @@ func TestServiceAddressFollowsTheLease(t *testing.T) {
 		if !ts.Eventually(time.Second, func() bool { got = clientMAC(t, client, l.vip()); return got == want }) {
 			t.Errorf("%s: client's ARP entry %s one second after takeover, want %s's MAC %s", f.name, got, gws[next].name, want)
 		}
+		// The old holder may still have the address (until its kernel
+		// lifetime ends), fenced: only the new one answers for it.
+		if macs := arpResponders(t, l, l.vip(), 200*time.Millisecond); len(macs) != 1 || macs[0] != want {
+			t.Errorf("%s: ARP replies for the service address right after takeover from %v, want %s's %s alone", f.name, macs, gws[next].name, want)
+		}
 		var banner time.Time
 		if !ts.Eventually(10*time.Second, func() bool {
 			err := clientSFTP(t, l, fmt.Sprintf("after-%d.txt", i))
@@ -772,7 +876,8 @@ func TestServiceAddressFollowsTheLease(t *testing.T) {
 			t.Errorf("the partner saw a login from %s, not the service address", a)
 		}
 	}
-	t.Logf("%d address readings, %d partner logins, all from %s", prober.count(), len(from), l.vip())
+	t.Logf("%d address readings (%d of a fenced node still with the address while another held it), %d partner logins, all from %s",
+		prober.count(), prober.inert(), len(from), l.vip())
 }
 
 // TestWithoutSourceAddress: with SourceAddress off, a partner that accepts

@@ -3,9 +3,11 @@
 // lifetime shorter than what is left of the lease, refreshes that lifetime
 // with each committed renewal, announces the address with gratuitous ARP,
 // and removes it when the node stops serving. A node that dies or freezes
-// removes nothing, so the lifetime is what takes the address away: the
-// kernel drops it by itself before a successor may add it (the successor
-// waits LeaseGrace longer than the lease for the kernel's granularity).
+// removes nothing: its own nftables fence (fence.go) stops it answering
+// for the address at the lease's end, to within FenceSlack, and the
+// kernel drops the address by its lifetime up to Granularity later. A
+// successor waits the grace the holder declared with its acquire
+// (FenceSlack with the fence, Grace without) longer than the lease.
 package vip
 
 import (
@@ -20,6 +22,7 @@ import (
 
 	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Granularity is how late the kernel may drop an address after its valid
@@ -29,8 +32,9 @@ import (
 // TestKernelDropsExpiredAddress measures it on this machine.
 const Granularity = 1250 * time.Millisecond
 
-// Grace is what every successor must wait beyond the lease when the service
-// address is configured (cluster.Config.LeaseGrace): the kernel's
+// Grace is what a successor must wait beyond the lease of a holder whose
+// address only its lifetime takes away (no fence, or a holder that
+// declared nothing: cluster.Config.UndeclaredGrace): the kernel's
 // granularity plus a margin for a loaded machine's work queue (measured:
 // 6-175 ms past the lifetime on a quiet machine).
 const Grace = Granularity + 250*time.Millisecond
@@ -61,6 +65,7 @@ type Holder struct {
 	setting string // how the configuration names the address, for errors
 	prefix  netip.Prefix
 	link    netlink.Link
+	fence   *fence // nil: nftables unavailable, the lifetime alone
 	log     *slog.Logger
 
 	mu       sync.Mutex
@@ -95,6 +100,10 @@ func New(address, iface string, log *slog.Logger) (*Holder, error) {
 		return nil, fmt.Errorf("%s: probe %s with netlink: %w", setting, iface, err)
 	}
 	h := &Holder{setting: setting, prefix: prefix, link: link, log: log}
+	if h.fence, err = newFence(prefix.Addr()); err != nil {
+		log.Warn("no nftables fence for the service address: a node that dies or freezes while ACTIVE answers for it until the kernel drops it, up to "+Granularity.String()+" after its lease",
+			"address", address, "err", err)
+	}
 	if err := h.del(); err == nil {
 		log.Warn("removed the service address left on the interface by an earlier run", "address", address, "interface", iface)
 	} else if !errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -102,6 +111,11 @@ func New(address, iface string, log *slog.Logger) (*Holder, error) {
 	}
 	return h, nil
 }
+
+// Fenced reports whether the node's kernel fences the address at the
+// lease's end (to within FenceSlack): then that is how long the address
+// may outlast a lease, else Grace.
+func (h *Holder) Fenced() bool { return h.fence != nil }
 
 // IP is the service address without its prefix (where connections to
 // partners leave from with [vip] SourceAddress).
@@ -131,10 +145,12 @@ func lifetime(remaining time.Duration) (time.Duration, error) {
 }
 
 // set adds the address, or replaces its lifetime, for at most remaining
-// (measured at since). If this process was held up between reading its
-// clock and the kernel taking the lifetime (a pause, a stalled scheduler)
-// for longer than the slack between remaining and the whole seconds given
-// to the kernel, the address could outlive the lease: it is removed at once.
+// (measured at since), and opens the fence until then. If this process was
+// held up between reading its clock and the kernel taking the lifetime (a
+// pause, a stalled scheduler) for longer than the slack between remaining
+// and the whole seconds given to the kernel, the address could outlive the
+// lease: it is removed at once; the fence likewise, held up for longer
+// than FenceSlack, is closed.
 func (h *Holder) set(remaining time.Duration, since time.Time) error {
 	l, err := lifetime(remaining - time.Since(since))
 	if err != nil {
@@ -149,6 +165,31 @@ func (h *Holder) set(remaining time.Duration, since time.Time) error {
 			err = errors.Join(err, derr)
 		}
 		return err
+	}
+	if h.fence == nil {
+		return nil
+	}
+	read := time.Now()
+	err = h.fence.open(remaining - read.Sub(since))
+	if errors.Is(err, unix.ENOENT) {
+		h.log.Warn("the service address's nftables fence was removed (nft flush ruleset?): made again", "table", FenceTable)
+		if err = h.fence.build(); err == nil {
+			read = time.Now()
+			err = h.fence.open(remaining - read.Sub(since))
+		}
+	}
+	if err != nil {
+		// Without its fence the address may not stay: the successors
+		// wait only the grace the fence allows (Fenced).
+		err = fmt.Errorf("%s: %w", h.setting, err)
+		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
+			err = errors.Join(err, derr)
+		}
+		return err
+	}
+	if late := time.Since(read); late > FenceSlack {
+		err := fmt.Errorf("%s: %w (the fence %s after the lease was read)", h.setting, ErrHeldUp, late.Round(time.Millisecond))
+		return errors.Join(err, h.fence.close())
 	}
 	return nil
 }
@@ -196,13 +237,27 @@ func (h *Holder) Drop() error {
 		return nil
 	}
 	h.held = false
-	err := h.del()
+	var err error
+	if h.fence != nil {
+		// The fence first: not answering for the address is what counts.
+		err = h.fence.close()
+	}
+	if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
+		err = errors.Join(err, fmt.Errorf("%s: remove from %s: %w", h.setting, h.link.Attrs().Name, derr))
+	}
 	close(h.announce)
 	<-h.done
-	if err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-		return fmt.Errorf("%s: remove from %s: %w", h.setting, h.link.Attrs().Name, err)
+	return err
+}
+
+// Close drops the address if held and removes the fence's tables: the
+// node is stopping.
+func (h *Holder) Close() error {
+	err := h.Drop()
+	if h.fence != nil {
+		err = errors.Join(err, h.fence.remove())
 	}
-	return nil
+	return err
 }
 
 // announcer sends Announcements gratuitous ARPs (a request from and for the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -190,6 +191,9 @@ func holderInside(t *testing.T) {
 	if !ok || a.ValidLft != 1 || a.PreferedLft != 1 {
 		t.Fatalf("after Hold(1.99s): held %v, valid_lft %d preferred_lft %d; want 1s (whole seconds within the lease)", ok, a.ValidLft, a.PreferedLft)
 	}
+	if left := fenceLeft(t); left > 1990*time.Millisecond || left < 1500*time.Millisecond {
+		t.Errorf("after Hold(1.99s) the fence is open for %s more, want up to the lease's end", left)
+	}
 	// Renewals keep it for longer than any one lifetime.
 	start := time.Now()
 	for time.Since(start) < 2500*time.Millisecond {
@@ -200,6 +204,15 @@ func holderInside(t *testing.T) {
 		if ok, _ := has(t, nl, "veth0", "10.77.0.100"); !ok {
 			t.Fatalf("address gone %v after Hold despite refreshes", time.Since(start))
 		}
+	}
+	// Its tables removed under it (nft flush ruleset), the fence is made
+	// again at the next refresh.
+	run(t, "nft", "delete", "table", "ip", FenceTable)
+	if err := h.Refresh(1990*time.Millisecond, time.Now()); err != nil {
+		t.Fatalf("Refresh after the fence's table was removed: %v", err)
+	}
+	if left := fenceLeft(t); left < 1500*time.Millisecond {
+		t.Errorf("after the fence was made again it is open for %s, want up to the lease's end", left)
 	}
 	// A lease about to end keeps the shorter lifetime it has.
 	if err := h.Refresh(500*time.Millisecond, time.Now()); err != nil {
@@ -215,6 +228,9 @@ func holderInside(t *testing.T) {
 	}
 	if ok, _ := has(t, nl, "veth0", "10.77.0.100"); ok {
 		t.Fatal("Drop left the address")
+	}
+	if left := fenceLeft(t); left != 0 {
+		t.Errorf("Drop left the fence open for %s", left)
 	}
 	if err := h.Refresh(1990*time.Millisecond, time.Now()); err != nil {
 		t.Fatal(err)
@@ -232,8 +248,19 @@ func holderInside(t *testing.T) {
 	if ok, _ := has(t, nl, "veth0", "10.77.0.100"); ok {
 		t.Error("New left a stale copy of the address")
 	}
+	if left := fenceLeft(t); left != 0 {
+		t.Errorf("New left the fence of an earlier run open for %s", left)
+	}
 	if err := h.Drop(); err != nil {
 		t.Errorf("Drop of an address already removed = %v, want nil", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if c, err := nftables.New(); err == nil {
+		if tables, err := c.ListTables(); err != nil || slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == FenceTable }) {
+			t.Errorf("Close left the fence's tables (%v)", err)
+		}
 	}
 	// A refused probe names the setting and the capability.
 	if os.Getenv("VIP_TEST_NOCAP") == "" {
@@ -244,6 +271,36 @@ func holderInside(t *testing.T) {
 			t.Errorf("without CAP_NET_ADMIN:\n%s\nwant the [vip] Address and CAP_NET_ADMIN named", out)
 		}
 	}
+}
+
+// fenceLeft is how long the fence of this namespace still lets the
+// address be answered for (0: closed), in both tables.
+func fenceLeft(t *testing.T) time.Duration {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []time.Duration
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyARP} {
+		set, err := c.GetSetByName(&nftables.Table{Family: fam, Name: FenceTable}, "lease")
+		if err != nil {
+			t.Fatalf("fence table %s (family %d): %v", FenceTable, fam, err)
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l time.Duration
+		for _, e := range elems {
+			l = max(l, e.Expires)
+		}
+		left = append(left, l)
+	}
+	if left[0] != left[1] && (left[0] == 0 || left[1] == 0) {
+		t.Errorf("the fence's ip and arp tables disagree: open for %s and %s", left[0], left[1])
+	}
+	return max(left[0], left[1])
 }
 
 func init() {

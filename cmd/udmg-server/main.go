@@ -192,6 +192,7 @@ func run(path string, env []string) error {
 		OnRenewal:       onRenewal,
 		OnLoginFailure:  func(addr, account string) { loginFailed("peer"); logins.RemoteFailed(addr, account) },
 		LeaseGrace:      addr.grace(),
+		UndeclaredGrace: addr.undeclaredGrace(),
 		Secrets:         secrets,
 		Services:        services,
 		Logger:          log,
@@ -202,6 +203,7 @@ func run(path string, env []string) error {
 	}
 	bindSecrets(secrets, node)
 	services.node.Store(node)
+	addr.started(node)
 	shareLogins.Store(node)
 	stopMetrics := watchNode(reg, node, services, log)
 	defer stopMetrics()
@@ -255,8 +257,9 @@ func run(path string, env []string) error {
 	srv.Shutdown(ctx)
 	fwdSrv.Shutdown(ctx)
 	if nodeErr != nil {
-		return nodeErr
+		return nodeErr // the fence stays: the address may still be up
 	}
+	addr.close()
 	log.Info("stopped")
 	return nil
 }

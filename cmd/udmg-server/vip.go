@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ type serviceAddress struct {
 	h        *vip.Holder
 	deadline time.Duration
 	source   bool
+	node     atomic.Pointer[cluster.Node] // set once the node has started
 	log      *slog.Logger
 }
 
@@ -39,8 +41,10 @@ func openVIP(where string, cfg *config.Config, log *slog.Logger) (*serviceAddres
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	log.Info("service address configured", "address", v.Address, "interface", v.Interface, "source_address", v.SourceAddress, "lease_grace", vip.Grace)
-	return &serviceAddress{h: h, deadline: cfg.Controller.Deadline, source: v.SourceAddress, log: log}, nil
+	a := &serviceAddress{h: h, deadline: cfg.Controller.Deadline, source: v.SourceAddress, log: log}
+	log.Info("service address configured", "address", v.Address, "interface", v.Interface, "source_address", v.SourceAddress,
+		"fenced", h.Fenced(), "lease_grace", a.grace())
+	return a, nil
 }
 
 // vipDeadline refuses a Deadline shorter than the kernel's whole-second
@@ -54,8 +58,22 @@ func vipDeadline(where string, cfg *config.Config) error {
 }
 
 // grace is cluster.Config.LeaseGrace: how long the address may outlast the
-// lease on this node (the kernel's expiry granularity).
+// lease on this node (the fence's slack, or without the fence the kernel's
+// expiry granularity).
 func (a *serviceAddress) grace() time.Duration {
+	switch {
+	case a == nil:
+		return 0
+	case a.h.Fenced():
+		return vip.FenceSlack
+	}
+	return vip.Grace
+}
+
+// undeclaredGrace is cluster.Config.UndeclaredGrace: what a holder that
+// declared no grace (an earlier release) may have left behind, the
+// address until the kernel drops it.
+func (a *serviceAddress) undeclaredGrace() time.Duration {
 	if a == nil {
 		return 0
 	}
@@ -98,19 +116,44 @@ func (a *serviceAddress) drop() error {
 	return a.h.Drop()
 }
 
-// onRenewal refreshes the address's lifetime after each committed renewal
-// (the lease then has Deadline − took left), then calls next.
+// onRenewal refreshes the address's lifetime and fence after each
+// committed renewal, then calls next. What is left of the lease is read
+// from the lease machine after the clock, never worked out from the
+// renewal's latency: a pause between the renewal and the refresh would
+// then stretch the address past the lease.
 func (a *serviceAddress) onRenewal(next func(time.Duration)) func(time.Duration) {
 	if a == nil {
 		return next
 	}
 	return func(took time.Duration) {
-		if err := a.h.Refresh(a.deadline-took, time.Now()); err != nil {
-			a.log.Error("service address not refreshed", "err", err)
+		if node := a.node.Load(); node != nil {
+			since := time.Now()
+			_, left := node.LeaseRemaining()
+			if err := a.h.Refresh(left, since); err != nil {
+				a.log.Error("service address not refreshed", "err", err)
+			}
 		}
 		if next != nil {
 			next(took)
 		}
+	}
+}
+
+// close removes the address's fence tables once the node has stopped
+// (fenced: the address is gone).
+func (a *serviceAddress) close() {
+	if a == nil {
+		return
+	}
+	if err := a.h.Close(); err != nil {
+		a.log.Warn("service address fence not removed", "err", err)
+	}
+}
+
+// started gives the address its node, once there is one.
+func (a *serviceAddress) started(node *cluster.Node) {
+	if a != nil {
+		a.node.Store(node)
 	}
 }
 
