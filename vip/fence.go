@@ -40,7 +40,10 @@ var (
 // address until open.
 func newFence(addr netip.Addr) (*fence, error) {
 	f := &fence{ip: addr.AsSlice()}
-	return f, f.build()
+	if err := f.build(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // build (re)makes the tables, their set empty.
@@ -136,6 +139,61 @@ func (f *fence) close() error {
 		return nil
 	}
 	return err
+}
+
+// intact reports whether the fence's tables are as build made them: the
+// set in each, and in each of its two chains one rule.
+func (f *fence) intact() (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, err
+	}
+	chains, err := c.ListChains()
+	if err != nil {
+		return false, err
+	}
+	for _, s := range f.sets {
+		if _, err := c.GetSetByName(s.Table, s.Name); err != nil {
+			return false, nil
+		}
+		n := 0
+		for _, ch := range chains {
+			if ch.Table.Name != FenceTable || ch.Table.Family != s.Table.Family {
+				continue
+			}
+			n++
+			rules, err := c.GetRules(s.Table, ch)
+			if err != nil || len(rules) != 1 {
+				return false, err
+			}
+		}
+		if n != 2 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// touches reports whether ev changes the fence's tables, chains, rules or
+// sets (not the set's elements, which open changes with every renewal).
+func touches(ev *nftables.MonitorEvent) bool {
+	var t *nftables.Table
+	switch d := ev.Data.(type) {
+	case *nftables.Table:
+		t = d
+	case *nftables.Chain:
+		t = d.Table
+	case *nftables.Rule:
+		t = d.Table
+	case *nftables.Set:
+		t = d.Table
+	}
+	if t == nil {
+		// Not parsed (a rule with an expression this library does not
+		// know): maybe ours.
+		return ev.Type != nftables.MonitorEventTypeNewSetElem && ev.Type != nftables.MonitorEventTypeDelSetElem
+	}
+	return t.Name == FenceTable
 }
 
 // remove deletes the fence's tables (a node stopping, its address dropped).

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -70,8 +71,12 @@ type Holder struct {
 
 	mu       sync.Mutex
 	held     bool
+	until    time.Time     // the lease's end, as the last Hold or Refresh was told
 	announce chan struct{} // closed by Drop: stops the announcer
 	done     chan struct{} // closed when the announcer has returned
+
+	stopWatch, watched chan struct{} // the fence's watcher: closed by Close, closed when it has returned
+	closeOnce          sync.Once
 }
 
 // New checks that the address can be held on the interface and that this
@@ -108,6 +113,10 @@ func New(address, iface string, log *slog.Logger) (*Holder, error) {
 		log.Warn("removed the service address left on the interface by an earlier run", "address", address, "interface", iface)
 	} else if !errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return nil, fmt.Errorf("%s: remove a copy left by an earlier run: %w", setting, err)
+	}
+	if h.fence != nil {
+		h.stopWatch, h.watched = make(chan struct{}), make(chan struct{})
+		go h.watch(h.stopWatch, h.watched)
 	}
 	return h, nil
 }
@@ -169,6 +178,7 @@ func (h *Holder) set(remaining time.Duration, since time.Time) error {
 	if h.fence == nil {
 		return nil
 	}
+	h.until = since.Add(remaining)
 	read := time.Now()
 	err = h.fence.open(remaining - read.Sub(since))
 	if errors.Is(err, unix.ENOENT) {
@@ -250,14 +260,92 @@ func (h *Holder) Drop() error {
 	return err
 }
 
-// Close drops the address if held and removes the fence's tables: the
-// node is stopping.
+// Close drops the address if held, stops the fence's watcher and removes
+// its tables: the node is stopping.
 func (h *Holder) Close() error {
 	err := h.Drop()
 	if h.fence != nil {
-		err = errors.Join(err, h.fence.remove())
+		h.closeOnce.Do(func() {
+			close(h.stopWatch)
+			<-h.watched
+			err = errors.Join(err, h.fence.remove())
+		})
 	}
 	return err
+}
+
+// watch keeps the fence whole while the address is held. nftables tells it
+// of every change to a table, chain, rule or set (nft flush ruleset, a
+// firewall reloaded, a rule inserted before the fence's): a fence found
+// changed is made again at once, not at the next renewal, which a node
+// killed in between would never reach (its address then answered for up
+// to Granularity past its lease, longer than the FenceSlack it declared).
+func (h *Holder) watch(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for warned := false; ; {
+		var events chan *nftables.MonitorEvent
+		mon := nftables.NewMonitor()
+		c, err := nftables.New()
+		if err == nil {
+			events, err = c.AddMonitor(mon)
+		}
+		if err != nil && !warned {
+			h.log.Warn("cannot watch the service address's nftables fence: a change to it is mended at the next renewal only", "table", FenceTable, "err", err)
+			warned = true
+		}
+		for err == nil {
+			select {
+			case <-stop:
+				mon.Close()
+				for range events { // the monitor's goroutines end once drained
+				}
+				return
+			case ev, ok := <-events:
+				switch {
+				case !ok:
+					err = errors.New("monitor ended")
+				case ev.Type == nftables.MonitorEventTypeOOB:
+					h.log.Warn("watching the service address's nftables fence", "err", ev.Error)
+				case touches(ev):
+					h.mend()
+				}
+			}
+		}
+		// The monitor's socket failed (its buffer overran): a new one,
+		// and a check for what it may have missed.
+		h.mend()
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// mend makes the fence of a held address again if it is not as built,
+// open until the lease's end; if it cannot, the address goes, as in set.
+func (h *Holder) mend() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.held {
+		return
+	}
+	if ok, err := h.fence.intact(); ok && err == nil {
+		return
+	}
+	err := h.fence.build()
+	if err == nil {
+		err = h.fence.open(time.Until(h.until))
+	}
+	if err != nil {
+		h.log.Error("the service address's nftables fence was changed under the node and cannot be made again: address removed", "table", FenceTable, "err", err)
+		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
+			h.log.Error("service address not removed", "err", derr)
+		}
+		return
+	}
+	h.log.Warn("the service address's nftables fence was changed under the node (nft flush ruleset, a firewall reload?): made again", "table", FenceTable,
+		"lease_left", time.Until(h.until).Round(time.Millisecond))
 }
 
 // announcer sends Announcements gratuitous ARPs (a request from and for the

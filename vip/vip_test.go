@@ -214,6 +214,35 @@ func holderInside(t *testing.T) {
 	if left := fenceLeft(t); left < 1500*time.Millisecond {
 		t.Errorf("after the fence was made again it is open for %s, want up to the lease's end", left)
 	}
+	// Changed under it by someone else, with no renewal to come (the node
+	// killed right after a firewall reload), the fence is made again at
+	// once: whole, and open until the lease's end.
+	for _, change := range [][]string{
+		{"flush", "ruleset"},
+		{"flush", "table", "arp", FenceTable},                   // its rules gone, its set kept
+		{"insert", "rule", "ip", FenceTable, "input", "accept"}, // a rule before the fence's
+		{"delete", "set", "ip", FenceTable, "lease"},            // refused while a rule uses it: nothing to mend
+	} {
+		if err := h.Refresh(1990*time.Millisecond, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		changed := time.Now()
+		if out, err := exec.Command("nft", change...).CombinedOutput(); err != nil {
+			t.Logf("nft %s: %v: %s", strings.Join(change, " "), err, out)
+		}
+		committed := time.Now() // nft returns once its change is in
+		for !fenceWhole() {
+			if time.Since(changed) > time.Second {
+				t.Fatalf("nft %s: the fence was not made again within 1s:\n%s", strings.Join(change, " "), run(t, "nft", "list", "ruleset"))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took := time.Since(changed)
+		if left := fenceLeft(t); left < 1200*time.Millisecond || left > 1990*time.Millisecond-took {
+			t.Errorf("nft %s: made again, open for %s, want until the lease's end (%s)", strings.Join(change, " "), left, 1990*time.Millisecond-took)
+		}
+		t.Logf("nft %s: fence seen whole and open again %s after nft returned", strings.Join(change, " "), time.Since(committed).Round(time.Millisecond))
+	}
 	// A lease about to end keeps the shorter lifetime it has.
 	if err := h.Refresh(500*time.Millisecond, time.Now()); err != nil {
 		t.Errorf("Refresh(0.5s) = %v, want nil (nothing to do)", err)
@@ -242,7 +271,8 @@ func holderInside(t *testing.T) {
 	if err := h.Hold(1990*time.Millisecond, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New("10.77.0.100/24", "veth0", nil); err != nil {
+	next, err := New("10.77.0.100/24", "veth0", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := has(t, nl, "veth0", "10.77.0.100"); ok {
@@ -254,8 +284,10 @@ func holderInside(t *testing.T) {
 	if err := h.Drop(); err != nil {
 		t.Errorf("Drop of an address already removed = %v, want nil", err)
 	}
-	if err := h.Close(); err != nil {
-		t.Errorf("Close: %v", err)
+	for _, h := range []*Holder{h, next, next} { // twice: a second Close does nothing
+		if err := h.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
 	}
 	if c, err := nftables.New(); err == nil {
 		if tables, err := c.ListTables(); err != nil || slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == FenceTable }) {
@@ -301,6 +333,24 @@ func fenceLeft(t *testing.T) time.Duration {
 		t.Errorf("the fence's ip and arp tables disagree: open for %s and %s", left[0], left[1])
 	}
 	return max(left[0], left[1])
+}
+
+// fenceWhole reports, from nft's own listing, whether both fence tables
+// are there with their two dropping rules, no other rule, and the address
+// in their set.
+func fenceWhole() bool {
+	for _, fam := range []string{"ip", "arp"} {
+		out, err := exec.Command("nft", "list", "table", fam, FenceTable).Output()
+		if err != nil || strings.Count(string(out), " drop\n") != 2 || !strings.Contains(string(out), "10.77.0.100 timeout") {
+			return false
+		}
+		for line := range strings.Lines(string(out)) {
+			if strings.HasSuffix(line, " accept\n") && !strings.Contains(line, "policy") {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func init() {
