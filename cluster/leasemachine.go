@@ -86,14 +86,16 @@ func newLeaseMachine(self, session string, deadline time.Duration, skew float64)
 
 // stretch is how long after its proposal a lease entry of l's holder may
 // still have effects, as this node's clock may measure it at most: the
-// lease, measured on another node's clock, then the grace its holder
-// declared (or, when it declared none, this node's guess).
+// lease and then the grace its holder declared (or, when it declared none,
+// this node's guess), both measured on the holder's clock, so both
+// stretched by the skew (the model's GRACE_UNSTRETCHED mutant stretches
+// the lease alone, and overlaps).
 func (m *leaseMachine) stretch(l fsm.Lease) time.Duration {
 	grace := m.grace
 	if l.Grace != nil {
 		grace = max(0, *l.Grace)
 	}
-	return time.Duration(float64(max(l.Duration, m.deadline))*(1+m.skew)) + grace
+	return time.Duration(float64(max(l.Duration, m.deadline)+grace) * (1 + m.skew))
 }
 
 func (m *leaseMachine) mine(l fsm.Lease) bool {

@@ -12,16 +12,17 @@ import (
 // guess (UndeclaredGrace) only for a holder that declared none.
 func TestDeclaredGraceDecidesTheWait(t *testing.T) {
 	const d, skew = 2 * time.Second, 0.01
-	lease := time.Duration(float64(d) * (1 + skew))
+	// Lease and grace run on the holder's clock: both are stretched.
+	stretched := func(grace time.Duration) time.Duration { return time.Duration(float64(d+grace) * (1 + skew)) }
 	short := 100 * time.Millisecond
 	for _, tc := range []struct {
 		name  string
 		grace *time.Duration
 		want  time.Duration
 	}{
-		{"declared 100ms", &short, lease + short},
-		{"declared none", nil, lease + 1500*time.Millisecond},
-		{"declared 0 (no service address)", new(time.Duration), lease},
+		{"declared 100ms", &short, stretched(short)},
+		{"declared none", nil, stretched(1500 * time.Millisecond)},
+		{"declared 0 (no service address)", new(time.Duration), stretched(0)},
 	} {
 		m := newLeaseMachine("b", "s2", d, skew)
 		m.grace = 1500 * time.Millisecond

@@ -44,6 +44,18 @@
  *   wait) and the proposer's expiry is counted from the proposal whenever it
  *   learns the commit, so the earliest apply is the worst case (README.md).
  *
+ * Grace (-DG=2; default 0).  A holder's service address may be answered for
+ *   G units of its own clock past its lease (vip: the fence's slack, or the
+ *   kernel's address lifetime), after a kill or a pause too; only its
+ *   fence (Drop) or a restart (vip.New removes a leftover address) ends it
+ *   sooner.  eff[i] counts that down; the second property is that at most
+ *   one node answers for the address (eff > 0) at any real instant.  The
+ *   holder declares G with its acquire, and the successor waits
+ *   (D + G) * RHI / RLO: the grace, like the lease, is measured on the
+ *   holder's clock.  Mutants: -DGRACE_NONE waits for the lease alone;
+ *   -DGRACE_UNSTRETCHED adds G unstretched (D * RHI / RLO + G, the rule
+ *   cluster/leasemachine.go had before this model covered grace).
+ *
  * Mutant -DOLD_RELEASE: the rule before issue 11: a released lease, or the
  *   node's own lease, means no wait.  spin must find an overlap with it.
  *   -DOLD_RELEASE=2 keeps only the release shortcut (the overlap reproduced
@@ -62,8 +74,17 @@
 #ifndef D
 #define D 2
 #endif
+#ifndef G
+#define G 0
+#endif
 #ifndef WAIT
+#if defined(GRACE_NONE)
 #define WAIT (D * RHI / RLO)
+#elif defined(GRACE_UNSTRETCHED)
+#define WAIT (D * RHI / RLO + G)
+#else
+#define WAIT ((D + G) * RHI / RLO)
+#endif
 #endif
 #ifndef MAXE
 #define MAXE 3 /* acquisitions (epochs) in one run */
@@ -104,10 +125,11 @@ byte wt[N];     /* waitUntil - now */
 byte claim[N];  /* max over applied entries of other holders of (arrival + WAIT) - now */
 byte myEp[N];   /* epoch this process acquired last (0: none) */
 bool done[N];   /* this process completed its wait for myEp */
+byte eff[N];    /* until when its service address is answered for - now (0: not) */
 
 hidden int rt;            /* real ticks, for the trail only */
 hidden byte shown[N];     /* a node's epoch, for the trail only */
-hidden byte k, r, nserve; /* scratch, inside d_step only */
+hidden byte k, r, nserve, nanswer; /* scratch, inside d_step only */
 hidden byte ok, owe;      /* scratch, inside d_step only */
 
 inline check() {
@@ -130,7 +152,27 @@ inline check() {
 		printf("\n")
 	:: else
 	fi;
-	assert(nserve <= 1)
+	assert(nserve <= 1);
+	nanswer = 0;
+	for (k : 0 .. N-1) {
+		if
+		:: eff[k] > 0 -> nanswer++
+		:: else
+		fi
+	}
+	if
+	:: nanswer > 1 ->
+		printf("t=%d TWO ADDRESSES:", rt);
+		for (k : 0 .. N-1) {
+			if
+			:: eff[k] > 0 -> printf(" n%d answers (%d left);", k, eff[k])
+			:: else
+			fi
+		}
+		printf("\n")
+	:: else
+	fi;
+	assert(nanswer <= 1)
 }
 
 /* The entry in flight commits: the FSM applies it, every other node
@@ -183,6 +225,10 @@ inline commit() {
 		:: ft > exp[fn] -> exp[fn] = ft
 		:: else
 		fi;
+		if
+		:: ph[fn] == ACTIVE && exp[fn] + G > eff[fn] -> eff[fn] = exp[fn] + G /* Refresh */
+		:: else
+		fi;
 		printf("t=%d n%d renewed epoch %d: lease %d\n", rt, fn, fe, exp[fn]);
 		check()
 	:: fk == REL ->
@@ -218,12 +264,12 @@ inline dec(x, r) {
 #ifdef SYMMETRY
 hidden int key[N];
 hidden byte perm[N], inv[N];
-hidden byte tph[N], texp[N], twt[N], tclaim[N], tmy[N];
+hidden byte tph[N], texp[N], twt[N], tclaim[N], tmy[N], teff[N];
 hidden byte tdone[N];
 hidden byte a, b, best;
 inline canon() {
 	for (a : 0 .. N-1) {
-		key[a] = ((((((ph[a] * 8 + exp[a]) * 8 + wt[a]) * 8 + claim[a]) * 4 + myEp[a]) * 2 + done[a]) * 2 +
+		key[a] = (((((((ph[a] * 16 + exp[a]) * 16 + wt[a]) * 16 + claim[a]) * 16 + eff[a]) * 4 + myEp[a]) * 2 + done[a]) * 2 +
 		          (epoch > 0 && holder == a)) * 4 + (fk != NONE && fn == a) * 2 + (leader == a);
 		perm[a] = a
 	}
@@ -241,11 +287,11 @@ inline canon() {
 	for (a : 0 .. N-1) {
 		inv[perm[a]] = a;
 		tph[a] = ph[perm[a]]; texp[a] = exp[perm[a]]; twt[a] = wt[perm[a]];
-		tclaim[a] = claim[perm[a]]; tmy[a] = myEp[perm[a]]; tdone[a] = done[perm[a]]
+		tclaim[a] = claim[perm[a]]; tmy[a] = myEp[perm[a]]; tdone[a] = done[perm[a]]; teff[a] = eff[perm[a]]
 	}
 	for (a : 0 .. N-1) {
 		ph[a] = tph[a]; exp[a] = texp[a]; wt[a] = twt[a];
-		claim[a] = tclaim[a]; myEp[a] = tmy[a]; done[a] = tdone[a]
+		claim[a] = tclaim[a]; myEp[a] = tmy[a]; done[a] = tdone[a]; eff[a] = teff[a]
 	}
 	if
 	:: epoch > 0 -> holder = inv[holder]
@@ -286,7 +332,7 @@ proctype node(byte i) {
 		       rt, i, fe, wt[i], epoch, holder, released, clean); canon() }
 	/* The wait is over: Active. */
 	:: d_step { ph[i] == WAITING && wt[i] == 0 && exp[i] > 0 ->
-		ph[i] = ACTIVE; done[i] = 1;
+		ph[i] = ACTIVE; done[i] = 1; eff[i] = exp[i] + G; /* Hold */
 		printf("t=%d n%d ACTIVE, epoch %d (lease %d left)\n", rt, i, shown[i], exp[i]);
 		check(); canon() }
 	/* Renew: every h, and pauses make that any moment. */
@@ -294,7 +340,7 @@ proctype node(byte i) {
 		fk = REN; fn = i; fe = myEp[i]; ft = D; canon() }
 	/* Fence (expiry, leadership loss, shutdown): stop serving; it completes. */
 	:: d_step { ph[i] == ACQUIRING || ph[i] == WAITING || ph[i] == ACTIVE ->
-		ph[i] = (myEp[i] > 0 -> FENCED : IDLE); exp[i] = 0; wt[i] = 0;
+		ph[i] = (myEp[i] > 0 -> FENCED : IDLE); exp[i] = 0; wt[i] = 0; eff[i] = 0; /* Drop first */
 		printf("t=%d n%d fenced\n", rt, i); canon() }
 	/* Release (shutdown, handover), only after a completed fence. */
 	:: d_step { ph[i] == FENCED && myEp[i] > 0 && leader == i && fk == NONE ->
@@ -308,8 +354,8 @@ proctype node(byte i) {
 	/* Restart: the process state is lost; so are its arrival times, which
 	 * were all before now, so now + WAIT bounds them (waiting from the
 	 * election, as the implementation does, is later still). */
-	:: d_step { ph[i] != IDLE || exp[i] + wt[i] + myEp[i] + done[i] > 0 || claim[i] < WAIT ->
-		ph[i] = IDLE; exp[i] = 0; wt[i] = 0; myEp[i] = 0; done[i] = 0; claim[i] = WAIT;
+	:: d_step { ph[i] != IDLE || exp[i] + wt[i] + myEp[i] + done[i] + eff[i] > 0 || claim[i] < WAIT ->
+		ph[i] = IDLE; exp[i] = 0; wt[i] = 0; myEp[i] = 0; done[i] = 0; claim[i] = WAIT; eff[i] = 0;
 		if
 		:: leader == i -> leader = N /* no leader until the next election */
 		:: else
@@ -333,7 +379,7 @@ inline tick(m) {
 		:: (m >> k) & 1 -> r = RHI
 		:: else -> r = RLO
 		fi;
-		dec(exp[k], r); dec(wt[k], r); dec(claim[k], r);
+		dec(exp[k], r); dec(wt[k], r); dec(claim[k], r); dec(eff[k], r);
 		if
 		:: fk != NONE && fn == k -> dec(ft, r)
 		:: else
