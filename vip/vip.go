@@ -179,22 +179,30 @@ func (h *Holder) set(remaining time.Duration, since time.Time) error {
 		return nil
 	}
 	h.until = since.Add(remaining)
-	read := time.Now()
-	err = h.fence.open(remaining - read.Sub(since))
+	err = h.openFence()
 	if errors.Is(err, unix.ENOENT) {
 		h.log.Warn("the service address's nftables fence was removed (nft flush ruleset?): made again", "table", FenceTable)
 		if err = h.fence.build(); err == nil {
-			read = time.Now()
-			err = h.fence.open(remaining - read.Sub(since))
+			err = h.openFence()
 		}
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrHeldUp) {
 		// Without its fence the address may not stay: the successors
 		// wait only the grace the fence allows (Fenced).
 		err = fmt.Errorf("%s: %w", h.setting, err)
 		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
 			err = errors.Join(err, derr)
 		}
+	}
+	return err
+}
+
+// openFence opens the fence until h.until, and closes it again if this
+// process was held up for longer than FenceSlack between reading the clock
+// and the kernel taking the timeout (ErrHeldUp).
+func (h *Holder) openFence() error {
+	read := time.Now()
+	if err := h.fence.open(h.until.Sub(read)); err != nil {
 		return err
 	}
 	if late := time.Since(read); late > FenceSlack {
@@ -335,7 +343,11 @@ func (h *Holder) mend() {
 	}
 	err := h.fence.build()
 	if err == nil {
-		err = h.fence.open(time.Until(h.until))
+		err = h.openFence()
+	}
+	if errors.Is(err, ErrHeldUp) {
+		h.log.Warn("the service address's nftables fence was changed under the node: made again, but closed", "table", FenceTable, "err", err)
+		return
 	}
 	if err != nil {
 		h.log.Error("the service address's nftables fence was changed under the node and cannot be made again: address removed", "table", FenceTable, "err", err)
