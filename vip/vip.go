@@ -143,6 +143,15 @@ func (h *Holder) del() error {
 	return netlink.AddrDel(h.link, h.addr(0))
 }
 
+// remove takes the address off the interface; gone already (by its
+// lifetime) is fine.
+func (h *Holder) remove() error {
+	if err := h.del(); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return err
+	}
+	return nil
+}
+
 // lifetime is the longest kernel lifetime that ends before remaining does:
 // whole seconds, rounded down.
 func lifetime(remaining time.Duration) (time.Duration, error) {
@@ -170,10 +179,7 @@ func (h *Holder) set(remaining time.Duration, since time.Time) error {
 	}
 	if late := time.Since(since); l+late > remaining {
 		err := fmt.Errorf("%s: %w (%s after the lease was read)", h.setting, ErrHeldUp, late.Round(time.Millisecond))
-		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
-			err = errors.Join(err, derr)
-		}
-		return err
+		return errors.Join(err, h.remove())
 	}
 	if h.fence == nil {
 		return nil
@@ -182,19 +188,22 @@ func (h *Holder) set(remaining time.Duration, since time.Time) error {
 	err = h.openFence()
 	if errors.Is(err, unix.ENOENT) {
 		h.log.Warn("the service address's nftables fence was removed (nft flush ruleset?): made again", "table", FenceTable)
-		if err = h.fence.build(); err == nil {
-			err = h.openFence()
-		}
+		err = h.remakeFence()
 	}
 	if err != nil && !errors.Is(err, ErrHeldUp) {
 		// Without its fence the address may not stay: the successors
 		// wait only the grace the fence allows (Fenced).
-		err = fmt.Errorf("%s: %w", h.setting, err)
-		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
-			err = errors.Join(err, derr)
-		}
+		err = errors.Join(fmt.Errorf("%s: %w", h.setting, err), h.remove())
 	}
 	return err
+}
+
+// remakeFence builds the fence's tables again and opens it until h.until.
+func (h *Holder) remakeFence() error {
+	if err := h.fence.build(); err != nil {
+		return err
+	}
+	return h.openFence()
 }
 
 // openFence opens the fence until h.until, and closes it again if this
@@ -260,7 +269,7 @@ func (h *Holder) Drop() error {
 		// The fence first: not answering for the address is what counts.
 		err = h.fence.close()
 	}
-	if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
+	if derr := h.remove(); derr != nil {
 		err = errors.Join(err, fmt.Errorf("%s: remove from %s: %w", h.setting, h.link.Attrs().Name, derr))
 	}
 	close(h.announce)
@@ -341,17 +350,14 @@ func (h *Holder) mend() {
 	if ok, err := h.fence.intact(); ok && err == nil {
 		return
 	}
-	err := h.fence.build()
-	if err == nil {
-		err = h.openFence()
-	}
+	err := h.remakeFence()
 	if errors.Is(err, ErrHeldUp) {
 		h.log.Warn("the service address's nftables fence was changed under the node: made again, but closed", "table", FenceTable, "err", err)
 		return
 	}
 	if err != nil {
 		h.log.Error("the service address's nftables fence was changed under the node and cannot be made again: address removed", "table", FenceTable, "err", err)
-		if derr := h.del(); derr != nil && !errors.Is(derr, syscall.EADDRNOTAVAIL) {
+		if derr := h.remove(); derr != nil {
 			h.log.Error("service address not removed", "err", derr)
 		}
 		return
