@@ -101,6 +101,14 @@ func seedState(t *testing.T, c *ts.Cluster, size ts.StateSize) {
 		t.Fatalf("seeded transfers never all waiting: %v PLANNED, %v RUNNING", planned, running)
 	}
 	t.Logf("state seeded in %s: %d accounts, %d partners, %d live transfers", time.Since(start).Round(time.Second), size.Accounts, size.Partners, size.Transfers)
+	// Every node snapshots the seeded state (raft checks every 2 to 4
+	// minutes), so that a node killed in the trials starts again from a
+	// snapshot and a short log, as a node of a long-running cluster does.
+	start = time.Now()
+	if !ts.Eventually(10*time.Minute, func() bool { return len(snapshotSizes(c)) == len(c.Nodes) }) {
+		t.Fatalf("not every node took a snapshot of the seeded state: %v", snapshotSizes(c))
+	}
+	t.Logf("every node snapshotted the seeded state within %s: bytes %v", time.Since(start).Round(time.Second), snapshotSizes(c))
 }
 
 // snapshotSizes gives each node's newest raft snapshot size (bytes).
@@ -110,6 +118,9 @@ func snapshotSizes(c *ts.Cluster) map[string]int64 {
 		files, _ := filepath.Glob(filepath.Join(p.DataDir, "snapshots", "*", "state.bin"))
 		var newest time.Time
 		for _, f := range files {
+			if strings.HasSuffix(filepath.Dir(f), ".tmp") {
+				continue // being written (raft renames it when done)
+			}
 			if fi, err := os.Stat(f); err == nil && fi.ModTime().After(newest) {
 				newest, out[p.Name] = fi.ModTime(), fi.Size()
 			}

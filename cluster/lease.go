@@ -111,12 +111,10 @@ func (s arrivalLog) DeleteRange(lo, hi uint64) error {
 	return s.LogStore.DeleteRange(lo, hi)
 }
 
+// Snapshot freezes the state on raft's FSM goroutine; Persist encodes it
+// off that goroutine (fsm.Frozen).
 func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := f.machine.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	return snapshot(b), nil
+	return snapshot{f.machine.Freeze()}, nil
 }
 
 func (f *raftFSM) Restore(rc io.ReadCloser) error {
@@ -138,10 +136,15 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type snapshot []byte
+type snapshot struct{ state fsm.Frozen }
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
+	b, err := s.state.Encode()
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	if _, err := sink.Write(b); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("write snapshot: %w", err)
 	}

@@ -63,6 +63,8 @@ func TestPutModes(t *testing.T) {
 				t.Fatalf("create: %v", r.Err)
 			}
 			check("create", "one", true)
+			frozen, frozenAt := m.Freeze(), encodeNow(t, m)
+			defer frozenStill(t, frozen, frozenAt, "after the updates")
 			before, _ := m.Snapshot()
 			r := mustApply(t, m, tc.put(PutCreate, "two"))
 			if !errors.Is(r.Err, ErrExists) || !strings.Contains(r.Err.Error(), tc.name) {

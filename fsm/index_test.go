@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -111,6 +112,8 @@ func TestTransferIndexFollowsTable(t *testing.T) {
 		epoch := uint64(1)
 		mustApply(t, m, lease(OpLeaseAcquire, "a", "1", 1))
 		var restored *Machine
+		var frozen *Frozen
+		var frozenAt []byte
 		const steps = 5000
 		for i := range steps {
 			c := randomTransferCommand(r, &epoch, 400)
@@ -137,6 +140,16 @@ func TestTransferIndexFollowsTable(t *testing.T) {
 			seen["window full"] = seen["window full"] || x.archived.Len() >= RecentWindow
 			if a, u := overWindow(&m.s); a+u > 0 {
 				t.Fatalf("seed %d, step %d (%s): %d archived and %d unarchived beyond the window", seed, i, c.Op, a, u)
+			}
+			// A frozen state (Freeze) encodes, 50 entries later, as the
+			// state did when frozen: no command changed in place what the
+			// copy shares with the machine.
+			if i%50 == 0 {
+				if frozen != nil {
+					frozenStill(t, *frozen, frozenAt, fmt.Sprintf("seed %d, step %d", seed, i))
+				}
+				f := m.Freeze()
+				frozen, frozenAt = &f, encodeNow(t, m)
 			}
 			if i == steps/2 {
 				snap, err := m.Snapshot()
@@ -216,5 +229,27 @@ func TestDue(t *testing.T) {
 	}
 	if !slices.Equal(ids, []uint64{3, 5, 7, 9}) {
 		t.Errorf("due in a copy: %v", ids)
+	}
+}
+
+// encodeNow encodes m's state in place, as Snapshot did before Freeze.
+func encodeNow(t *testing.T, m *Machine) []byte {
+	t.Helper()
+	b, err := json.Marshal(snapshotDoc{V: max(m.written, 1), State: m.s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// frozenStill fails unless f still encodes as want (the state when frozen).
+func frozenStill(t *testing.T, f Frozen, want []byte, where string) {
+	t.Helper()
+	got, err := f.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: a frozen state changed after Freeze: a command changed in place what the copy shares", where)
 	}
 }

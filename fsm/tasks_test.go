@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -23,19 +24,17 @@ func task(phase string, index int, state string) Command {
 
 func TestTaskProgress(t *testing.T) {
 	m := running(t)
-	for _, c := range []Command{task(PhasePost, 0, TaskRunning), task(PhasePost, 0, TaskDone), task(PhasePost, 1, TaskRunning)} {
+	end := task(PhasePost, 1, TaskError)
+	end.Task.Error, end.Task.Output, end.Task.Path = "disk full", strings.Repeat("é", MaxTaskOutput), "out/x"
+	// The node dies in task 1: its rerun counts a second run. Each
+	// change leaves a state frozen before it as it was (copy on write).
+	for _, c := range []Command{task(PhasePost, 0, TaskRunning), task(PhasePost, 0, TaskDone), task(PhasePost, 1, TaskRunning),
+		task(PhasePost, 1, TaskRunning), end} {
+		frozen, frozenAt := m.Freeze(), encodeNow(t, m)
 		if r := mustApply(t, m, c); r.Err != nil {
 			t.Fatalf("%+v: %v", c.Task, r.Err)
 		}
-	}
-	// The node dies in task 1: its rerun counts a second run.
-	if r := mustApply(t, m, task(PhasePost, 1, TaskRunning)); r.Err != nil {
-		t.Fatal(r.Err)
-	}
-	end := task(PhasePost, 1, TaskError)
-	end.Task.Error, end.Task.Output, end.Task.Path = "disk full", strings.Repeat("é", MaxTaskOutput), "out/x"
-	if r := mustApply(t, m, end); r.Err != nil {
-		t.Fatal(r.Err)
+		frozenStill(t, frozen, frozenAt, fmt.Sprintf("task %d %s", c.Task.Index, c.Task.State))
 	}
 	tr, _ := m.Transfer(1)
 	if len(tr.Tasks) != 2 || tr.Tasks[0].State != TaskDone || tr.Tasks[1].State != TaskError || tr.Tasks[1].Runs != 2 {
