@@ -1,110 +1,24 @@
 package cluster_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	ts "github.com/udmg/gateway/testsupport"
 )
 
-// seedState puts, through the API of the ACTIVE node, a state of size on
-// cluster c: size.Accounts local accounts of server sftp (key logins: no
-// bcrypt per account), size.Partners partners with an account each, and
-// size.Transfers live pulls from partners on a closed port, each failed
-// once and waiting for a retry in 24 h (PLANNED: they stay live across
-// every failover, where RUNNING ones would end at the first takeover).
+// seedState seeds c with the state of size (testsupport.SeedState) and
+// waits until every node snapshotted it (raft checks every 2 to 4
+// minutes), so that a node killed in the trials starts again from a
+// snapshot and a short log, as a node of a long-running cluster does.
 func seedState(t *testing.T, c *ts.Cluster, size ts.StateSize) {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
-
-	// The pulls' directory: a takeover opens GatewayHome once the state
-	// holds transfers of local files.
-	if err := os.MkdirAll(filepath.Join(c.Home, "in"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	active := c.WaitOneActive(30*time.Second, "PASSIVE")
-	api := active.Admin().Tokened(t)
+	ts.SeedState(t, c, size)
 	start := time.Now()
-	// each sends the requests of i in [0, n) from 8 clients at once (Raft
-	// commits them in batches).
-	each := func(n int, req func(i int) (path string, body any)) {
-		t.Helper()
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for w := range 8 {
-			wg.Go(func() {
-				for i := w; i < n; i += 8 {
-					path, body := req(i)
-					r, err := api.Do("POST", path, body)
-					if err == nil && r.Status != 201 {
-						err = fmt.Errorf("%s", r)
-					}
-					if err != nil {
-						errs <- fmt.Errorf("POST %s: %w", path, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-	}
-	each(size.Accounts, func(i int) (string, any) {
-		return "/api/servers/sftp/accounts", map[string]any{"login": fmt.Sprintf("login-%d", i), "publicKeys": []string{authorized}}
-	})
-	each(size.Partners, func(i int) (string, any) {
-		return "/api/partners", map[string]any{"name": fmt.Sprintf("partner-%d", i), "protocol": "sftp", "address": closed, "hostKey": authorized}
-	})
-	each(size.Partners, func(i int) (string, any) {
-		return fmt.Sprintf("/api/partners/partner-%d/accounts", i), map[string]any{"login": "gw", "password": "sealed"}
-	})
-	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "pull", "direction": "receive", "path": "/out", "localDir": "in"})
-	each(size.Transfers, func(i int) (string, any) {
-		return "/api/transfers", map[string]any{"rule": "pull", "partner": fmt.Sprintf("partner-%d", i%size.Partners), "account": "gw",
-			"file": fmt.Sprintf("%d.bin", i), "retryDelay": "24h"}
-	})
-	// Every pull tried once and waiting: none RUNNING, all PLANNED.
-	var planned, running float64
-	if !ts.Eventually(10*time.Minute, func() bool {
-		planned, _ = metric(t, active, `udmg_transfers{state="PLANNED"}`)
-		running, _ = metric(t, active, `udmg_transfers{state="RUNNING"}`)
-		return planned == float64(size.Transfers) && running == 0
-	}) {
-		t.Fatalf("seeded transfers never all waiting: %v PLANNED, %v RUNNING", planned, running)
-	}
-	t.Logf("state seeded in %s: %d accounts, %d partners, %d live transfers", time.Since(start).Round(time.Second), size.Accounts, size.Partners, size.Transfers)
-	// Every node snapshots the seeded state (raft checks every 2 to 4
-	// minutes), so that a node killed in the trials starts again from a
-	// snapshot and a short log, as a node of a long-running cluster does.
-	start = time.Now()
 	if !ts.Eventually(10*time.Minute, func() bool { return len(snapshotSizes(c)) == len(c.Nodes) }) {
 		t.Fatalf("not every node took a snapshot of the seeded state: %v", snapshotSizes(c))
 	}

@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -35,29 +34,11 @@ import (
 	ts "github.com/udmg/gateway/testsupport"
 )
 
-// metric reads one unlabelled gauge from a node's /metrics.
-func metric(t *testing.T, p *ts.Proc, name string) (float64, bool) {
-	t.Helper()
-	resp, err := p.Admin().Do("GET", "/metrics", nil)
-	if err != nil || resp.Status != http.StatusOK {
-		return 0, false
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(resp.Body)))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, err := strconv.ParseFloat(f[1], 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
-}
-
 func terms(t *testing.T, c *ts.Cluster) []float64 {
 	t.Helper()
 	var out []float64
 	for _, p := range c.Nodes {
-		v, ok := metric(t, p, "udmg_raft_term")
+		v, ok := p.Metric("udmg_raft_term")
 		if !ok {
 			t.Fatalf("%s: no udmg_raft_term in /metrics", p.Name)
 		}
@@ -163,8 +144,8 @@ func TestRogueRaftClients(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			for _, p := range c.Nodes {
 				target := raft.ServerAddress(net.JoinHostPort(p.IP, strconv.Itoa(ts.RaftPort)))
-				last, _ := metric(t, p, "udmg_raft_last_index")
-				term, _ := metric(t, p, "udmg_raft_term")
+				last, _ := p.Metric("udmg_raft_last_index")
+				term, _ := p.Metric("udmg_raft_term")
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					t.Fatal(err)
@@ -297,7 +278,7 @@ func TestWrongTokenNeverVoter(t *testing.T) {
 		t.Errorf("node1 logged the stranger's gossip %d times in 8 s, want it rate-limited", n)
 	}
 	for _, p := range c.Nodes[:3] {
-		if v, ok := metric(t, p, "udmg_raft_voters"); !ok || v != 3 {
+		if v, ok := p.Metric("udmg_raft_voters"); !ok || v != 3 {
 			t.Errorf("%s: %v voters, want 3", p.Name, v)
 		}
 	}
@@ -376,7 +357,7 @@ func TestTokenRotation(t *testing.T) {
 	}
 	t.Logf("rolling token rotation: 9 restarts, longest time without an ACTIVE node %s", worst.Round(time.Millisecond))
 	for _, p := range c.Nodes {
-		if v, ok := metric(t, p, "udmg_raft_voters"); !ok || v != 3 {
+		if v, ok := p.Metric("udmg_raft_voters"); !ok || v != 3 {
 			t.Errorf("%s: %v voters after rotation, want 3", p.Name, v)
 		}
 	}
@@ -588,8 +569,8 @@ func TestNodesRemove(t *testing.T) {
 		t.Fatalf("DELETE /api/nodes/%s through %s: %v %v", id, via.Name, r, err)
 	}
 	for _, p := range []*ts.Proc{active, via} {
-		if !ts.Eventually(10*time.Second, func() bool { v, ok := metric(t, p, "udmg_raft_voters"); return ok && v == 2 }) {
-			v, _ := metric(t, p, "udmg_raft_voters")
+		if !ts.Eventually(10*time.Second, func() bool { v, ok := p.Metric("udmg_raft_voters"); return ok && v == 2 }) {
+			v, _ := p.Metric("udmg_raft_voters")
 			t.Errorf("%s: %v voters after the removal, want 2", p.Name, v)
 		}
 	}

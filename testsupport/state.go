@@ -1,12 +1,21 @@
 package testsupport
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/udmg/gateway/fsm"
 )
@@ -80,6 +89,109 @@ func LargeState(tb testing.TB, m *fsm.Machine, size StateSize) {
 
 // LoopP99 runs f under b.Loop and reports, beside the mean, the 99th
 // percentile of one call as p99-ns: the issue's goals on the large state
+// SeedState puts, through the API of the ACTIVE node, a state of size on
+// cluster c (IssueState: the issue's large state, as a cluster that ran
+// for months holds it; LargeState builds it without Raft): size.Accounts local accounts of server sftp (key logins: no
+// bcrypt per account), size.Partners partners with an account each, and
+// size.Transfers live pulls from partners on a closed port, each failed
+// once and waiting for a retry in 24 h (PLANNED: they stay live across
+// every failover, where RUNNING ones would end at the first takeover).
+func SeedState(t testing.TB, c *Cluster, size StateSize) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+
+	// The pulls' directory: a takeover opens GatewayHome once the state
+	// holds transfers of local files.
+	if err := os.MkdirAll(filepath.Join(c.Home, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	active := c.WaitOneActive(30*time.Second, "PASSIVE")
+	api := active.Admin().Tokened(t)
+	start := time.Now()
+	// each sends the requests of i in [0, n) from 8 clients at once (Raft
+	// commits them in batches).
+	each := func(n int, req func(i int) (path string, body any)) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < n; i += 8 {
+					path, body := req(i)
+					r, err := api.Do("POST", path, body)
+					if err == nil && r.Status != 201 {
+						err = fmt.Errorf("%s", r)
+					}
+					if err != nil {
+						errs <- fmt.Errorf("POST %s: %w", path, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	each(size.Accounts, func(i int) (string, any) {
+		return "/api/servers/sftp/accounts", map[string]any{"login": fmt.Sprintf("login-%d", i), "publicKeys": []string{authorized}}
+	})
+	each(size.Partners, func(i int) (string, any) {
+		return "/api/partners", map[string]any{"name": fmt.Sprintf("partner-%d", i), "protocol": "sftp", "address": closed, "hostKey": authorized}
+	})
+	each(size.Partners, func(i int) (string, any) {
+		return fmt.Sprintf("/api/partners/partner-%d/accounts", i), map[string]any{"login": "gw", "password": "sealed"}
+	})
+	api.Must(t, 201, "POST", "/api/rules", map[string]any{"name": "pull", "direction": "receive", "path": "/out", "localDir": "in"})
+	each(size.Transfers, func(i int) (string, any) {
+		return "/api/transfers", map[string]any{"rule": "pull", "partner": fmt.Sprintf("partner-%d", i%size.Partners), "account": "gw",
+			"file": fmt.Sprintf("%d.bin", i), "retryDelay": "24h"}
+	})
+	// Every pull tried once and waiting: none RUNNING, all PLANNED.
+	var planned, running float64
+	if !Eventually(10*time.Minute, func() bool {
+		planned, _ = active.Metric(`udmg_transfers{state="PLANNED"}`)
+		running, _ = active.Metric(`udmg_transfers{state="RUNNING"}`)
+		return planned == float64(size.Transfers) && running == 0
+	}) {
+		t.Fatalf("seeded transfers never all waiting: %v PLANNED, %v RUNNING", planned, running)
+	}
+	t.Logf("state seeded in %s: %d accounts, %d partners, %d live transfers", time.Since(start).Round(time.Second), size.Accounts, size.Partners, size.Transfers)
+}
+
+// Metric reads one sample of the node's /metrics, by its name with labels
+// as the text shows it (udmg_transfers{state="PLANNED"}); false when the
+// node does not answer or has no such sample.
+func (p *Proc) Metric(name string) (float64, bool) {
+	r, err := p.Admin().Do("GET", "/metrics", nil)
+	if err != nil || r.Status != 200 {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
 // are percentiles.
 func LoopP99(b *testing.B, f func()) {
 	b.Helper()
