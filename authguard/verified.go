@@ -75,13 +75,13 @@ func (c *verifiedCache) add(entry string, now time.Time) {
 // by a comparison in a heavy-work slot (Check, with its wait bound and
 // ErrBusy). An empty hash (no such account) costs a comparison and fails.
 func (g *Guard) Verify(ctx context.Context, hash []byte, password string) (bool, error) {
-	if len(hash) == 0 || len(password) > MaxPasswordBytes {
-		return g.Check(ctx, func() bool { return Matches(hash, password) })
-	}
-	entry := g.verified.entry(hash, password)
-	if g.verified.has(entry, g.now()) {
-		g.verified.hits.Add(1)
-		return true, nil
+	var entry string
+	if len(hash) > 0 && len(password) <= MaxPasswordBytes { // else Matches fails
+		entry = g.verified.entry(hash, password)
+		if g.verified.has(entry, g.now()) {
+			g.verified.hits.Add(1)
+			return true, nil
+		}
 	}
 	ok, err := g.Check(ctx, func() bool { return Matches(hash, password) })
 	if ok {

@@ -4,7 +4,8 @@
 // SFTP uploads, what checkpoints cost a client-mode push, and small files (-only=small: 16
 // sessions of 4 KiB files against OpenSSH's internal-sftp and the disk's
 // create+write+fsync limit, with each server's CPU per file; -small-cluster
-// adds a 3-node cluster, -perf the gateway's profile and syscalls per file). It runs real node processes and the
+// adds a 3-node cluster, -small-state=large the gateway's rounds again on
+// the large state, -perf the gateway's profile and syscalls per file). It runs real node processes and the
 // stock clients (testsupport), takes minutes, and is skipped unless the
 // test binary gets -figures, so make test does not run it. The mixed soak
 // (-only=soak, -soak-for: small files, SFTP logins, API polling and large

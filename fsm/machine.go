@@ -223,7 +223,7 @@ func (m *Machine) Snapshot() ([]byte, error) { return m.Freeze().Encode() }
 // later: Raft takes a snapshot on its FSM goroutine, which applies no entry
 // meanwhile (the lease renewals among them), so Freeze costs only a copy
 // of the maps (State.clone: what they hold is replaced, never changed in
-// place) and the encoding, 25-30 ms at the large state, runs in
+// place) and the encoding, 25-35 ms at the large state, runs in
 // Persist beside the applies.
 type Frozen struct{ doc snapshotDoc }
 
