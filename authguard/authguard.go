@@ -95,7 +95,6 @@ type Guard struct {
 	slotWait      time.Duration
 	handshakeWait time.Duration
 	compares      atomic.Uint64 // comparisons run (Compares)
-	verified      *verifiedCache
 	share         func(addr, account string)
 	now           func() time.Time
 }
@@ -133,7 +132,7 @@ func New(o Options) *Guard {
 		o.HandshakeWait = DefaultHandshakeWait
 	}
 	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
-		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, share: o.Share, now: time.Now, known: map[string]time.Time{}, verified: newVerifiedCache()}
+		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, share: o.Share, now: time.Now, known: map[string]time.Time{}}
 }
 
 // knownFor is how long a successful login spares its address the
@@ -254,8 +253,7 @@ func (g *Guard) RemoteFailed(addr, account string) Failure {
 }
 
 // Check runs one password comparison (check) in a heavy-work slot: it
-// waits at most the slot wait (ErrBusy), or until ctx ends. Logins use
-// Verify, which answers a recently verified password without one.
+// waits at most the slot wait (ErrBusy), or until ctx ends.
 func (g *Guard) Check(ctx context.Context, check func() bool) (bool, error) {
 	release, err := g.Acquire(ctx, g.slotWait)
 	if err != nil {

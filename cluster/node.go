@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
 )
 
@@ -407,11 +408,12 @@ func (n *Node) LastRenewal() (uint64, time.Duration) {
 	return 0, 0
 }
 
-// PasswordHash is an administrator's replicated bcrypt hash, nil for an
-// unknown user.
-func (n *Node) PasswordHash(user string) []byte {
+// Authenticate checks an administrator's password against the replicated
+// bcrypt hash; an unknown user costs the same time, and a password longer
+// than bcrypt reads never matches (authguard.Matches).
+func (n *Node) Authenticate(user, password string) bool {
 	u, _ := n.machine.User(user)
-	return u.Hash
+	return authguard.Matches(u.Hash, password)
 }
 
 // watchMode publishes changes of the computed mode (leader contact gained

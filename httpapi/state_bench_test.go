@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/cluster"
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/httpapi"
@@ -20,7 +21,7 @@ import (
 // machineNode is an httpapi.Node over a bare machine: the ACTIVE leader of
 // a cluster of one, whose state was built by applying commands directly
 // (no Raft), so that the benchmarks measure what the API itself does with
-// the state. Its PasswordHash looks the user up in place, as
+// the state. Its Authenticate looks the user up in place, as
 // cluster.Node's does.
 type machineNode struct{ *fsm.Machine }
 
@@ -41,10 +42,10 @@ func (n machineNode) apply(c fsm.Command) error {
 	return n.Machine.Apply(b).Err
 }
 
-func (n machineNode) PasswordHash(user string) []byte {
+func (n machineNode) Authenticate(user, password string) bool {
 	var hash []byte
 	n.Read(func(s *fsm.State) { hash = s.Users[user].Hash })
-	return hash
+	return authguard.Matches(hash, password)
 }
 
 // BenchmarkAPIState serves /ping and authenticated reads (bearer token

@@ -27,11 +27,11 @@ func bcryptAuth(t *testing.T, pass string) func(*Config) {
 		t.Fatal(err)
 	}
 	return func(c *Config) {
-		c.PasswordHash = func(login string) []byte {
+		c.Authenticate = func(login, p string) bool {
 			if login != user {
-				return nil
+				return authguard.Matches(nil, p)
 			}
-			return hash
+			return authguard.Matches(hash, p)
 		}
 	}
 }
