@@ -239,7 +239,7 @@ func NewClusterWith(t testing.TB, n int, o Options) *Cluster {
 		bin = ServerBinary(t)
 	}
 	// Kept after a failure, for the node logs and raft state.
-	dir, err := os.MkdirTemp("", "udmg-cluster-")
+	dir, err := os.MkdirTemp(o.Dir, "udmg-cluster-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,10 @@ type Options struct {
 	// Binary is the udmg-server the nodes start on (default ServerBinary:
 	// this tree; ReleaseBinary builds an earlier release).
 	Binary string
+	// Dir is where the cluster's directory (DataDirs, GatewayHome, logs)
+	// is made (default os.TempDir()); /dev/shm keeps the nodes off the
+	// disk that the other test packages share.
+	Dir string
 }
 
 // FaultsAvailable says why Options.UIDs, LoopDataDirs or LoopHome cannot be
