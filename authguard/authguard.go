@@ -95,6 +95,7 @@ type Guard struct {
 	slotWait      time.Duration
 	handshakeWait time.Duration
 	compares      atomic.Uint64 // comparisons run (Compares)
+	verified      *verifiedCache
 	share         func(addr, account string)
 	now           func() time.Time
 }
@@ -132,7 +133,7 @@ func New(o Options) *Guard {
 		o.HandshakeWait = DefaultHandshakeWait
 	}
 	return &Guard{addr: newLimiter(), account: newLimiter(), slots: make(chan struct{}, o.Concurrency),
-		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, share: o.Share, now: time.Now, known: map[string]time.Time{}}
+		slotWait: o.SlotWait, handshakeWait: o.HandshakeWait, share: o.Share, now: time.Now, known: map[string]time.Time{}, verified: newVerifiedCache()}
 }
 
 // knownFor is how long a successful login spares its address the
@@ -253,7 +254,8 @@ func (g *Guard) RemoteFailed(addr, account string) Failure {
 }
 
 // Check runs one password comparison (check) in a heavy-work slot: it
-// waits at most the slot wait (ErrBusy), or until ctx ends.
+// waits at most the slot wait (ErrBusy), or until ctx ends. Logins use
+// Verify, which answers a recently verified password without one.
 func (g *Guard) Check(ctx context.Context, check func() bool) (bool, error) {
 	release, err := g.Acquire(ctx, g.slotWait)
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
-	"github.com/udmg/gateway/authguard"
 	"github.com/udmg/gateway/fsm"
 )
 
@@ -408,12 +407,11 @@ func (n *Node) LastRenewal() (uint64, time.Duration) {
 	return 0, 0
 }
 
-// Authenticate checks an administrator's password against the replicated
-// bcrypt hash; an unknown user costs the same time, and a password longer
-// than bcrypt reads never matches (authguard.Matches).
-func (n *Node) Authenticate(user, password string) bool {
+// PasswordHash is an administrator's replicated bcrypt hash, nil for an
+// unknown user.
+func (n *Node) PasswordHash(user string) []byte {
 	u, _ := n.machine.User(user)
-	return authguard.Matches(u.Hash, password)
+	return u.Hash
 }
 
 // watchMode publishes changes of the computed mode (leader contact gained

@@ -46,8 +46,9 @@ type Node interface {
 	// Read runs f on the replicated state in place, under its read lock: f
 	// copies out what it needs and returns at once.
 	Read(f func(s *fsm.State))
-	// Authenticate checks a password against the replicated bcrypt hash.
-	Authenticate(user, password string) bool
+	// PasswordHash is an administrator's replicated bcrypt hash, nil for
+	// an unknown user (authguard.Guard.Verify checks passwords against it).
+	PasswordHash(user string) []byte
 	// Apply commits a change; cluster.ErrNotLeader on a follower.
 	Apply(fsm.Command) error
 	IsLeader() bool

@@ -130,7 +130,7 @@ func (a *API) basic(w http.ResponseWriter, r *http.Request) (*principal, bool) {
 		}
 		return nil, false // else the client left; nobody reads an answer
 	}
-	ok, err := a.logins.Check(r.Context(), func() bool { return a.node.Authenticate(user, pass) })
+	ok, err := a.logins.Verify(r.Context(), a.node.PasswordHash(user), pass)
 	if err != nil {
 		if errors.Is(err, authguard.ErrBusy) {
 			w.Header().Set("Retry-After", "1")

@@ -13,8 +13,9 @@ import (
 const DefaultPassiveIdle = 30 * time.Second
 
 // checkPassword is every SFTP and FTP password login: it waits out the
-// Guard's delay for the address and the login, compares in one of the
-// Guard's bounded slots and records a failure. nil means logged in;
+// Guard's delay for the address and the login, verifies the password
+// (from the Guard's verified passwords, or by bcrypt in one of its bounded
+// slots) and records a failure. nil means logged in;
 // errAuthFailed a wrong password (or no such login); anything else a
 // refusal the client may retry later (throttled, node busy, stopping).
 func (r *run) checkPassword(proto string, remote net.Addr, login, password string) error {
@@ -27,9 +28,11 @@ func (r *run) checkPassword(proto string, remote net.Addr, login, password strin
 		}
 		return err
 	}
-	ok, err := g.Check(r.ctx, func() bool {
-		return validLogin(login) && r.cfg.Authenticate != nil && r.cfg.Authenticate(login, password)
-	})
+	var hash []byte
+	if validLogin(login) && r.cfg.PasswordHash != nil {
+		hash = r.cfg.PasswordHash(login)
+	}
+	ok, err := g.Verify(r.ctx, hash, password)
 	if err != nil {
 		if errors.Is(err, authguard.ErrBusy) {
 			r.log.Warn("login refused: too many logins in progress", "proto", proto, "login", login, "remote", addr)

@@ -64,9 +64,10 @@ type Config struct {
 	// HostKey is the SSH host key (replicated by the cluster so clients see
 	// the same key after failover). Required when SFTPPort != 0.
 	HostKey ssh.Signer
-	// Authenticate checks passwords for SFTP and FTP logins. nil refuses
-	// every password.
-	Authenticate func(login, password string) bool
+	// PasswordHash gives the bcrypt hash a login's password is checked
+	// against (authguard.Guard.Verify), nil when the login is unknown or
+	// may not log in. nil refuses every password.
+	PasswordHash func(login string) []byte
 	// Allowed is the lease check: false = this node must not serve. It is
 	// checked before handling each accepted connection (control and data)
 	// and before every read or write to storage; a refused operation fails

@@ -30,6 +30,7 @@ import (
 
 	"github.com/jlaffaye/ftp"
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -77,18 +78,16 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		logOut = os.Stderr
 	}
 	h.cfg = Config{
-		Host:       "127.0.0.1",
-		SFTPPort:   freePort(t),
-		FTPPort:    freePort(t),
-		PassiveMin: pasv,
-		PassiveMax: pasv + 9,
-		Root:       root,
-		HostKey:    h.signer,
-		Authenticate: func(login, pass string) bool {
-			return (login == user && pass == password) || (login == "bob" && pass == "hunter2")
-		},
-		Allowed: h.allowed.Load,
-		Logger:  slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Host:         "127.0.0.1",
+		SFTPPort:     freePort(t),
+		FTPPort:      freePort(t),
+		PassiveMin:   pasv,
+		PassiveMax:   pasv + 9,
+		Root:         root,
+		HostKey:      h.signer,
+		PasswordHash: quickHashes(t, map[string]string{user: password, "bob": "hunter2"}),
+		Allowed:      h.allowed.Load,
+		Logger:       slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mutate {
 		m(&h.cfg)
@@ -188,6 +187,21 @@ func (h *harness) checkOutsideIntact() {
 	if err != nil || string(b) != secret {
 		h.t.Fatalf("outside secret changed: %q %v", b, err)
 	}
+}
+
+// quickHashes is a PasswordHash over logins and their passwords, hashed
+// at bcrypt's lowest cost so that the tests' many logins stay fast.
+func quickHashes(t *testing.T, passwords map[string]string) func(string) []byte {
+	t.Helper()
+	hashes := map[string][]byte{}
+	for login, pass := range passwords {
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes[login] = h
+	}
+	return func(login string) []byte { return hashes[login] }
 }
 
 func freePort(t *testing.T) int {

@@ -189,6 +189,26 @@ func (r *Registry) LeaseRenewals() (func(time.Duration), error) {
 	return func(d time.Duration) { h.Observe(d.Seconds()) }, nil
 }
 
+// PasswordChecks exports udmg_password_checks_total: the password logins
+// (SFTP, FTP, API) this node checked, by how: "bcrypt", a comparison in a
+// heavy-work slot, or "remembered", a password bcrypt accepted within the
+// hour answered without one (authguard.Guard.Verify). Each reads its
+// count from the func given.
+func (r *Registry) PasswordChecks(bcrypt, remembered func() uint64) error {
+	for by, count := range map[string]func() uint64{"bcrypt": bcrypt, "remembered": remembered} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace:   namespace,
+			Name:        "password_checks_total",
+			Help:        "Password logins this node checked: by bcrypt, or remembered (bcrypt accepted the same password for the same hash within the hour).",
+			ConstLabels: prometheus.Labels{"by": by},
+		}, func() float64 { return float64(count()) })
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // LoginFailures exports udmg_login_failures_total: failed SFTP, FTP and API
 // logins this node counts, by origin: "local" (seen here) or "peer"
 // (reported by another node through gossip, counted here as well). The

@@ -152,6 +152,9 @@ func run(path string, env []string) error {
 			n.ShareLoginFailure(addr, account)
 		}
 	}})
+	if err := reg.PasswordChecks(logins.Compares, logins.Remembered); err != nil {
+		log.Warn("password check metrics not exported", "err", err)
+	}
 	secrets, err := openSecrets(where, cfg)
 	if err != nil {
 		mirrorDB.close(nil)
