@@ -116,6 +116,15 @@ func (s *session) acquire() (*os.Root, error) {
 	return s.home, nil
 }
 
+// hold keeps the session's home open, whatever the lease, until the
+// matching release: for work of an operation that goes on after the
+// client heard its answer.
+func (s *session) hold() {
+	s.mu.Lock()
+	s.busy++
+	s.mu.Unlock()
+}
+
 func (s *session) release() {
 	s.mu.Lock()
 	s.busy--
@@ -322,8 +331,8 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	// nothing). A fresh staging file needs no directory fsync: what a
 	// crash of the host may lose of it is what the client resends (an
 	// upload whose staging file is gone, or shorter than its checkpoint,
-	// continues from what is there), and the fsync after its rename
-	// covers its name.
+	// continues from what is there), and the fsync before its end is
+	// committed covers its name (syncStaged).
 	if pendName != "" {
 		if err := s.guard(); err != nil {
 			return fail(err)
@@ -736,9 +745,9 @@ func (g *guardedFile) Name() string {
 }
 
 // Close closes the file once and releases the session. A complete upload
-// is fsynced, its end committed (Record.End), then renamed into place under
-// the lease and its directory fsynced; only then does the client hear that
-// it is done. A cut upload stays in its staging file, cut back to its
+// is fsynced with its name (syncStaged), its end committed (Record.End),
+// then renamed into place under the lease; only then does the client hear
+// that it is done. A cut upload stays in its staging file, cut back to its
 // gap-free part, for the client to resume.
 func (g *guardedFile) Close() error {
 	g.closeOnce.Do(func() {
@@ -787,8 +796,8 @@ func (g *guardedFile) Close() error {
 			if !g.s.r.allowed() {
 				_ = g.s.guard() // closes the session, as any refused operation
 				cut = ErrNotActive
-			} else if err := g.f.Sync(); err != nil {
-				cut = fmt.Errorf("sync %s: %w", g.final, err)
+			} else if err := g.syncStaged(); err != nil {
+				cut = err
 			}
 			g.closeErr = cut
 		}
@@ -815,9 +824,32 @@ func (g *guardedFile) Close() error {
 	return g.closeErr
 }
 
-// promote renames a complete upload into place, under the lease, and
-// fsyncs its directory. When it fails after the end was committed, the
-// next ACTIVE node renames the staging file of the DONE transfer.
+// syncStaged puts a complete upload's staging file on disk, its data and
+// its name, before its end is committed: the two fsyncs run at once. The
+// name needs its own: the staging file is fresh (see openUpload), and once
+// its end is committed, a DONE transfer whose staging file is there is all
+// the next ACTIVE node needs to put the file in place (finishStaging), so
+// the rename after it need not be on disk before the client hears.
+func (g *guardedFile) syncStaged() error {
+	dir := make(chan error, 1)
+	if g.rec != nil {
+		go func() { dir <- SyncDir(g.root, path.Dir(g.staging)) }()
+	} else {
+		dir <- nil
+	}
+	err := g.f.Sync()
+	if err != nil {
+		err = fmt.Errorf("sync %s: %w", g.final, err)
+	}
+	return errors.Join(err, <-dir)
+}
+
+// promote renames a complete upload into place, under the lease. When it
+// fails after the end was committed, the next ACTIVE node renames the
+// staging file of the DONE transfer. A recorded upload's directory is
+// fsynced after the client heard (see syncStaged), on a goroutine of the
+// run that holds the session's home open; an unrecorded one's before, as
+// nothing would redo its rename.
 func (g *guardedFile) promote() error {
 	if !g.s.r.allowed() {
 		_ = g.s.guard() // closes the session, as any refused operation
@@ -829,5 +861,15 @@ func (g *guardedFile) promote() error {
 	if g.audit != nil {
 		g.audit.LogRename(g.auditPath, filepath.Join(filepath.Dir(g.auditPath), path.Base(g.final)))
 	}
-	return SyncDir(g.root, path.Dir(g.final))
+	if g.rec == nil {
+		return SyncDir(g.root, path.Dir(g.final))
+	}
+	g.s.hold()
+	g.s.r.spawn(func() {
+		defer g.s.release()
+		if err := SyncDir(g.root, path.Dir(g.final)); err != nil {
+			g.s.log.Warn("upload put in place, directory not synced", "path", g.final, "err", err)
+		}
+	})
+	return nil
 }
