@@ -563,20 +563,10 @@ func (m *Machine) transfer(id uint64) (Transfer, error) {
 	return t, nil
 }
 
-func (m *Machine) updateTransfer(c Command) error {
-	ch := c.Change
-	t, err := m.transfer(ch.ID)
-	if err != nil {
-		return err
-	}
-	if ch.Status == "" {
-		// A checkpoint: only from the run that owns the transfer.
-		if t.Epoch != c.Epoch || t.Archived {
-			return fmt.Errorf("checkpoint of transfer %d under epoch %d, run under %d: %w", ch.ID, c.Epoch, t.Epoch, ErrStaleEpoch)
-		}
-	} else if !slices.Contains(ch.From, t.Status) {
-		return fmt.Errorf("transfer %d is %s, not %v: %w", ch.ID, t.Status, ch.From, ErrTransferState)
-	}
+// With is t after change ch, made under epoch at time at: what an
+// OpTransferUpdate does to it once ch.From and the epoch are checked. A
+// transfer recorded at its end in one command is its start With its end.
+func (t Transfer) With(ch TransferChange, epoch uint64, at time.Time) Transfer {
 	if ch.Progress != nil {
 		if *ch.Progress != t.Progress {
 			t.Checkpoints++
@@ -596,15 +586,33 @@ func (m *Machine) updateTransfer(c Command) error {
 		t.Archived = false
 		switch {
 		case ch.Status == StatusRunning:
-			t.Epoch, t.NodeID = c.Epoch, ch.NodeID
+			t.Epoch, t.NodeID = epoch, ch.NodeID
 			t.Stop = time.Time{}
 		case t.Finished():
-			t.Stop = c.At
+			t.Stop = at
 		}
 	}
 	if ch.Attempt {
 		t.Attempts++
 	}
+	return t
+}
+
+func (m *Machine) updateTransfer(c Command) error {
+	ch := c.Change
+	t, err := m.transfer(ch.ID)
+	if err != nil {
+		return err
+	}
+	if ch.Status == "" {
+		// A checkpoint: only from the run that owns the transfer.
+		if t.Epoch != c.Epoch || t.Archived {
+			return fmt.Errorf("checkpoint of transfer %d under epoch %d, run under %d: %w", ch.ID, c.Epoch, t.Epoch, ErrStaleEpoch)
+		}
+	} else if !slices.Contains(ch.From, t.Status) {
+		return fmt.Errorf("transfer %d is %s, not %v: %w", ch.ID, t.Status, ch.From, ErrTransferState)
+	}
+	t = t.With(*ch, c.Epoch, c.At)
 	m.s.putTransfer(t)
 	if t.Finished() {
 		m.prune()

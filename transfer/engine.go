@@ -538,6 +538,7 @@ func (e *Engine) tick(ctx context.Context, full bool) {
 	if !full {
 		return
 	}
+	e.proposeStarts()
 	if time.Since(e.lastProgress) >= e.cfg.CheckpointInterval {
 		e.lastProgress = time.Now()
 		e.recordProgress()

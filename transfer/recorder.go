@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,10 +36,20 @@ type record struct {
 	moved     atomic.Int64 // listeners.Record's progress
 	committed int64        // owned by the engine loop
 	rule      fsm.Rule     // its tasks, as the rule was at open
-	// started waits for the verdict on the transfer's start, proposed
-	// without waiting at open where the node can (proposer).
+	opened    time.Time
+
+	mu sync.Mutex
+	// start is the transfer's start while it waits to be proposed (see
+	// Begin), then nil; started waits for the verdict on it once it is.
+	start   *fsm.Transfer
 	started func() error
 }
+
+// startDelay is how long a server transfer's start may wait before it is
+// proposed (by the engine's tick, proposeStarts): one that ends sooner is
+// recorded by its end alone, one command through Raft instead of two; the
+// others show RUNNING this much after their open, and at most a Poll more.
+const startDelay = 100 * time.Millisecond
 
 // proposer is a Node that can hand a command to Raft without waiting for
 // its commit (cluster.Node.Propose).
@@ -102,17 +114,19 @@ func (r *serverRecorder) Begin(f listeners.FileTransfer) (listeners.Record, erro
 		Agent: r.srv.Name, Account: f.Login, LocalPath: path.Join(r.srv.Root, f.Login, f.Path), RemotePath: f.Path,
 		Filesize: -1, Status: fsm.StatusRunning, Step: fsm.StepData, Start: time.Now(), NodeID: e.cfg.Node.ID(),
 	}
-	rec := &record{e: e, upload: f.Upload, rule: ru, started: func() error { return nil }}
-	if p, ok := e.cfg.Node.(proposer); ok && len(ru.PreTasks) == 0 {
-		// The client may go on while the start commits: End commits
-		// after it, and only End's commit answers the client. What an
-		// open cut before its start commits leaves is an unacknowledged
-		// staging file of a transfer the state never held, which the next
-		// ACTIVE node removes (finishStaging). The ID is free: IDs hands
-		// out none twice, and the state read holds every earlier leader's
-		// (this one's lease committed after them).
+	rec := &record{e: e, upload: f.Upload, rule: ru, opened: time.Now(), started: func() error { return nil }}
+	if _, ok := e.cfg.Node.(proposer); ok && len(ru.PreTasks) == 0 {
+		// The client goes on before the start commits: the start is
+		// proposed startDelay later, without waiting, or committed with
+		// the end if the transfer ends first; End commits after it, and
+		// only End's commit answers the client. What an open cut before
+		// its start commits leaves is an unacknowledged staging file of a
+		// transfer the state never held, which the next ACTIVE node
+		// removes (finishStaging). The ID is free: IDs hands out none
+		// twice, and the state read holds every earlier leader's (this
+		// one's lease committed after them).
 		t.ID = e.cfg.IDs.Next(inState)
-		rec.started = p.Propose(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: e.epoch, Transfer: &t})
+		rec.start = &t
 	} else {
 		id, err := AddTransfer(e.cfg.IDs, e.cfg.Node.Read, e.cfg.Node.Apply, t, e.epoch)
 		if err != nil {
@@ -224,7 +238,7 @@ func (r *record) End(size int64, cut error) error {
 		// next ACTIVE node.
 		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
-	if err := e.update(ch); err != nil {
+	if err := r.commitEnd(ch); err != nil {
 		if serr := r.started(); serr != nil {
 			err = fmt.Errorf("start not recorded: %w", serr)
 		}
@@ -235,6 +249,41 @@ func (r *record) End(size int64, cut error) error {
 		e.hand(r.id)
 	}
 	return nil
+}
+
+// commitEnd commits the transfer's end: a change of its committed start,
+// or, when the start was not proposed yet, the start and the end in one
+// command.
+func (r *record) commitEnd(ch fsm.TransferChange) error {
+	r.mu.Lock()
+	start := r.start
+	r.start = nil
+	r.mu.Unlock()
+	if start == nil {
+		return r.e.update(ch)
+	}
+	t := start.With(ch, r.e.epoch, time.Now())
+	return r.e.apply(fsm.Command{Op: fsm.OpTransferAdd, Transfer: &t})
+}
+
+// proposeStarts proposes, without waiting, the starts of the server
+// transfers open for startDelay (see Begin).
+func (e *Engine) proposeStarts() {
+	p, ok := e.cfg.Node.(proposer)
+	if !ok {
+		return
+	}
+	for _, r := range e.openRecords() {
+		if time.Since(r.opened) < startDelay {
+			continue
+		}
+		r.mu.Lock()
+		if r.start != nil {
+			r.started = p.Propose(fsm.Command{Op: fsm.OpTransferAdd, At: time.Now(), Epoch: e.epoch, Transfer: r.start})
+			r.start = nil
+		}
+		r.mu.Unlock()
+	}
 }
 
 // hand gives server transfer id, RUNNING in its post- or error-tasks, to
@@ -260,15 +309,12 @@ func (r *record) Placed(err error) {
 
 // recordProgress commits the progress of open server-mode transfers.
 func (e *Engine) recordProgress() {
-	e.recMu.Lock()
-	open := make([]*record, 0, len(e.records))
-	for _, r := range e.records {
-		open = append(open, r)
-	}
-	e.recMu.Unlock()
-	for _, r := range open {
+	for _, r := range e.openRecords() {
 		moved := r.moved.Load()
-		if moved == r.committed {
+		r.mu.Lock()
+		unproposed := r.start != nil
+		r.mu.Unlock()
+		if moved == r.committed || unproposed {
 			continue
 		}
 		if err := e.update(fsm.TransferChange{ID: r.id, Progress: &moved}); err != nil {
@@ -277,4 +323,11 @@ func (e *Engine) recordProgress() {
 		}
 		r.committed = moved
 	}
+}
+
+// openRecords lists the open server-mode transfers.
+func (e *Engine) openRecords() []*record {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	return slices.Collect(maps.Values(e.records))
 }

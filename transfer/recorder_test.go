@@ -1,7 +1,12 @@
 package transfer
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,5 +57,112 @@ func TestPendingCutUploads(t *testing.T) {
 	got = rec.Pending(listeners.FileTransfer{Protocol: "sftp", Login: "bob", Path: "in/report.csv", Upload: true})
 	if want := []listeners.Pending{{ID: 3, Checkpoint: 30}}; !slices.Equal(got, want) {
 		t.Errorf("pending under epoch 1 %+v, want %+v", got, want)
+	}
+}
+
+// proposingNode is a machineNode that can propose without waiting, as
+// cluster.Node does, counting what it applies.
+type proposingNode struct {
+	*machineNode
+	mu  sync.Mutex
+	ops []fsm.Op
+}
+
+func (n *proposingNode) Apply(c fsm.Command) error {
+	n.mu.Lock()
+	n.ops = append(n.ops, c.Op)
+	n.mu.Unlock()
+	return n.machineNode.Apply(c)
+}
+
+func (n *proposingNode) Propose(c fsm.Command) func() error {
+	err := n.Apply(c)
+	return func() error { return err }
+}
+
+func (n *proposingNode) applied() []fsm.Op {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.ops)
+}
+
+// TestServerTransferStartDeferred: a server transfer that ends within
+// startDelay of its open is recorded by one command, DONE (or cut) at
+// once; one open longer shows RUNNING meanwhile (the engine's tick
+// proposes its start) and ends with a change of it, its progress
+// checkpoints as before.
+func TestServerTransferStartDeferred(t *testing.T) {
+	n := &proposingNode{machineNode: &machineNode{m: fsm.New(), epoch: 1}}
+	n.must(t, fsm.Command{Op: fsm.OpLeaseAcquire, Lease: &fsm.LeaseArgs{Holder: "node-b", Session: "b1", Epoch: 1, Duration: time.Minute}})
+	n.valid.Store(true)
+	e, err := Start(Config{Node: n, GatewayHome: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Poll: 10 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	rec := e.Recorder(fsm.Server{Name: "sftp-b", Root: "home"})
+	from := len(n.applied())
+	adds := func() (add, update int) {
+		for _, op := range n.applied()[from:] {
+			switch op {
+			case fsm.OpTransferAdd:
+				add++
+			case fsm.OpTransferUpdate:
+				update++
+			}
+		}
+		return add, update
+	}
+
+	// Short ones: the end alone, with what the start held.
+	for i, cut := range []error{nil, errors.New("connection lost")} {
+		r, err := rec.Begin(listeners.FileTransfer{Protocol: "sftp", Login: "bob", Path: fmt.Sprintf("/in/short%d.bin", i), Upload: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := r.Staging()
+		if _, ok := n.m.Transfer(id); ok {
+			t.Fatalf("transfer %d in the state at its open", id)
+		}
+		r.Progress(4096)
+		if err := r.End(4096, cut); err != nil {
+			t.Fatal(err)
+		}
+		tr, ok := n.m.Transfer(id)
+		want := fsm.StatusDone
+		if cut != nil {
+			want = fsm.StatusInterrupted
+		}
+		if !ok || tr.Status != want || tr.Progress != 4096 || tr.Filesize != 4096 || tr.Epoch != 1 || tr.Stop.IsZero() ||
+			tr.Start.IsZero() || tr.LocalPath != fmt.Sprintf("home/bob/in/short%d.bin", i) || tr.Agent != "sftp-b" {
+			t.Fatalf("short transfer %d: %+v (in state %v), want %s", id, tr, ok, want)
+		}
+	}
+	if add, update := adds(); add != 2 || update != 0 {
+		t.Fatalf("two short transfers: %d adds and %d updates, want 2 and 0", add, update)
+	}
+
+	// A long one: RUNNING once its start is proposed, its progress
+	// checkpointed, then DONE by an update.
+	from = len(n.applied())
+	r, err := rec.Begin(listeners.FileTransfer{Protocol: "sftp", Login: "bob", Path: "/in/long.bin", Upload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := r.Staging()
+	r.Progress(100)
+	tr := waitFor(t, n.machineNode, id, func(tr fsm.Transfer) bool { return tr.Status == fsm.StatusRunning && tr.Progress == 100 })
+	if tr.Epoch != 1 || tr.Step != fsm.StepData {
+		t.Fatalf("long transfer while open: %+v", tr)
+	}
+	if err := r.End(200, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tr, _ := n.m.Transfer(id); tr.Status != fsm.StatusDone || tr.Filesize != 200 {
+		t.Fatalf("long transfer at its end: %+v", tr)
+	}
+	if add, update := adds(); add != 1 || update < 2 {
+		t.Fatalf("a long transfer: %d adds and %d updates, want 1 and its checkpoint and end", add, update)
 	}
 }
