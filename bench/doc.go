@@ -8,6 +8,7 @@
 // the large state, -perf the gateway's profile and syscalls per file). It runs real node processes and the
 // stock clients (testsupport), takes minutes, and is skipped unless the
 // test binary gets -figures, so make test does not run it. The mixed soak
-// (-only=soak, -soak-for: small files, SFTP logins, API polling and large
-// uploads at once, with the lease renewals meanwhile) runs only when named.
+// (-only=soak, -soak-for, -soak-state=large on the large state:
+// small files, SFTP logins, API polling and large uploads at once, with
+// the lease renewals meanwhile) runs only when named.
 package bench

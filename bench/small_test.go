@@ -121,12 +121,8 @@ func (b *bench) smallFiles() []row {
 			disk.row(fmt.Sprintf("disk create+write+fsync, %d writers, round %d", *smallSessions, r+1)))
 		made = append(made, gwDir, sshDir, syncDir, filepath.Join(b.work, dir))
 	}
-	switch *smallState {
-	case "":
-	case "large":
+	if b.large("small-state", *smallState) {
 		rows = append(rows, b.smallAtLarge(signer, gwRate, &made)...)
-	default:
-		b.t.Fatalf("-small-state=%q: want large or nothing", *smallState)
 	}
 	if three != nil {
 		rows = append(rows, row{name: "small files ratio 3-node/single-node gateway", value: fmt.Sprintf("%.2fx", medianRatio(threeRate, gwRate)), note: "goal >= 0.7x"})
@@ -135,6 +131,18 @@ func (b *bench) smallFiles() []row {
 		row{name: "small files ratio gateway/OpenSSH", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, sshRate)), note: "goal >= 1.0x"},
 		row{name: "small files ratio gateway/OpenSSH + fsync", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, syncRate)), note: "durable on both sides"},
 		row{name: "small files ratio gateway/disk limit", value: fmt.Sprintf("%.2fx", medianRatio(gwRate, diskRate)), note: "goal >= 0.7x"})
+}
+
+// large reads a -*-state flag: true for large, false for nothing.
+func (b *bench) large(name, value string) bool {
+	switch value {
+	case "":
+		return false
+	case "large":
+		return true
+	}
+	b.t.Fatalf("-%s=%q: want large or nothing", name, value)
+	return false
 }
 
 // smallAtLarge seeds the large state (10,000 accounts, 1,000

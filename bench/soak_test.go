@@ -18,7 +18,10 @@ import (
 	ts "github.com/udmg/gateway/testsupport"
 )
 
-var soakFor = flag.Duration("soak-for", 10*time.Minute, "how long the mixed soak (-only=soak) runs")
+var (
+	soakFor   = flag.Duration("soak-for", 10*time.Minute, "how long the mixed soak (-only=soak) runs")
+	soakState = flag.String("soak-state", "", "large: the soak runs on the issue's large state (testsupport.IssueState), seeded first")
+)
 
 // The soak's load besides the large uploads: sessions of the small-file
 // uploader, clients logging in with the right and with a wrong password,
@@ -58,6 +61,9 @@ func (b *bench) soak() []row {
 	signer, err := ssh.ParsePrivateKey(mustRead(b, b.key))
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if b.large("soak-state", *soakState) {
+		ts.SeedState(b.t, b.c, ts.IssueState)
 	}
 	b.active.Admin().Must(b.t, 201, "POST", "/api/servers/sftp/accounts", map[string]any{"login": soakLogin, "password": soakPassword})
 	smallDir := filepath.Join(b.home, "soak")
