@@ -147,8 +147,9 @@ type Record interface {
 }
 
 // Placer is a Record that hears when a complete upload was renamed into
-// place (err: the rename failed, after its end was committed), so that
-// the rule's post-tasks start on the file at its final name.
+// place and its directory fsynced (err: the rename failed, after its end
+// was committed), so that the rule's post-tasks start on the file at its
+// final name, and its DONE transfer stays in the state until then.
 type Placer interface {
 	Placed(err error)
 }

@@ -812,12 +812,8 @@ func (g *guardedFile) Close() error {
 			}
 		}
 		if cut == nil {
-			err := g.promote()
-			if err != nil {
+			if err := g.promote(); err != nil {
 				g.closeErr = err
-			}
-			if p, ok := g.rec.(Placer); ok {
-				p.Placed(err)
 			}
 		}
 	})
@@ -848,15 +844,27 @@ func (g *guardedFile) syncStaged() error {
 // fails after the end was committed, the next ACTIVE node renames the
 // staging file of the DONE transfer. A recorded upload's directory is
 // fsynced after the client heard (see syncStaged), on a goroutine of the
-// run that holds the session's home open; an unrecorded one's before, as
+// run that holds the session's home open, and the record hears (Placer)
+// once it is: until then, only its DONE transfer in the state (which the
+// engine keeps there) can put it back in place after a crash of the host.
+// An unrecorded upload's directory is fsynced before the client hears, as
 // nothing would redo its rename.
 func (g *guardedFile) promote() error {
+	placed := func(err error) {
+		if p, ok := g.rec.(Placer); ok {
+			p.Placed(err)
+		}
+	}
 	if !g.s.r.allowed() {
 		_ = g.s.guard() // closes the session, as any refused operation
-		return fmt.Errorf("upload %s not put in place: %w", g.final, ErrNotActive)
+		err := fmt.Errorf("upload %s not put in place: %w", g.final, ErrNotActive)
+		placed(err)
+		return err
 	}
 	if err := g.root.Rename(g.staging, g.final); err != nil {
-		return fmt.Errorf("upload %s not put in place: %w", g.final, err)
+		err = fmt.Errorf("upload %s not put in place: %w", g.final, err)
+		placed(err)
+		return err
 	}
 	if g.audit != nil {
 		g.audit.LogRename(g.auditPath, filepath.Join(filepath.Dir(g.auditPath), path.Base(g.final)))
@@ -870,6 +878,7 @@ func (g *guardedFile) promote() error {
 		if err := SyncDir(g.root, path.Dir(g.final)); err != nil {
 			g.s.log.Warn("upload put in place, directory not synced", "path", g.final, "err", err)
 		}
+		placed(nil)
 	})
 	return nil
 }

@@ -159,6 +159,10 @@ type Engine struct {
 	recMu   sync.Mutex
 	records map[uint64]*record // open server-mode transfers
 	handed  map[uint64]bool    // server uploads in place, for their post-tasks
+	// unsettled are the server uploads committed complete whose rename
+	// may not be on disk yet (listeners.Placer): not archived until it
+	// is, so that their DONE transfer is there to redo it after a crash.
+	unsettled map[uint64]bool
 
 	archiveBackoff time.Time
 	lastProgress   time.Time
@@ -200,18 +204,19 @@ var errStopping = errors.New("engine stopping")
 func newEngine(cfg Config, epoch uint64) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "transfers", "epoch", epoch),
-		epoch:    epoch,
-		results:  make(chan result, cfg.Concurrency),
-		workers:  map[uint64]*worker{},
-		sessions: &sessionPool{max: cfg.Concurrency},
-		kick:     make(chan struct{}, 1),
-		records:  map[uint64]*record{},
-		handed:   map[uint64]bool{},
-		ctx:      ctx,
-		cancel:   cancel,
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "transfers", "epoch", epoch),
+		epoch:     epoch,
+		results:   make(chan result, cfg.Concurrency),
+		workers:   map[uint64]*worker{},
+		sessions:  &sessionPool{max: cfg.Concurrency},
+		kick:      make(chan struct{}, 1),
+		records:   map[uint64]*record{},
+		handed:    map[uint64]bool{},
+		unsettled: map[uint64]bool{},
+		ctx:       ctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
 	}
 }
 
@@ -492,6 +497,7 @@ func (e *Engine) tick(ctx context.Context, full bool) {
 	e.recMu.Lock()
 	handed := e.handed
 	e.handed = map[uint64]bool{}
+	unsettled := maps.Clone(e.unsettled)
 	e.recMu.Unlock()
 	e.cfg.Node.Read(func(s *fsm.State) {
 		for id := range e.workers {
@@ -508,7 +514,7 @@ func (e *Engine) tick(ctx context.Context, full bool) {
 			if !full || len(finished) == archiveBatch {
 				break
 			}
-			if e.workers[t.ID] == nil {
+			if e.workers[t.ID] == nil && !unsettled[t.ID] {
 				finished = append(finished, t)
 			}
 		}

@@ -238,7 +238,16 @@ func (r *record) End(size int64, cut error) error {
 		// next ACTIVE node.
 		ch.From, ch.Status, ch.Step = nil, "", fsm.StepPostTasks
 	}
+	settle := cut == nil && r.upload
+	if settle {
+		e.recMu.Lock()
+		e.unsettled[r.id] = true
+		e.recMu.Unlock()
+	}
 	if err := r.commitEnd(ch); err != nil {
+		if settle {
+			e.settled(r.id)
+		}
 		if serr := r.started(); serr != nil {
 			err = fmt.Errorf("start not recorded: %w", serr)
 		}
@@ -295,9 +304,18 @@ func (e *Engine) hand(id uint64) {
 	e.wake()
 }
 
-// Placed hears that a complete upload is in place (or that the rename
-// failed: the chain puts it there first): its post-tasks may start.
+// settled forgets that upload id's rename may not be on disk yet.
+func (e *Engine) settled(id uint64) {
+	e.recMu.Lock()
+	delete(e.unsettled, id)
+	e.recMu.Unlock()
+}
+
+// Placed hears that a complete upload is in place, its directory fsynced
+// (or that the rename failed: the chain or the next ACTIVE node puts it
+// there first): it may be archived, and its post-tasks may start.
 func (r *record) Placed(err error) {
+	r.e.settled(r.id)
 	if !r.upload || len(r.rule.PostTasks) == 0 {
 		return
 	}

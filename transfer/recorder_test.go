@@ -12,6 +12,7 @@ import (
 
 	"github.com/udmg/gateway/fsm"
 	"github.com/udmg/gateway/listeners"
+	"github.com/udmg/gateway/mirror"
 )
 
 // TestPendingCutUploads: a client's cut uploads of one file are those of
@@ -166,3 +167,50 @@ func TestServerTransferStartDeferred(t *testing.T) {
 		t.Fatalf("a long transfer: %d adds and %d updates, want 1 and its checkpoint and end", add, update)
 	}
 }
+
+// TestUnsettledUploadKeptInState: a complete upload whose rename the
+// session has not yet put on disk (no Placed) stays in the state,
+// unarchived, while later ones are archived; once placed, it is archived
+// too.
+func TestUnsettledUploadKeptInState(t *testing.T) {
+	n := &proposingNode{machineNode: &machineNode{m: fsm.New(), epoch: 1}}
+	n.must(t, fsm.Command{Op: fsm.OpLeaseAcquire, Lease: &fsm.LeaseArgs{Holder: "node-b", Session: "b1", Epoch: 1, Duration: time.Minute}})
+	n.valid.Store(true)
+	h := &histories{rows: map[string]mirror.HistoryEntry{}}
+	e, err := Start(Config{Node: n, GatewayHome: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		History: h, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	rec := e.Recorder(fsm.Server{Name: "sftp-b", Root: "home"})
+	upload := func(name string) listeners.Record {
+		r, err := rec.Begin(listeners.FileTransfer{Protocol: "sftp", Login: "bob", Path: name, Upload: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.End(4, nil); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	archived := func(r listeners.Record) bool {
+		id, _ := r.Staging()
+		tr, ok := n.m.Transfer(id)
+		return ok && tr.Archived
+	}
+	unsettled, placed := upload("/in/a.bin"), upload("/in/b.bin")
+	placed.(listeners.Placer).Placed(nil)
+	waitFor(t, n.machineNode, idOf(placed.Staging()), func(tr fsm.Transfer) bool { return tr.Archived })
+	if archived(unsettled) {
+		t.Fatal("an upload archived before its rename was on disk")
+	}
+	if tr, _ := n.m.Transfer(idOf(unsettled.Staging())); tr.Status != fsm.StatusDone {
+		t.Fatalf("unsettled upload: %+v", tr)
+	}
+	unsettled.(listeners.Placer).Placed(nil)
+	waitFor(t, n.machineNode, idOf(unsettled.Staging()), func(tr fsm.Transfer) bool { return tr.Archived })
+}
+
+// idOf is the transfer ID of a Record's Staging.
+func idOf(id, _ uint64) uint64 { return id }
