@@ -255,7 +255,18 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	}
 	dir := path.Dir(rel)
-	fi, err := root.Lstat(rel)
+	// The upload's directory stays open until the file is in place: its
+	// create, rename and fsyncs need no walk from the home each.
+	d, err := root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !kept {
+			_ = d.Close()
+		}
+	}()
+	fi, err := d.Lstat(path.Base(rel))
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -276,9 +287,6 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	if !exists && pendName == "" && flag&os.O_CREATE == 0 {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
-	if _, err := root.Lstat(dir); err != nil {
-		return nil, err
-	}
 
 	var rec Record
 	var id, epoch uint64
@@ -292,7 +300,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	} else {
 		id = uint64(time.Now().UnixNano()) + localStaging.Add(1)
 	}
-	g := &guardedFile{s: s, root: root, rec: rec, upload: true, appendOnly: appendOnly,
+	g := &guardedFile{s: s, root: root, dir: d, rec: rec, upload: true, appendOnly: appendOnly,
 		final: rel, staging: path.Join(dir, StagingName(id, epoch)), audit: s.r.cfg.Audit}
 	if g.audit != nil {
 		g.auditPath = filepath.Join(s.r.cfg.Root, s.loginName(), filepath.FromSlash(g.staging))
@@ -300,7 +308,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	fail := func(err error) (*guardedFile, error) {
 		if g.f != nil {
 			_ = g.f.Close()
-			if s.r.allowed() && root.Remove(g.staging) == nil {
+			if s.r.allowed() && d.Remove(path.Base(g.staging)) == nil {
 				g.audit.Log("delete", g.auditPath, 0, 0)
 			}
 		}
@@ -312,7 +320,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	if err := s.guard(); err != nil {
 		return fail(err)
 	}
-	if g.f, err = root.OpenFile(g.staging, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err != nil {
+	if g.f, err = d.OpenFile(path.Base(g.staging), os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err != nil {
 		return fail(fmt.Errorf("staging file for %s: %w", name, err))
 	}
 	g.audit.Log("create", g.auditPath, 0, 0)
@@ -337,7 +345,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 		if err := s.guard(); err != nil {
 			return fail(err)
 		}
-		if err := SyncDir(root, dir); err != nil {
+		if err := SyncDir(d, "."); err != nil {
 			return fail(err)
 		}
 		if err := s.guard(); err != nil {
@@ -519,8 +527,9 @@ type guardedFile struct {
 	upload bool
 	wb     *writeBehind // an upload's writeback pacing
 	// An upload is written to staging and renamed to final (both
-	// relative to root, the home) by Close.
-	root           *os.Root
+	// relative to root, the home) by Close, in dir, final's directory,
+	// open until the file is in place (promote) or left staged.
+	root, dir      *os.Root
 	staging, final string
 	audit          *Audit // nil: no write audit
 	auditPath      string // the staging file's path, for the audit
@@ -808,13 +817,15 @@ func (g *guardedFile) Close() error {
 		if g.rec != nil {
 			if err := g.rec.End(size, cut); err != nil && cut == nil {
 				g.closeErr = fmt.Errorf("upload not recorded: %w", err)
-				return
+				cut = g.closeErr
 			}
 		}
-		if cut == nil {
-			if err := g.promote(); err != nil {
-				g.closeErr = err
-			}
+		if cut != nil {
+			_ = g.dir.Close()
+			return
+		}
+		if err := g.promote(); err != nil {
+			g.closeErr = err
 		}
 	})
 	return g.closeErr
@@ -829,7 +840,7 @@ func (g *guardedFile) Close() error {
 func (g *guardedFile) syncStaged() error {
 	dir := make(chan error, 1)
 	if g.rec != nil {
-		go func() { dir <- SyncDir(g.root, path.Dir(g.staging)) }()
+		go func() { dir <- SyncDir(g.dir, ".") }()
 	} else {
 		dir <- nil
 	}
@@ -848,7 +859,7 @@ func (g *guardedFile) syncStaged() error {
 // once it is: until then, only its DONE transfer in the state (which the
 // engine keeps there) can put it back in place after a crash of the host.
 // An unrecorded upload's directory is fsynced before the client hears, as
-// nothing would redo its rename.
+// nothing would redo its rename. It closes dir.
 func (g *guardedFile) promote() error {
 	placed := func(err error) {
 		if p, ok := g.rec.(Placer); ok {
@@ -856,12 +867,14 @@ func (g *guardedFile) promote() error {
 		}
 	}
 	if !g.s.r.allowed() {
+		_ = g.dir.Close()
 		_ = g.s.guard() // closes the session, as any refused operation
 		err := fmt.Errorf("upload %s not put in place: %w", g.final, ErrNotActive)
 		placed(err)
 		return err
 	}
-	if err := g.root.Rename(g.staging, g.final); err != nil {
+	if err := g.dir.Rename(path.Base(g.staging), path.Base(g.final)); err != nil {
+		_ = g.dir.Close()
 		err = fmt.Errorf("upload %s not put in place: %w", g.final, err)
 		placed(err)
 		return err
@@ -870,12 +883,14 @@ func (g *guardedFile) promote() error {
 		g.audit.LogRename(g.auditPath, filepath.Join(filepath.Dir(g.auditPath), path.Base(g.final)))
 	}
 	if g.rec == nil {
-		return SyncDir(g.root, path.Dir(g.final))
+		defer g.dir.Close()
+		return SyncDir(g.dir, ".")
 	}
 	g.s.hold()
 	g.s.r.spawn(func() {
 		defer g.s.release()
-		if err := SyncDir(g.root, path.Dir(g.final)); err != nil {
+		defer g.dir.Close()
+		if err := SyncDir(g.dir, "."); err != nil {
 			g.s.log.Warn("upload put in place, directory not synced", "path", g.final, "err", err)
 		}
 		placed(nil)
