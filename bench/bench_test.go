@@ -129,6 +129,35 @@ func newBench(t *testing.T) *bench {
 	return b
 }
 
+// settleFreedInodes waits until no inode an earlier bench freed counts as
+// recently freed: on an ext4 without a journal (this machine's), a new
+// file skips every free inode whose deletion is under 60 s old, or under
+// 360 s while its inode table block is dirty (which any new file of the
+// same block makes it), reading its table block each time
+// (recently_deleted), so the files an earlier run removed slowed
+// whichever side ran first, by as much as half. It waits out the 360 s
+// from the last removal a bench recorded (freedAt).
+func settleFreedInodes(t *testing.T) {
+	fi, err := os.Stat(freedMarker)
+	if err != nil {
+		return
+	}
+	if wait := time.Until(fi.ModTime().Add(361 * time.Second)); wait > 0 {
+		t.Logf("waiting %s for the inodes an earlier bench freed to count as old", wait.Round(time.Second))
+		time.Sleep(wait)
+	}
+}
+
+// freedMarker's time is that of the last removal of a bench's files.
+var freedMarker = filepath.Join(os.TempDir(), "udmg-bench-freed")
+
+// freedAt records that a bench removed many files just now.
+func freedAt(t *testing.T) {
+	if err := os.WriteFile(freedMarker, nil, 0o644); err != nil {
+		t.Log(err)
+	}
+}
+
 // sftp runs OpenSSH's sftp client on the gateway (gw) or the sshd.
 func (b *bench) sftp(gw bool, batch string) error {
 	_, err := b.sftpCPU(gw, batch)
@@ -269,13 +298,16 @@ func (b *bench) sftpVersusOpenSSH() []row {
 		get(true, "big.bin"), get(false, b.src),
 	)
 	var rows []row
+	// The goals: issue 13 keeps the ratios the gateway had (1.47x up,
+	// 1.14x down) within their round-to-round noise.
+	goals := []string{"goal >= 1.4x", "goal >= 1.1x"}
 	for i, dir := range []string{"upload", "download"} {
 		gw, ssh := sm[2*i], sm[2*i+1]
 		rows = append(rows,
 			b.rate("SFTP "+dir+", gateway", walls(gw), *bigSize, cpuNote(gw)),
 			b.rate("SFTP "+dir+", OpenSSH sftp-server", walls(ssh), *bigSize, cpuNote(ssh)),
 			row{name: "SFTP " + dir + " ratio gateway/OpenSSH", value: fmt.Sprintf("%.2fx", ratio(walls(ssh), walls(gw))),
-				note: "goal >= 0.9x; per round " + ratios(walls(ssh), walls(gw))},
+				note: goals[i] + "; per round " + ratios(walls(ssh), walls(gw))},
 		)
 	}
 	return rows

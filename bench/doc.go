@@ -5,7 +5,10 @@
 // sessions of 4 KiB files against OpenSSH's internal-sftp and the disk's
 // create+write+fsync limit, with each server's CPU per file; -small-cluster
 // adds a 3-node cluster, -small-state=large the gateway's rounds again on
-// the large state, -perf the gateway's profile and syscalls per file). It runs real node processes and the
+// the large state, -perf the gateway's profile and syscalls per
+// file; each round starts with another side, and a run first waits out
+// the inodes a run before it freed, see settleFreedInodes). It runs real
+// node processes and the
 // stock clients (testsupport), takes minutes, and is skipped unless the
 // test binary gets -figures, so make test does not run it. The mixed soak
 // (-only=soak, -soak-for, -soak-state=large on the large state:

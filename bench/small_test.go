@@ -38,6 +38,7 @@ const smallFile = 4 << 10
 // create+write+fsync+close. Rows give files/s and per-file p50/p99, and the
 // load average of the machine around each side.
 func (b *bench) smallFiles() []row {
+	settleFreedInodes(b.t)
 	signer, err := ssh.ParsePrivateKey(mustRead(b, b.key))
 	if err != nil {
 		b.t.Fatal(err)
@@ -65,6 +66,7 @@ func (b *bench) smallFiles() []row {
 				b.t.Error(err)
 			}
 		}
+		freedAt(b.t)
 	}()
 	for r := range *rounds {
 		dir := fmt.Sprintf("small%d", r)
@@ -74,46 +76,62 @@ func (b *bench) smallFiles() []row {
 				b.t.Fatal(err)
 			}
 		}
-		stopPerf, stopCount := b.perf(true, "small"), b.syscalls(r == 0)
-		gwCPU := b.serverCPU(true)
-		gw := b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir, *smallSessions, *smallFor, false)
-		gw.cpu = b.serverCPU(true) - gwCPU
-		stopPerf()
-		if counts := stopCount(); counts != nil {
-			rows = append(rows, syscallRow(counts, gw.files))
-		}
-		var threeRow row
-		if three != nil {
-			d := filepath.Join(three.Home, login, dir)
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				b.t.Fatal(err)
-			}
-			active := b.sftpActive(three)
-			cpu := active.Usage().CPU
-			g3 := b.smallRun(active.SFTPAddr(), login, signer, dir, d, *smallSessions, *smallFor, false)
-			g3.cpu = active.Usage().CPU - cpu
-			threeRate = append(threeRate, g3.rate)
-			threeRow = g3.row(fmt.Sprintf("small files %dx4KiB %s, 3-node gateway, round %d", *smallSessions, *smallFor, r+1))
-			made = append(made, d)
-		}
-		sshCPU := sshdCPU(b, sshd)
-		ssh := b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir, *smallSessions, *smallFor, false)
-		ssh.cpu = sshdCPU(b, sshd) - sshCPU
 		// The durable peer: the client has sshd fsync every file before
 		// closing it, as the gateway does on its own.
 		syncDir := sshDir + "-fsync"
 		if err := os.MkdirAll(syncDir, 0o755); err != nil {
 			b.t.Fatal(err)
 		}
-		sshCPU = sshdCPU(b, sshd)
-		sshSync := b.smallRun(sshd.Addr, sshd.User, sshdSigner, syncDir, syncDir, *smallSessions, *smallFor, true)
-		sshSync.cpu = sshdCPU(b, sshd) - sshCPU
-		disk := b.smallDisk(filepath.Join(b.work, dir))
+		var gw, g3, ssh, sshSync, disk smallResult
+		var counts map[string]float64
+		sides := []func(){
+			func() {
+				stopPerf, stopCount := b.perf(true, "small"), b.syscalls(r == 0)
+				cpu := b.serverCPU(true)
+				gw = b.smallRun(b.active.SFTPAddr(), login, signer, dir, gwDir, *smallSessions, *smallFor, false)
+				gw.cpu = b.serverCPU(true) - cpu
+				stopPerf()
+				counts = stopCount()
+			},
+			func() {
+				cpu := sshdCPU(b, sshd)
+				ssh = b.smallRun(sshd.Addr, sshd.User, sshdSigner, sshDir, sshDir, *smallSessions, *smallFor, false)
+				ssh.cpu = sshdCPU(b, sshd) - cpu
+			},
+			func() {
+				cpu := sshdCPU(b, sshd)
+				sshSync = b.smallRun(sshd.Addr, sshd.User, sshdSigner, syncDir, syncDir, *smallSessions, *smallFor, true)
+				sshSync.cpu = sshdCPU(b, sshd) - cpu
+			},
+			func() { disk = b.smallDisk(filepath.Join(b.work, dir)) },
+		}
+		if three != nil {
+			d := filepath.Join(three.Home, login, dir)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.t.Fatal(err)
+			}
+			made = append(made, d)
+			sides = append(sides, func() {
+				active := b.sftpActive(three)
+				cpu := active.Usage().CPU
+				g3 = b.smallRun(active.SFTPAddr(), login, signer, dir, d, *smallSessions, *smallFor, false)
+				g3.cpu = active.Usage().CPU - cpu
+			})
+		}
+		// Each round starts with another side: none always pays first
+		// for what the machine did before.
+		for i := range sides {
+			sides[(i+r)%len(sides)]()
+		}
+		if counts != nil {
+			rows = append(rows, syscallRow(counts, gw.files))
+		}
 		gwRate, sshRate, diskRate = append(gwRate, gw.rate), append(sshRate, ssh.rate), append(diskRate, disk.rate)
 		syncRate = append(syncRate, sshSync.rate)
 		rows = append(rows, gw.row(fmt.Sprintf("small files %dx4KiB %s, gateway, round %d", *smallSessions, *smallFor, r+1)))
 		if three != nil {
-			rows = append(rows, threeRow)
+			threeRate = append(threeRate, g3.rate)
+			rows = append(rows, g3.row(fmt.Sprintf("small files %dx4KiB %s, 3-node gateway, round %d", *smallSessions, *smallFor, r+1)))
 		}
 		rows = append(rows,
 			ssh.row(fmt.Sprintf("small files %dx4KiB %s, OpenSSH internal-sftp, round %d", *smallSessions, *smallFor, r+1)),
