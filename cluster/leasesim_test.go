@@ -181,24 +181,62 @@ func (s *sim) commit(e simEntry) {
 // terms that may still commit are committed as a prefix, the rest lost;
 // the new leader has received the whole log.
 func (s *sim) elect(i int) {
+	committed := s.commitPrefix(s.pending)
+	s.pending = nil
+	s.term++
+	n := s.nodes[i]
+	s.receiveAll(n)
+	n.leader, n.term, n.won = true, s.term, s.clock(n)
+	s.leader = i
+	s.logf("%s elected, term %d (committed %d pending)", n.id, s.term, committed)
+}
+
+// commitPrefix commits a random prefix of pending (the entries a new
+// leader's log holds), each no older than the log's last term, and says
+// how many.
+func (s *sim) commitPrefix(pending []simEntry) int {
 	lastTerm := 0
 	if len(s.log) > 0 {
 		lastTerm = s.log[len(s.log)-1].term
 	}
-	keep := s.rnd.IntN(len(s.pending) + 1)
 	committed := 0
-	for _, e := range s.pending[:keep] {
+	for _, e := range pending[:s.rnd.IntN(len(pending)+1)] {
 		if e.term >= lastTerm {
 			s.commit(e)
 			lastTerm = e.term
 			committed++
 		}
 	}
+	return committed
+}
+
+// barrier is the leader's raft.Barrier before an acquire: an entry of its
+// term commits, and with it every entry before it in its log, its own
+// pending ones and those of earlier terms it holds (a prefix); an entry of
+// an earlier term it does not hold can never commit after it. Without
+// this, a deposed leader's renewal could commit after the acquire whose
+// wait never saw it: a history Raft does not allow.
+func (s *sim) barrier(n *simNode) {
+	var older, own []simEntry
+	for _, e := range s.pending {
+		if e.term < s.term {
+			older = append(older, e)
+		} else {
+			own = append(own, e)
+		}
+	}
+	s.commitPrefix(older)
+	for _, e := range own {
+		s.commit(e)
+	}
 	s.pending = nil
-	s.term++
-	n := s.nodes[i]
-	// Entries it had not received reached it at some moment between
-	// their proposal and now: the earliest moments are the hardest case.
+	s.receiveAll(n)
+}
+
+// receiveAll has n receive the whole log: entries it had not received
+// reached it at some moment between their proposal and now, the earliest
+// moments being the hardest case.
+func (s *sim) receiveAll(n *simNode) {
 	for n.recv < len(s.log) {
 		e := s.log[n.recv]
 		lo := max(e.real, s.lastArrivalReal(n))
@@ -206,9 +244,6 @@ func (s *sim) elect(i int) {
 		n.arrived = append(n.arrived, n.origin+at+at*time.Duration(n.rate)/simRateScale)
 		n.recv++
 	}
-	n.leader, n.term, n.won = true, s.term, s.clock(n)
-	s.leader = i
-	s.logf("%s elected, term %d (committed %d pending)", n.id, s.term, committed)
 }
 
 func (s *sim) lastArrivalReal(n *simNode) time.Duration {
@@ -313,6 +348,7 @@ func (s *sim) step() {
 		switch n.lm.phase {
 		case phaseIdle:
 			if s.leader == s.index(n) && !n.fencing {
+				s.barrier(n)
 				for n.applied < n.recv {
 					s.apply(n)
 				}
