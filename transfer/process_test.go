@@ -315,7 +315,14 @@ func TestClientModeWithSSHDPartner(t *testing.T) {
 	// Retried after cancel, it completes from its checkpoint.
 	api.Must(t, 202, "PUT", fmt.Sprintf("/api/transfers/%d/retry", id), nil)
 	api.WaitTransfer(t, id, 3*time.Minute, "DONE", func(tr ts.Transfer) bool { return tr.Status == "DONE" })
-	if got := ts.FileSHA256(t, filepath.Join(c.Home, "in", "big.bin")); got != sum {
+	// A pull is renamed into place just after its DONE is committed (the
+	// next ACTIVE node redoes the rename after a crash), so DONE may be
+	// read a moment before the file is there.
+	pulled := filepath.Join(c.Home, "in", "big.bin")
+	if !ts.Eventually(10*time.Second, func() bool { _, err := os.Stat(pulled); return err == nil }) {
+		t.Fatal("pulled file not in place 10 s after its transfer was DONE")
+	}
+	if got := ts.FileSHA256(t, pulled); got != sum {
 		t.Fatal("pulled file differs from the partner's")
 	}
 
