@@ -266,6 +266,10 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 			_ = d.Close()
 		}
 	}()
+	di, err := d.Stat(".")
+	if err != nil {
+		return nil, err
+	}
 	fi, err := d.Lstat(path.Base(rel))
 	exists := err == nil
 	switch {
@@ -300,7 +304,8 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	} else {
 		id = uint64(time.Now().UnixNano()) + localStaging.Add(1)
 	}
-	g := &guardedFile{s: s, root: root, dir: d, rec: rec, upload: true, appendOnly: appendOnly,
+	g := &guardedFile{s: s, root: root, dir: d, dirKey: dirKeyOf(di, filepath.Join(root.Name(), filepath.FromSlash(dir))),
+		rec: rec, upload: true, appendOnly: appendOnly,
 		final: rel, staging: path.Join(dir, StagingName(id, epoch)), audit: s.r.cfg.Audit}
 	if g.audit != nil {
 		g.auditPath = filepath.Join(s.r.cfg.Root, s.loginName(), filepath.FromSlash(g.staging))
@@ -324,6 +329,11 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 		return fail(fmt.Errorf("staging file for %s: %w", name, err))
 	}
 	g.audit.Log("create", g.auditPath, 0, 0)
+	if rec != nil {
+		// The name's fsync, needed before the end commits (syncStaged),
+		// lingers meanwhile for other uploads' fsyncs to ride with it.
+		g.named = dirSyncs.ask(g.dirKey, openDir(d, "."), nameLinger)
+	}
 	var base int64
 	switch {
 	case pendName != "":
@@ -528,8 +538,11 @@ type guardedFile struct {
 	wb     *writeBehind // an upload's writeback pacing
 	// An upload is written to staging and renamed to final (both
 	// relative to root, the home) by Close, in dir, final's directory,
-	// open until the file is in place (promote) or left staged.
+	// open until the file is in place (promote) or left staged. named is
+	// the fsync of dir that puts a recorded upload's staging name on disk.
 	root, dir      *os.Root
+	dirKey         dirKey
+	named          *syncTicket
 	staging, final string
 	audit          *Audit // nil: no write audit
 	auditPath      string // the staging file's path, for the audit
@@ -838,26 +851,28 @@ func (g *guardedFile) Close() error {
 // the next ACTIVE node needs to put the file in place (finishStaging), so
 // the rename after it need not be on disk before the client hears.
 func (g *guardedFile) syncStaged() error {
-	dir := make(chan error, 1)
-	if g.rec != nil {
-		go func() { dir <- SyncDir(g.dir, ".") }()
-	} else {
-		dir <- nil
+	if g.named != nil {
+		g.named.hurry()
 	}
 	err := g.f.Sync()
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", g.final, err)
 	}
-	return errors.Join(err, <-dir)
+	if g.named != nil {
+		err = errors.Join(err, g.named.wait())
+	}
+	return err
 }
 
 // promote renames a complete upload into place, under the lease. When it
 // fails after the end was committed, the next ACTIVE node renames the
 // staging file of the DONE transfer. A recorded upload's directory is
-// fsynced after the client heard (see syncStaged), on a goroutine of the
-// run that holds the session's home open, and the record hears (Placer)
-// once it is: until then, only its DONE transfer in the state (which the
-// engine keeps there) can put it back in place after a crash of the host.
+// fsynced after the client heard (see syncStaged), in a round that other
+// uploads into it need sooner or, at the latest, after renameLinger; the
+// record hears (Placer) once it has ended, on a goroutine of the run that
+// holds the session: until then, only its DONE transfer in the state
+// (which the engine keeps there) can put it back in place after a crash of
+// the host.
 // An unrecorded upload's directory is fsynced before the client hears, as
 // nothing would redo its rename. It closes dir.
 func (g *guardedFile) promote() error {
@@ -884,13 +899,14 @@ func (g *guardedFile) promote() error {
 	}
 	if g.rec == nil {
 		defer g.dir.Close()
-		return SyncDir(g.dir, ".")
+		return dirSyncs.ask(g.dirKey, openDir(g.dir, "."), 0).wait()
 	}
+	renamed := dirSyncs.ask(g.dirKey, openDir(g.dir, "."), renameLinger)
+	_ = g.dir.Close()
 	g.s.hold()
 	g.s.r.spawn(func() {
 		defer g.s.release()
-		defer g.dir.Close()
-		if err := SyncDir(g.dir, "."); err != nil {
+		if err := renamed.wait(); err != nil {
 			g.s.log.Warn("upload put in place, directory not synced", "path", g.final, "err", err)
 		}
 		placed(nil)

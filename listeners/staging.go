@@ -7,10 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // StagingPrefix starts the name of every staging file: an upload (by a
@@ -90,29 +88,6 @@ func StagingOf(names []string, id uint64) []string {
 	return names
 }
 
-// SyncDir fsyncs directory dir of root, so that a create or a rename in
-// it survives a crash of the host. Callers syncing the same directory at
-// once share fsyncs (see dirSyncs): each returns once an fsync that
-// started after its call has ended.
-func SyncDir(root *os.Root, dir string) error {
-	return dirSyncs.sync(filepath.Join(root.Name(), filepath.FromSlash(dir)), func() error { return syncDir(root, dir) })
-}
-
-func syncDir(root *os.Root, dir string) error {
-	d, err := root.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // CopyPrefix copies the first n bytes of src into dst from offset 0 (the
 // kernel copies file to file where it can). It reports how many it copied:
 // fewer when src is shorter.
@@ -167,69 +142,3 @@ func (n namedInfo) Name() string { return n.name }
 func (n namedInfo) Size() int64  { return n.size }
 
 func dirOf(rel string) string { return path.Dir(rel) }
-
-// dirSyncs groups the directory fsyncs of concurrent uploads: sixteen
-// sessions putting files into one directory need one fsync of it per
-// round, not sixteen.
-var dirSyncs = &groupSync{keys: map[string]*syncKey{}}
-
-// groupSync runs fn for the callers of one key together: a caller joins
-// the next round of its key, which starts once the running one (if any)
-// has ended, so that the round's fn starts after every one of its callers
-// arrived; the first caller to find the round startable runs it, the
-// others wait for it and share its error.
-type groupSync struct {
-	mu   sync.Mutex
-	keys map[string]*syncKey
-}
-
-// syncKey is one key's rounds; it is forgotten when nobody waits on it.
-type syncKey struct {
-	users         int
-	running, next *syncRound
-}
-
-type syncRound struct {
-	done chan struct{}
-	err  error
-}
-
-func (g *groupSync) sync(key string, fn func() error) error {
-	g.mu.Lock()
-	k := g.keys[key]
-	if k == nil {
-		k = &syncKey{}
-		g.keys[key] = k
-	}
-	k.users++
-	if k.next == nil {
-		k.next = &syncRound{done: make(chan struct{})}
-	}
-	r := k.next
-	for k.running != nil && k.next == r {
-		cur := k.running
-		g.mu.Unlock()
-		<-cur.done
-		g.mu.Lock()
-	}
-	lead := k.next == r
-	if lead {
-		k.running, k.next = r, nil
-	}
-	g.mu.Unlock()
-	if lead {
-		r.err = fn()
-		g.mu.Lock()
-		k.running = nil
-		close(r.done)
-		g.mu.Unlock()
-	} else {
-		<-r.done
-	}
-	g.mu.Lock()
-	if k.users--; k.users == 0 {
-		delete(g.keys, key)
-	}
-	g.mu.Unlock()
-	return r.err
-}

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -506,89 +505,5 @@ func TestWriteAudit(t *testing.T) {
 	}
 	if want := []string{"create", "write", "rename", "rename", "delete"}; !slices.Equal(ops, want) {
 		t.Errorf("audited ops %v, want %v", ops, want)
-	}
-}
-
-// TestSyncDirGroups: concurrent SyncDir calls on one directory share
-// fsyncs, and each returns only after an fsync that started after its
-// call (what it wrote before calling is covered); a failed fsync is every
-// sharer's error.
-func TestSyncDirGroups(t *testing.T) {
-	g := &groupSync{keys: map[string]*syncKey{}}
-	var mu sync.Mutex
-	written, synced, calls := 0, 0, 0
-	fn := func() error {
-		mu.Lock()
-		covers := written
-		calls++
-		mu.Unlock()
-		time.Sleep(time.Millisecond) // an fsync takes a while: callers pile up
-		mu.Lock()
-		synced = max(synced, covers)
-		mu.Unlock()
-		return nil
-	}
-	const callers, each = 16, 20
-	errs := make(chan error, callers)
-	for range callers {
-		go func() {
-			for range each {
-				mu.Lock()
-				written++
-				mine := written
-				mu.Unlock()
-				if err := g.sync("d", fn); err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				covered := synced >= mine
-				mu.Unlock()
-				if !covered {
-					errs <- fmt.Errorf("write %d returned before an fsync covered it (synced up to %d)", mine, synced)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range callers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if calls >= callers*each {
-		t.Errorf("%d fsyncs for %d concurrent calls: none shared", calls, callers*each)
-	}
-	if len(g.keys) != 0 {
-		t.Errorf("idle keys kept: %v", g.keys)
-	}
-
-	boom := errors.New("disk on fire")
-	release := make(chan struct{})
-	started := make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- g.sync("d", func() error { close(started); <-release; return nil })
-	}()
-	<-started
-	// Both join the round after the running one, which fails.
-	failed := make(chan error, 2)
-	for range 2 {
-		go func() { failed <- g.sync("d", func() error { return boom }) }()
-	}
-	eventually(t, 5*time.Second, "the two callers joining", func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return g.keys["d"] != nil && g.keys["d"].users == 3
-	})
-	close(release)
-	if err := <-first; err != nil {
-		t.Fatalf("the first round: %v", err)
-	}
-	for range 2 {
-		if err := <-failed; !errors.Is(err, boom) {
-			t.Fatalf("a sharer of the failed fsync got %v", err)
-		}
 	}
 }
