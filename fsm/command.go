@@ -221,24 +221,27 @@ func Encode(c Command) ([]byte, error) {
 // entry is reported, never half-applied, and answers ErrUnsupported for an
 // entry of a newer version or an unknown op, which must not be skipped.
 func Decode(data []byte) (Command, error) {
-	// The op and version first: a newer release may have reshaped a body
-	// this binary would fail to parse.
-	var head struct {
-		Op Op  `json:"op"`
-		V  int `json:"v"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return Command{}, fmt.Errorf("decode command: %w", err)
-	}
-	if head.V > current {
-		return Command{}, fmt.Errorf("op %q version %d is newer than this binary understands (%d): %w", head.Op, head.V, current, ErrUnsupported)
-	}
-	if head.V < 0 {
-		return Command{}, fmt.Errorf("decode command: %s with version %d", head.Op, head.V)
+	newer := func(op Op, v int) error {
+		return fmt.Errorf("op %q version %d is newer than this binary understands (%d): %w", op, v, current, ErrUnsupported)
 	}
 	var c Command
 	if err := json.Unmarshal(data, &c); err != nil {
+		// A newer release may have reshaped a body this binary cannot
+		// parse: its op and version say so.
+		var head struct {
+			Op Op  `json:"op"`
+			V  int `json:"v"`
+		}
+		if json.Unmarshal(data, &head) == nil && head.V > current {
+			return Command{}, newer(head.Op, head.V)
+		}
 		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	if c.V > current {
+		return Command{}, newer(c.Op, c.V)
+	}
+	if c.V < 0 {
+		return Command{}, fmt.Errorf("decode command: %s with version %d", c.Op, c.V)
 	}
 	switch c.Put {
 	case "", PutCreate, PutUpdate:

@@ -97,7 +97,7 @@ func TestUnsupportedHaltsMachine(t *testing.T) {
 		want  []string
 	}{
 		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":{"name":"u","hash":"aA=="}}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer than this binary understands (%d)`, Version+1, Version), "upgrade this node"}},
-		// A newer release may reshape a body: the version is read first.
+		// A newer release may reshape a body: its version still says so.
 		{fmt.Sprintf(`{"op":"user.put","v":%d,"user":"now a string"}`, Version+1), []string{fmt.Sprintf(`op "user.put" version %d is newer`, Version+1)}},
 		{`{"op":"quota.set","v":2}`, []string{fmt.Sprintf(`op "quota.set" (version 2) is unknown to this binary (version %d)`, Version), "upgrade this node"}},
 		{`{"op":"quota.set"}`, []string{`op "quota.set" (version 1) is unknown`}},

@@ -66,3 +66,21 @@ func BenchmarkRestore(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecode decodes the one command a small server upload commits:
+// its start with its end (OpTransferAdd of a DONE transfer).
+func BenchmarkDecode(b *testing.B) {
+	data, err := Encode(Command{Op: OpTransferAdd, At: t0, Epoch: 1, Transfer: &Transfer{ID: 123456, IsServer: true,
+		Protocol: "sftp", Agent: "sftp", Account: "partner-0042", LocalPath: "partner-0042/in/invoice-000123.xml",
+		RemotePath: "/in/invoice-000123.xml", Filesize: 4096, Progress: 4096, Status: StatusDone, Step: StepData,
+		Start: t0, Stop: t0.Add(3 * time.Millisecond), NodeID: "udmg-1", Epoch: 1, Attempts: 1, MaxAttempts: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
