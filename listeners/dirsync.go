@@ -127,7 +127,7 @@ func (g *groupSync) ask(key dirKey, open func() (syncer, error), linger time.Dur
 			g.keys[key] = k
 		}
 		if k.next == nil {
-			k.next = &syncRound{s: s, done: make(chan struct{}), by: time.Now().Add(linger)}
+			k.next = &syncRound{s: s, done: make(chan struct{})}
 		} else {
 			// Another caller started the round meanwhile: its fsync
 			// serves this one too.
@@ -136,17 +136,15 @@ func (g *groupSync) ask(key dirKey, open func() (syncer, error), linger time.Dur
 	}
 	r := k.next
 	t := &syncTicket{g: g, key: key, k: k, r: r}
-	by := time.Now().Add(linger)
-	switch {
+	switch by := time.Now().Add(linger); {
+	case r.due:
 	case linger <= 0:
 		r.due = true
-	case r.timer == nil || by.Before(r.by):
+	case r.timer == nil:
+		r.by, r.timer = by, time.AfterFunc(linger, func() { g.hurry(key, k, r) })
+	case by.Before(r.by):
 		r.by = by
-		if r.timer == nil {
-			r.timer = time.AfterFunc(linger, func() { g.hurry(key, k, r) })
-		} else {
-			r.timer.Reset(linger)
-		}
+		r.timer.Reset(linger)
 	}
 	g.startLocked(key, k)
 	g.mu.Unlock()
