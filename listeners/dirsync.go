@@ -2,9 +2,11 @@ package listeners
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,7 +40,7 @@ type dirKey struct {
 func SyncDir(root *os.Root, dir string) error {
 	key, err := keyOf(root, dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return dirSyncs.ask(key, openDir(root, dir), 0).wait()
 }
@@ -47,10 +49,10 @@ func SyncDir(root *os.Root, dir string) error {
 func keyOf(root *os.Root, dir string) (dirKey, error) {
 	fi, err := root.Stat(dir)
 	if err != nil {
-		return dirKey{}, fmt.Errorf("sync directory %s: %w", dir, err)
+		return dirKey{}, err
 	}
 	if !fi.IsDir() {
-		return dirKey{}, fmt.Errorf("sync directory %s: not a directory", dir)
+		return dirKey{}, &fs.PathError{Op: "stat", Path: dir, Err: syscall.ENOTDIR}
 	}
 	return dirKeyOf(fi, filepath.Join(root.Name(), filepath.FromSlash(dir))), nil
 }
@@ -181,18 +183,27 @@ func (g *groupSync) hurry(key dirKey, k *syncKey, r *syncRound) {
 // startLocked starts key's next round, on a goroutine of its own, if it is
 // due and none runs.
 func (g *groupSync) startLocked(key dirKey, k *syncKey) {
+	if r := takeLocked(k); r != nil {
+		go g.run(key, k, r)
+	}
+}
+
+// takeLocked makes k's next round the running one and returns it, if it is
+// due and none runs; nil otherwise.
+func takeLocked(k *syncKey) *syncRound {
 	r := k.next
 	if r == nil || !r.due || k.running != nil {
-		return
+		return nil
 	}
 	k.running, k.next = r, nil
 	if r.timer != nil {
 		r.timer.Stop()
 	}
-	go g.run(key, k, r)
+	return r
 }
 
-// run runs round r of key, and the rounds due after it.
+// run runs round r of key, and the rounds due after it; it forgets key
+// when none is left.
 func (g *groupSync) run(key dirKey, k *syncKey, r *syncRound) {
 	for r != nil {
 		err := r.s.Sync()
@@ -204,15 +215,9 @@ func (g *groupSync) run(key dirKey, k *syncKey, r *syncRound) {
 		}
 		g.mu.Lock()
 		close(r.done)
-		k.running, r = nil, nil
-		switch n := k.next; {
-		case n == nil:
+		k.running = nil
+		if r = takeLocked(k); r == nil && k.next == nil {
 			delete(g.keys, key)
-		case n.due:
-			k.running, k.next, r = n, nil, n
-			if n.timer != nil {
-				n.timer.Stop()
-			}
 		}
 		g.mu.Unlock()
 	}

@@ -266,7 +266,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 			_ = d.Close()
 		}
 	}()
-	di, err := d.Stat(".")
+	key, err := keyOf(d, ".")
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	} else {
 		id = uint64(time.Now().UnixNano()) + localStaging.Add(1)
 	}
-	g := &guardedFile{s: s, root: root, dir: d, dirKey: dirKeyOf(di, filepath.Join(root.Name(), filepath.FromSlash(dir))),
+	g := &guardedFile{s: s, root: root, dir: d, dirKey: key,
 		rec: rec, upload: true, appendOnly: appendOnly,
 		final: rel, staging: path.Join(dir, StagingName(id, epoch)), audit: s.r.cfg.Audit}
 	if g.audit != nil {
@@ -332,7 +332,7 @@ func (s *session) openUpload(name string, flag int, appendOnly bool) (*guardedFi
 	if rec != nil {
 		// The name's fsync, needed before the end commits (syncStaged),
 		// lingers meanwhile for other uploads' fsyncs to ride with it.
-		g.named = dirSyncs.ask(g.dirKey, openDir(d, "."), nameLinger)
+		g.named = g.askDirSync(nameLinger)
 	}
 	var base int64
 	switch {
@@ -864,6 +864,12 @@ func (g *guardedFile) syncStaged() error {
 	return err
 }
 
+// askDirSync asks for an fsync of the upload's directory, to start within
+// linger (see groupSync); it needs dir open.
+func (g *guardedFile) askDirSync(linger time.Duration) *syncTicket {
+	return dirSyncs.ask(g.dirKey, openDir(g.dir, "."), linger)
+}
+
 // promote renames a complete upload into place, under the lease. When it
 // fails after the end was committed, the next ACTIVE node renames the
 // staging file of the DONE transfer. A recorded upload's directory is
@@ -899,9 +905,9 @@ func (g *guardedFile) promote() error {
 	}
 	if g.rec == nil {
 		defer g.dir.Close()
-		return dirSyncs.ask(g.dirKey, openDir(g.dir, "."), 0).wait()
+		return g.askDirSync(0).wait()
 	}
-	renamed := dirSyncs.ask(g.dirKey, openDir(g.dir, "."), renameLinger)
+	renamed := g.askDirSync(renameLinger)
 	_ = g.dir.Close()
 	g.s.hold()
 	g.s.r.spawn(func() {
